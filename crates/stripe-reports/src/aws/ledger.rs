@@ -1,0 +1,416 @@
+//! The ledger on DynamoDB (SPEC "Ledger"): partition key `pk`, TTL `expires_at`.
+//!
+//! Every state change is a conditional write built from the domain's allowed
+//! transitions, so a `stored` run never goes back and two writers never both win.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+
+use crate::domain::ledger::{RunStatus, StoredObject};
+use crate::domain::request_key::RequestKey;
+use crate::ports::{Ledger, LedgerError, Recorded, RunFacts, RunRecord, Transition};
+
+/// How long a handled webhook event id is remembered (Stripe retries for 3 days).
+pub const EVENT_TTL_SECS: i64 = 30 * 24 * 3600;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub fn run_pk(run_id: &str) -> String {
+    format!("run#{run_id}")
+}
+
+pub fn event_pk(event_id: &str) -> String {
+    format!("event#{event_id}")
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn unavailable<E, R>(err: SdkError<E, R>) -> LedgerError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    LedgerError::Unavailable(super::sdk_message(&err))
+}
+
+fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|service| service.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, pk: String) -> Result<Option<Item>, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item)
+    }
+
+    /// Moves a run to `next` if its current state allows it (or it has no item
+    /// yet), setting `extra` attributes. The condition is the domain's
+    /// [`RunStatus::allowed_sources`]; on refusal the current state is read back.
+    async fn transition(
+        &self,
+        run: &RunFacts,
+        next: RunStatus,
+        extra: Vec<(&str, AttributeValue)>,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+        let mut values: HashMap<String, AttributeValue> = HashMap::from([
+            (":next".to_owned(), s(next.as_str())),
+            (":now".to_owned(), n(now)),
+            (":report_type".to_owned(), s(&run.report_type)),
+        ]);
+        let mut sets = vec![
+            "#status = :next".to_owned(),
+            "updated = :now".to_owned(),
+            "created = if_not_exists(created, :now)".to_owned(),
+            "report_type = if_not_exists(report_type, :report_type)".to_owned(),
+        ];
+        if let Some(start) = run.interval_start {
+            values.insert(":interval_start".into(), n(start));
+            sets.push("interval_start = if_not_exists(interval_start, :interval_start)".into());
+        }
+        if let Some(end) = run.interval_end {
+            values.insert(":interval_end".into(), n(end));
+            sets.push("interval_end = if_not_exists(interval_end, :interval_end)".into());
+        }
+        for (index, (name, value)) in extra.into_iter().enumerate() {
+            names.insert(format!("#x{index}"), name.to_owned());
+            values.insert(format!(":x{index}"), value);
+            sets.push(format!("#x{index} = :x{index}"));
+        }
+        let sources: Vec<String> = RunStatus::allowed_sources(next)
+            .into_iter()
+            .enumerate()
+            .map(|(index, status)| {
+                values.insert(format!(":from{index}"), s(status.as_str()));
+                format!(":from{index}")
+            })
+            .collect();
+        let condition = format!(
+            "attribute_not_exists(pk) OR #status IN ({})",
+            sources.join(", ")
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(&run.run_id)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(err) if is_condition_failure(&err) => {
+                let current = self
+                    .run(&run.run_id)
+                    .await?
+                    .map(|record| record.status)
+                    .ok_or_else(|| LedgerError::Corrupt {
+                        pk: run_pk(&run.run_id),
+                        problem: "condition failed but the item is gone".into(),
+                    })?;
+                Ok(Transition::Refused { current })
+            }
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|text| text.parse().ok())
+}
+
+fn parse_run(item: &Item) -> Result<RunRecord, LedgerError> {
+    let pk = get_s(item, "pk").unwrap_or_default();
+    let corrupt = |problem: &str| LedgerError::Corrupt {
+        pk: pk.clone(),
+        problem: problem.to_owned(),
+    };
+    let run_id = pk
+        .strip_prefix("run#")
+        .ok_or_else(|| corrupt("not a run item"))?
+        .to_owned();
+    let status_text = get_s(item, "status").ok_or_else(|| corrupt("no status"))?;
+    let status = RunStatus::parse(&status_text).ok_or_else(|| corrupt("unknown status"))?;
+    let stored = match (
+        get_s(item, "s3_key"),
+        get_n(item, "bytes"),
+        get_s(item, "sha256"),
+    ) {
+        (Some(s3_key), Some(bytes), Some(sha256)) => Some(StoredObject {
+            s3_key,
+            bytes: u64::try_from(bytes).map_err(|_| corrupt("negative bytes"))?,
+            sha256,
+            file_id: get_s(item, "file_id").unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    if status == RunStatus::Stored && stored.is_none() {
+        return Err(corrupt("stored without s3_key, bytes and sha256"));
+    }
+    Ok(RunRecord {
+        facts: RunFacts {
+            run_id,
+            report_type: get_s(item, "report_type").ok_or_else(|| corrupt("no report_type"))?,
+            interval_start: get_n(item, "interval_start"),
+            interval_end: get_n(item, "interval_end"),
+        },
+        status,
+        created: get_n(item, "created").unwrap_or_default(),
+        updated: get_n(item, "updated").unwrap_or_default(),
+        request_key: get_s(item, "request_key"),
+        error: get_s(item, "error"),
+        stored,
+    })
+}
+
+impl Ledger for DynamoLedger {
+    async fn requested_run(&self, key: &RequestKey) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .get(key.as_str().to_owned())
+            .await?
+            .and_then(|item| get_s(&item, "run_id")))
+    }
+
+    async fn record_requested(
+        &self,
+        key: &RequestKey,
+        run: &RunFacts,
+        now: i64,
+    ) -> Result<Recorded, LedgerError> {
+        let request_item = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(key.as_str()))
+            .item("run_id", s(&run.run_id))
+            .item("report_type", s(&run.report_type))
+            .item("created", n(now))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
+        let mut run_item = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(run_pk(&run.run_id)))
+            .item("report_type", s(&run.report_type))
+            .item("status", s(RunStatus::Pending.as_str()))
+            .item("request_key", s(key.as_str()))
+            .item("created", n(now))
+            .item("updated", n(now))
+            // A webhook may have recorded the run already; never overwrite it.
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(start) = run.interval_start {
+            run_item = run_item.item("interval_start", n(start));
+        }
+        if let Some(end) = run.interval_end {
+            run_item = run_item.item("interval_end", n(end));
+        }
+        let run_item = run_item
+            .build()
+            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(request_item).build())
+            .transact_items(TransactWriteItem::builder().put(run_item).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Recorded::New),
+            Err(err) => {
+                let cancelled = err
+                    .as_service_error()
+                    .map(|e| e.is_transaction_canceled_exception())
+                    .unwrap_or(false);
+                if !cancelled {
+                    return Err(unavailable(err));
+                }
+                // Either the request is recorded already (another invocation won),
+                // or only the run item exists (a webhook came first): then record
+                // the request alone, keeping the run's state.
+                if let Some(run_id) = self.requested_run(key).await? {
+                    return Ok(Recorded::AlreadyRequested { run_id });
+                }
+                let request_only = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", s(key.as_str()))
+                    .item("run_id", s(&run.run_id))
+                    .item("report_type", s(&run.report_type))
+                    .item("created", n(now))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await;
+                match request_only {
+                    Ok(_) => {
+                        // Keep the link from the run to its request for reconcile.
+                        self.client
+                            .update_item()
+                            .table_name(&self.table)
+                            .key("pk", s(run_pk(&run.run_id)))
+                            .update_expression("SET request_key = if_not_exists(request_key, :key)")
+                            .expression_attribute_values(":key", s(key.as_str()))
+                            .send()
+                            .await
+                            .map_err(unavailable)?;
+                        Ok(Recorded::New)
+                    }
+                    Err(err) if is_condition_failure(&err) => {
+                        let run_id = self.requested_run(key).await?.unwrap_or_default();
+                        Ok(Recorded::AlreadyRequested { run_id })
+                    }
+                    Err(err) => Err(unavailable(err)),
+                }
+            }
+        }
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, LedgerError> {
+        self.get(run_pk(run_id))
+            .await?
+            .map(|item| parse_run(&item))
+            .transpose()
+    }
+
+    async fn mark_succeeded(&self, run: &RunFacts, now: i64) -> Result<Transition, LedgerError> {
+        self.transition(run, RunStatus::Succeeded, Vec::new(), now)
+            .await
+    }
+
+    async fn mark_failed(
+        &self,
+        run: &RunFacts,
+        error: &str,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.transition(run, RunStatus::Failed, vec![("error", s(error))], now)
+            .await
+    }
+
+    async fn mark_stored(
+        &self,
+        run: &RunFacts,
+        stored: &StoredObject,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        let extra = vec![
+            ("s3_key", s(&stored.s3_key)),
+            ("bytes", n(stored.bytes)),
+            ("sha256", s(&stored.sha256)),
+            ("file_id", s(&stored.file_id)),
+        ];
+        self.transition(run, RunStatus::Stored, extra, now).await
+    }
+
+    async fn mark_event_seen(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        now: i64,
+    ) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(event_pk(event_id)))
+            .item("event_type", s(event_type))
+            .item("created", n(now))
+            .item("expires_at", n(now + EVENT_TTL_SECS))
+            // TTL deletion is lazy: an expired marker counts as absent.
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if is_condition_failure(&err) => Ok(false),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn forget_event(&self, event_id: &str) -> Result<(), LedgerError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(event_pk(event_id)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+        let mut runs = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :run) AND #status IN (:pending, :succeeded)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":run", s("run#"))
+                .expression_attribute_values(":pending", s(RunStatus::Pending.as_str()))
+                .expression_attribute_values(":succeeded", s(RunStatus::Succeeded.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                runs.push(parse_run(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => return Ok(runs),
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The AWS adapters: the DynamoDB ledger, the SQS queues, the Secrets Manager
+//! credentials. Every client honours `AWS_ENDPOINT_URL` (the SDK reads it), so
+//! the same code runs against moto's server locally.
+
+pub mod ledger;
+pub mod queue;
+pub mod secrets;
+
+pub use ledger::DynamoLedger;
+pub use queue::SqsQueue;
+
+/// The shared SDK configuration, loaded once per cold start.
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// An SDK error with its whole chain of causes on one line.
+pub(crate) fn sdk_message<E: std::error::Error>(err: &E) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,647 @@
+//! Configuration from the environment (SPEC "Configuration"). Every function,
+//! the local runner and the CLI read the same names. A bad value stops the
+//! function at cold start with one line naming the variable and the problem;
+//! secret values are never part of that line.
+
+use std::net::IpAddr;
+
+use url::Url;
+
+use super::secret::SecretString;
+use super::spec::{ReportSpec, validate_specs};
+
+/// The Stripe API version this code is built and tested against
+/// (the version of `shared/stripe/stripe-reporting-openapi.json`).
+pub const PINNED_STRIPE_API_VERSION: &str = "2026-07-29.dahlia";
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+pub const DEFAULT_FILE_HOSTS: &str = "files.stripe.com";
+pub const DEFAULT_REPORTS: &str = r#"[{"report_type":"balance.summary.1"}]"#;
+pub const DEFAULT_LOOKBACK_DAYS: u32 = 7;
+pub const DEFAULT_REPORTS_PREFIX: &str = "stripe/";
+/// Stripe keeps report data for years, but a lookback beyond a year is almost
+/// certainly a typo (days vs. hours); backfills use the explicit backfill event.
+pub const MAX_LOOKBACK_DAYS: u32 = 366;
+
+/// A bad or missing configuration value. Displays as one line:
+/// `REPORTS: report spec 0: unknown IANA timezone "Mars/Olympus"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+
+    fn missing(variable: &'static str) -> Self {
+        Self::new(variable, "is not set")
+    }
+}
+
+/// Where the Stripe API key and webhook secrets come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A Secrets Manager secret holding `{"api_key": …, "webhook_secret": …}`.
+    SecretsManager { arn: String },
+    /// `STRIPE_API_KEY` / `STRIPE_WEBHOOK_SECRET` given directly (local use).
+    Direct(StripeSecrets),
+}
+
+/// The Stripe credentials. `Debug` never shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeSecrets {
+    pub api_key: Option<SecretString>,
+    /// Every accepted endpoint secret: several while a secret is rolled, or
+    /// for test and live endpoints pointing at the same function.
+    pub webhook_secrets: Vec<SecretString>,
+}
+
+impl StripeSecrets {
+    /// Builds the credentials from the two raw values; the sources name where
+    /// each came from, for the error message.
+    pub fn from_values(
+        api_key: Option<&str>,
+        webhook_secret: Option<&str>,
+        (key_source, webhook_source): (&'static str, &'static str),
+    ) -> Result<Self, ConfigError> {
+        let source = key_source;
+        let api_key = match api_key.map(str::trim) {
+            None | Some("") => None,
+            Some(key) if key.chars().any(char::is_whitespace) => {
+                return Err(ConfigError::new(source, "api_key contains whitespace"));
+            }
+            Some(key) if !(key.starts_with("sk_") || key.starts_with("rk_")) => {
+                return Err(ConfigError::new(
+                    source,
+                    "api_key is not a Stripe secret or restricted key (expected sk_… or rk_…)",
+                ));
+            }
+            Some(key) => Some(SecretString::new(key)),
+        };
+        let webhook_secrets = match webhook_secret {
+            None => Vec::new(),
+            Some(list) => parse_webhook_secrets(list, webhook_source)?,
+        };
+        Ok(Self {
+            api_key,
+            webhook_secrets,
+        })
+    }
+
+    /// Parses the Secrets Manager JSON `{"api_key": "...", "webhook_secret": "whsec_...[,whsec_...]"}`.
+    pub fn from_secret_json(json: &str) -> Result<Self, ConfigError> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            api_key: Option<String>,
+            webhook_secret: Option<String>,
+        }
+        // serde's message could quote part of the secret: keep only its category.
+        let raw: Raw = serde_json::from_str(json).map_err(|err| {
+            ConfigError::new(
+                "STRIPE_SECRET_ARN",
+                format!(
+                    "the secret is not JSON of the form {{\"api_key\": …, \"webhook_secret\": …}} ({:?} error at line {}, column {})",
+                    err.classify(),
+                    err.line(),
+                    err.column()
+                ),
+            )
+        })?;
+        Self::from_values(
+            raw.api_key.as_deref(),
+            raw.webhook_secret.as_deref(),
+            ("STRIPE_SECRET_ARN", "STRIPE_SECRET_ARN"),
+        )
+    }
+
+    /// The API key, or a clear error for a function that needs it.
+    pub fn require_api_key(&self) -> Result<&SecretString, ConfigError> {
+        self.api_key
+            .as_ref()
+            .ok_or_else(|| ConfigError::new("STRIPE_API_KEY", "no Stripe API key is configured (set STRIPE_SECRET_ARN, or STRIPE_API_KEY for local use)"))
+    }
+
+    /// The webhook secrets, or a clear error for the webhook function.
+    pub fn require_webhook_secrets(&self) -> Result<&[SecretString], ConfigError> {
+        if self.webhook_secrets.is_empty() {
+            return Err(ConfigError::new(
+                "STRIPE_WEBHOOK_SECRET",
+                "no webhook secret is configured (set STRIPE_SECRET_ARN, or STRIPE_WEBHOOK_SECRET for local use)",
+            ));
+        }
+        Ok(&self.webhook_secrets)
+    }
+}
+
+fn parse_webhook_secrets(
+    list: &str,
+    source: &'static str,
+) -> Result<Vec<SecretString>, ConfigError> {
+    let mut secrets = Vec::new();
+    for (index, item) in list.split(',').enumerate() {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(ConfigError::new(
+                source,
+                format!("webhook secret {index} of the comma-separated list is empty"),
+            ));
+        }
+        if !item.starts_with("whsec_") {
+            return Err(ConfigError::new(
+                source,
+                format!("webhook secret {index} does not start with whsec_"),
+            ));
+        }
+        secrets.push(SecretString::new(item));
+    }
+    Ok(secrets)
+}
+
+/// The hosts the API key may be sent to when downloading a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHosts(Vec<String>);
+
+/// Why a file URL was refused before any byte was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileUrlError {
+    #[error("file URL is not a valid URL")]
+    Invalid,
+    #[error("file URL scheme {0:?} is not allowed (https only; http only for loopback hosts)")]
+    Scheme(String),
+    #[error("file host {0:?} is not in STRIPE_FILE_HOSTS")]
+    HostNotAllowed(String),
+    #[error("file URL carries user credentials")]
+    Credentials,
+}
+
+impl FileHosts {
+    pub fn parse(list: &str) -> Result<Self, ConfigError> {
+        let mut hosts = Vec::new();
+        for item in list.split(',') {
+            let host = item.trim().to_ascii_lowercase();
+            if host.is_empty() {
+                continue;
+            }
+            if host.contains('/') || host.contains('@') || host.contains(' ') {
+                return Err(ConfigError::new(
+                    "STRIPE_FILE_HOSTS",
+                    format!(
+                        "{host:?} is not a host name (give hosts like files.stripe.com, no scheme or path)"
+                    ),
+                ));
+            }
+            hosts.push(host);
+        }
+        if hosts.is_empty() {
+            return Err(ConfigError::new("STRIPE_FILE_HOSTS", "lists no host"));
+        }
+        Ok(Self(hosts))
+    }
+
+    pub fn hosts(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether the API key may be sent to `url`. An allow-listed host may be
+    /// given with or without its port.
+    pub fn check(&self, url: &Url) -> Result<(), FileUrlError> {
+        let host = url
+            .host_str()
+            .ok_or(FileUrlError::Invalid)?
+            .to_ascii_lowercase();
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(FileUrlError::Credentials);
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&host) => {}
+            other => return Err(FileUrlError::Scheme(other.to_owned())),
+        }
+        let with_port = url.port().map(|port| format!("{host}:{port}"));
+        let allowed = self
+            .0
+            .iter()
+            .any(|entry| *entry == host || Some(entry) == with_port.as_ref());
+        if allowed {
+            Ok(())
+        } else {
+            Err(FileUrlError::HostNotAllowed(host))
+        }
+    }
+}
+
+/// Loopback hosts may be reached over plain http (the emulator).
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || bare
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Everything the functions read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub secrets: SecretSource,
+    pub stripe_api_base: Url,
+    pub file_hosts: FileHosts,
+    pub stripe_api_version: String,
+    pub reports: Vec<ReportSpec>,
+    pub lookback_days: u32,
+    pub runs_table: Option<String>,
+    pub reports_bucket: Option<String>,
+    pub reports_prefix: String,
+    pub download_queue_url: Option<String>,
+    pub schedule_queue_url: Option<String>,
+    pub aws_endpoint_url: Option<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+
+        let secrets = match get("STRIPE_SECRET_ARN") {
+            Some(arn) => {
+                if !arn.starts_with("arn:") {
+                    return Err(ConfigError::new(
+                        "STRIPE_SECRET_ARN",
+                        "is not an ARN (expected arn:aws:secretsmanager:…)",
+                    ));
+                }
+                SecretSource::SecretsManager { arn }
+            }
+            None => SecretSource::Direct(StripeSecrets::from_values(
+                get("STRIPE_API_KEY").as_deref(),
+                get("STRIPE_WEBHOOK_SECRET").as_deref(),
+                ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
+            )?),
+        };
+
+        let stripe_api_base = parse_api_base(
+            get("STRIPE_API_BASE")
+                .as_deref()
+                .unwrap_or(DEFAULT_STRIPE_API_BASE),
+        )?;
+        let file_hosts = FileHosts::parse(
+            get("STRIPE_FILE_HOSTS")
+                .as_deref()
+                .unwrap_or(DEFAULT_FILE_HOSTS),
+        )?;
+        let stripe_api_version = match get("STRIPE_API_VERSION") {
+            None => PINNED_STRIPE_API_VERSION.to_owned(),
+            Some(version) => {
+                let version = version.trim().to_owned();
+                let well_formed = version.len() >= 10
+                    && version.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+                        if i == 4 || i == 7 {
+                            *b == b'-'
+                        } else {
+                            b.is_ascii_digit()
+                        }
+                    })
+                    && version
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                if !well_formed {
+                    return Err(ConfigError::new(
+                        "STRIPE_API_VERSION",
+                        format!(
+                            "{version:?} is not a Stripe API version (like {PINNED_STRIPE_API_VERSION})"
+                        ),
+                    ));
+                }
+                version
+            }
+        };
+
+        let reports_json = get("REPORTS").unwrap_or_else(|| DEFAULT_REPORTS.to_owned());
+        let reports: Vec<ReportSpec> = serde_json::from_str(&reports_json).map_err(|err| {
+            ConfigError::new(
+                "REPORTS",
+                format!("not a JSON array of report specs: {err}"),
+            )
+        })?;
+        if reports.is_empty() {
+            return Err(ConfigError::new("REPORTS", "is an empty list"));
+        }
+        validate_specs(&reports).map_err(|err| ConfigError::new("REPORTS", err.to_string()))?;
+
+        let lookback_days = match get("LOOKBACK_DAYS") {
+            None => DEFAULT_LOOKBACK_DAYS,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(days) if (1..=MAX_LOOKBACK_DAYS).contains(&days) => days,
+                _ => {
+                    return Err(ConfigError::new(
+                        "LOOKBACK_DAYS",
+                        format!(
+                            "{text:?} is not a whole number of days from 1 to {MAX_LOOKBACK_DAYS}"
+                        ),
+                    ));
+                }
+            },
+        };
+
+        let reports_prefix = match get("REPORTS_PREFIX") {
+            None => DEFAULT_REPORTS_PREFIX.to_owned(),
+            Some(prefix) => {
+                let prefix = prefix.trim().trim_start_matches('/').to_owned();
+                if prefix.is_empty() {
+                    String::new()
+                } else if prefix.ends_with('/') {
+                    prefix
+                } else {
+                    format!("{prefix}/")
+                }
+            }
+        };
+
+        let queue_url = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(name) {
+                None => Ok(None),
+                Some(text) => match Url::parse(text.trim()) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                        Ok(Some(text.trim().to_owned()))
+                    }
+                    _ => Err(ConfigError::new(
+                        name,
+                        format!("{text:?} is not an SQS queue URL"),
+                    )),
+                },
+            }
+        };
+        let download_queue_url = queue_url("DOWNLOAD_QUEUE_URL")?;
+        let schedule_queue_url = queue_url("SCHEDULE_QUEUE_URL")?;
+
+        let aws_endpoint_url = match get("AWS_ENDPOINT_URL") {
+            None => None,
+            Some(text) => match Url::parse(text.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(text.trim().to_owned()),
+                _ => {
+                    return Err(ConfigError::new(
+                        "AWS_ENDPOINT_URL",
+                        format!("{text:?} is not an http(s) URL"),
+                    ));
+                }
+            },
+        };
+
+        Ok(Self {
+            secrets,
+            stripe_api_base,
+            file_hosts,
+            stripe_api_version,
+            reports,
+            lookback_days,
+            runs_table: get("RUNS_TABLE").map(|t| t.trim().to_owned()),
+            reports_bucket: get("REPORTS_BUCKET").map(|b| b.trim().to_owned()),
+            reports_prefix,
+            download_queue_url,
+            schedule_queue_url,
+            aws_endpoint_url,
+        })
+    }
+
+    pub fn require_runs_table(&self) -> Result<&str, ConfigError> {
+        self.runs_table
+            .as_deref()
+            .ok_or_else(|| ConfigError::missing("RUNS_TABLE"))
+    }
+
+    pub fn require_reports_bucket(&self) -> Result<&str, ConfigError> {
+        self.reports_bucket
+            .as_deref()
+            .ok_or_else(|| ConfigError::missing("REPORTS_BUCKET"))
+    }
+
+    pub fn require_download_queue_url(&self) -> Result<&str, ConfigError> {
+        self.download_queue_url
+            .as_deref()
+            .ok_or_else(|| ConfigError::missing("DOWNLOAD_QUEUE_URL"))
+    }
+
+    pub fn require_schedule_queue_url(&self) -> Result<&str, ConfigError> {
+        self.schedule_queue_url
+            .as_deref()
+            .ok_or_else(|| ConfigError::missing("SCHEDULE_QUEUE_URL"))
+    }
+
+    /// The report specs for one report type (the schedule queue names a type).
+    pub fn specs_for(&self, report_type: &str) -> impl Iterator<Item = &ReportSpec> {
+        self.reports
+            .iter()
+            .filter(move |spec| spec.report_type == report_type)
+    }
+}
+
+fn parse_api_base(text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text.trim()).map_err(|err| {
+        ConfigError::new("STRIPE_API_BASE", format!("{text:?} is not a URL: {err}"))
+    })?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        _ => {
+            return Err(ConfigError::new(
+                "STRIPE_API_BASE",
+                format!(
+                    "{text:?} must be https (http only for loopback hosts), since the API key is sent to it"
+                ),
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+        return Err(ConfigError::new(
+            "STRIPE_API_BASE",
+            "must be a plain base URL without credentials or query",
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.stripe_api_base.as_str(), "https://api.stripe.com/");
+        assert_eq!(c.file_hosts.hosts(), ["files.stripe.com"]);
+        assert_eq!(c.stripe_api_version, PINNED_STRIPE_API_VERSION);
+        assert_eq!(c.reports, vec![ReportSpec::new("balance.summary.1")]);
+        assert_eq!(c.lookback_days, 7);
+        assert_eq!(c.reports_prefix, "stripe/");
+        assert_eq!(c.runs_table, None);
+        assert_eq!(
+            c.require_runs_table().unwrap_err().to_string(),
+            "RUNS_TABLE: is not set"
+        );
+    }
+
+    #[test]
+    fn direct_secrets_are_read_and_split() {
+        let c = config(&[
+            ("STRIPE_API_KEY", "sk_test_abc"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new"),
+        ])
+        .unwrap();
+        let SecretSource::Direct(secrets) = c.secrets else {
+            panic!("expected direct secrets")
+        };
+        assert_eq!(secrets.require_api_key().unwrap().expose(), "sk_test_abc");
+        let webhook: Vec<_> = secrets
+            .webhook_secrets
+            .iter()
+            .map(SecretString::expose)
+            .collect();
+        assert_eq!(webhook, ["whsec_old", "whsec_new"]);
+    }
+
+    #[test]
+    fn secret_arn_wins_over_direct_values() {
+        let c = config(&[
+            (
+                "STRIPE_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:123:secret:stripe",
+            ),
+            ("STRIPE_API_KEY", "not even checked"),
+        ])
+        .unwrap();
+        assert!(matches!(c.secrets, SecretSource::SecretsManager { .. }));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable_and_hides_secrets() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("STRIPE_API_KEY", "pk_test_publishable", "STRIPE_API_KEY"),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                "whsec_a,,whsec_b",
+                "STRIPE_WEBHOOK_SECRET",
+            ),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                "secret_without_prefix",
+                "STRIPE_WEBHOOK_SECRET",
+            ),
+            ("STRIPE_SECRET_ARN", "my-secret", "STRIPE_SECRET_ARN"),
+            (
+                "STRIPE_API_BASE",
+                "http://api.example.com",
+                "STRIPE_API_BASE",
+            ),
+            ("STRIPE_API_BASE", "not a url", "STRIPE_API_BASE"),
+            (
+                "STRIPE_FILE_HOSTS",
+                "https://files.stripe.com/",
+                "STRIPE_FILE_HOSTS",
+            ),
+            ("STRIPE_FILE_HOSTS", " , ", "STRIPE_FILE_HOSTS"),
+            ("STRIPE_API_VERSION", "latest", "STRIPE_API_VERSION"),
+            ("REPORTS", "{}", "REPORTS"),
+            ("REPORTS", "[]", "REPORTS"),
+            (
+                "REPORTS",
+                r#"[{"report_type":"a","timezone":"Nowhere/City"}]"#,
+                "REPORTS",
+            ),
+            ("LOOKBACK_DAYS", "0", "LOOKBACK_DAYS"),
+            ("LOOKBACK_DAYS", "seven", "LOOKBACK_DAYS"),
+            ("DOWNLOAD_QUEUE_URL", "queue", "DOWNLOAD_QUEUE_URL"),
+            ("AWS_ENDPOINT_URL", "localhost:5000", "AWS_ENDPOINT_URL"),
+        ];
+        for (name, value, variable) in cases {
+            let err = config(&[(name, value)]).unwrap_err();
+            let line = err.to_string();
+            assert!(line.starts_with(variable), "{name}={value}: {line}");
+            assert!(!line.contains('\n'), "{line}");
+            if name.starts_with("STRIPE_API_KEY") || name.starts_with("STRIPE_WEBHOOK") {
+                assert!(!line.contains(value), "secret leaked: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn secret_json_errors_do_not_quote_the_secret() {
+        let err = StripeSecrets::from_secret_json(r#"{"api_key": sk_live_oops}"#).unwrap_err();
+        assert!(!err.to_string().contains("sk_live_oops"), "{err}");
+        let ok = StripeSecrets::from_secret_json(
+            r#"{"api_key":"sk_live_1","webhook_secret":"whsec_1,whsec_2"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.webhook_secrets.len(), 2);
+    }
+
+    #[test]
+    fn prefix_is_normalised_to_end_with_a_slash() {
+        assert_eq!(
+            config(&[("REPORTS_PREFIX", "finance")])
+                .unwrap()
+                .reports_prefix,
+            "finance/"
+        );
+        assert_eq!(
+            config(&[("REPORTS_PREFIX", "/a/b/")])
+                .unwrap()
+                .reports_prefix,
+            "a/b/"
+        );
+    }
+
+    #[test]
+    fn file_hosts_allow_only_listed_https_hosts_and_loopback_http() {
+        let hosts = FileHosts::parse("files.stripe.com,127.0.0.1:12111").unwrap();
+        let check = |u: &str| hosts.check(&Url::parse(u).unwrap());
+        assert!(check("https://files.stripe.com/v1/files/file_1/contents").is_ok());
+        assert!(check("https://FILES.stripe.com/x").is_ok());
+        assert!(check("http://127.0.0.1:12111/v1/files/f/contents").is_ok());
+        assert!(matches!(
+            check("http://files.stripe.com/x"),
+            Err(FileUrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            check("https://127.0.0.1:9999/x"),
+            Err(FileUrlError::HostNotAllowed(_))
+        ));
+        assert!(matches!(
+            check("https://evil.example/x"),
+            Err(FileUrlError::HostNotAllowed(_))
+        ));
+        assert!(matches!(
+            check("https://files.stripe.com.evil.example/x"),
+            Err(FileUrlError::HostNotAllowed(_))
+        ));
+        assert!(matches!(
+            check("https://user@files.stripe.com/x"),
+            Err(FileUrlError::Credentials)
+        ));
+        assert!(matches!(
+            check("ftp://files.stripe.com/x"),
+            Err(FileUrlError::Scheme(_))
+        ));
+    }
+}

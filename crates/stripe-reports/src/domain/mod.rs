@@ -1,0 +1,10 @@
+//! Everything here is pure: no network, no clock reads (time is passed in).
+
+pub mod calendar;
+pub mod config;
+pub mod ledger;
+pub mod messages;
+pub mod request_key;
+pub mod secret;
+pub mod signature;
+pub mod spec;

@@ -1,0 +1,13 @@
+//! stripe-reports: the domain (no I/O) and the adapters (Stripe HTTP, AWS)
+//! shared by the scheduler, webhook and downloader Lambda functions.
+//!
+//! `domain` answers "what should happen" (configuration, report specs,
+//! intervals, ledger states, webhook signatures); `stripe` and `aws` are the
+//! adapters that make it happen.
+
+pub mod aws;
+pub mod domain;
+pub mod ports;
+pub mod stripe;
+
+pub use domain::config::{Config, ConfigError};

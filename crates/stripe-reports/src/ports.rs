@@ -1,0 +1,139 @@
+//! The small traits the use cases are written against. The real adapters
+//! (DynamoDB, SQS, Stripe) implement them; in-memory fakes serve unit tests.
+//! Methods are named after what the domain does, not after the AWS call.
+
+use std::future::Future;
+
+use crate::domain::ledger::{RunStatus, StoredObject};
+use crate::domain::request_key::RequestKey;
+
+/// What the ledger knows of a report run, enough to create its item when
+/// the run was created elsewhere (a Dashboard run announced by a webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFacts {
+    pub run_id: String,
+    pub report_type: String,
+    pub interval_start: Option<i64>,
+    pub interval_end: Option<i64>,
+}
+
+/// A `run#` item of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub facts: RunFacts,
+    pub status: RunStatus,
+    pub created: i64,
+    pub updated: i64,
+    /// The request key the run was created for, when this system created it.
+    pub request_key: Option<String>,
+    pub error: Option<String>,
+    pub stored: Option<StoredObject>,
+}
+
+/// The result of recording a newly requested run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// This call wrote the `request#` and `run#` items.
+    New,
+    /// The request was recorded before, for this run id.
+    AlreadyRequested { run_id: String },
+}
+
+/// The result of a status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The run is now in the requested state.
+    Applied,
+    /// The run is in `current`, from which the requested state is not allowed
+    /// (a `succeeded` after `stored`, a `failed` after `stored`, …). Nothing changed.
+    Refused { current: RunStatus },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    #[error("ledger item {pk} is malformed: {problem}")]
+    Corrupt { pk: String, problem: String },
+}
+
+/// The DynamoDB table of SPEC "Ledger".
+pub trait Ledger: Send + Sync {
+    /// The run id recorded for a request, if any.
+    fn requested_run(
+        &self,
+        key: &RequestKey,
+    ) -> impl Future<Output = Result<Option<String>, LedgerError>> + Send;
+
+    /// Records that `key` created `run` (pending): both items or neither, and
+    /// never a second run for the same request.
+    fn record_requested(
+        &self,
+        key: &RequestKey,
+        run: &RunFacts,
+        now: i64,
+    ) -> impl Future<Output = Result<Recorded, LedgerError>> + Send;
+
+    fn run(
+        &self,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Option<RunRecord>, LedgerError>> + Send;
+
+    /// `pending → succeeded`, creating the item if the run is new to the ledger.
+    fn mark_succeeded(
+        &self,
+        run: &RunFacts,
+        now: i64,
+    ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
+
+    /// `pending → failed` with Stripe's error text.
+    fn mark_failed(
+        &self,
+        run: &RunFacts,
+        error: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
+
+    /// `pending|succeeded → stored` with where the file landed. Of two
+    /// downloaders racing on one run, exactly one gets `Applied`.
+    fn mark_stored(
+        &self,
+        run: &RunFacts,
+        stored: &StoredObject,
+        now: i64,
+    ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
+
+    /// Records a webhook event id; `true` the first time, `false` for a duplicate.
+    fn mark_event_seen(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+
+    /// Forgets an event id so that Stripe's next delivery is processed again
+    /// (when routing it failed after it was marked seen).
+    fn forget_event(&self, event_id: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Runs that are `pending` or `succeeded`.
+    fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// The download queue: runs to store.
+pub trait DownloadQueue: Send + Sync {
+    fn enqueue_download(&self, run_id: &str)
+    -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The schedule queue: report types with new data.
+pub trait ScheduleQueue: Send + Sync {
+    fn enqueue_schedule(
+        &self,
+        report_type: &str,
+        data_available_end: i64,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}

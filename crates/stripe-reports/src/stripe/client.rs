@@ -1,0 +1,483 @@
+//! The Stripe HTTP client.
+//!
+//! Retries follow Stripe's official libraries: a `Stripe-Should-Retry` header
+//! decides first; otherwise 409, 429, 5xx and connection errors are retried
+//! with exponential backoff and jitter, a bounded number of times, honouring a
+//! short `Retry-After`. Every POST carries an `Idempotency-Key`, kept across
+//! retries, so a retried create never makes a second run.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::error::{ErrorBody, StripeError, transport_message};
+use super::types::{CreateReportRun, List, ReportRun, ReportType};
+use crate::domain::config::{Config, FileHosts, PINNED_STRIPE_API_VERSION};
+use crate::domain::secret::SecretString;
+
+/// Stripe's largest page.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// A `Retry-After` longer than this is not waited for (as Stripe's libraries do).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub fn none() -> Self {
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The wait before retry number `retry` (1-based): doubling from the
+    /// initial delay up to the maximum, then 50–100 % of it (jitter, so that
+    /// many clients do not retry in step), never less than `Retry-After`.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let exponent = retry.saturating_sub(1).min(20);
+        let base = self
+            .initial_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let jittered = base.mul_f64(0.5 + rand::rng().random::<f64>() * 0.5);
+        match retry_after {
+            Some(wait) if wait <= MAX_RETRY_AFTER => jittered.max(wait),
+            _ => jittered,
+        }
+    }
+}
+
+/// Everything the client needs; built from [`Config`] by the functions.
+#[derive(Debug, Clone)]
+pub struct StripeClientConfig {
+    pub api_base: Url,
+    pub api_key: SecretString,
+    pub api_version: String,
+    pub file_hosts: FileHosts,
+    pub retry: RetryPolicy,
+    /// Per request (connect + answer headers) timeout for API calls.
+    pub request_timeout: Duration,
+}
+
+impl StripeClientConfig {
+    pub fn new(api_base: Url, api_key: SecretString, file_hosts: FileHosts) -> Self {
+        Self {
+            api_base,
+            api_key,
+            api_version: PINNED_STRIPE_API_VERSION.to_owned(),
+            file_hosts,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn from_config(config: &Config, api_key: SecretString) -> Self {
+        Self {
+            api_version: config.stripe_api_version.clone(),
+            ..Self::new(
+                config.stripe_api_base.clone(),
+                api_key,
+                config.file_hosts.clone(),
+            )
+        }
+    }
+}
+
+/// The body of a file being downloaded, as a stream of chunks.
+pub struct FileDownload {
+    /// The `Content-Length` the file host announced, if any.
+    pub content_length: Option<u64>,
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StripeError>> + Send>>,
+}
+
+/// A client for Stripe's reporting API. Cheap to clone; build it once per cold start.
+#[derive(Clone)]
+pub struct StripeClient {
+    api: reqwest::Client,
+    files: reqwest::Client,
+    config: StripeClientConfig,
+}
+
+impl std::fmt::Debug for StripeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeClient")
+            .field("api_base", &self.config.api_base.as_str())
+            .field("api_version", &self.config.api_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeClient {
+    pub fn new(config: StripeClientConfig) -> Result<Self, StripeError> {
+        let mut headers = HeaderMap::new();
+        let version = HeaderValue::from_str(&config.api_version)
+            .map_err(|_| StripeError::Config("API version is not a valid header value".into()))?;
+        headers.insert("Stripe-Version", version);
+        let user_agent = concat!("stripe-reports/", env!("CARGO_PKG_VERSION"));
+        // The API never redirects; a redirect would be a misconfiguration, and
+        // following it could carry the key elsewhere.
+        let api = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|err| StripeError::Config(err.to_string()))?;
+        // File hosts may redirect, but only to another allow-listed host;
+        // reqwest also drops the Authorization header when the host changes.
+        let hosts = config.file_hosts.clone();
+        let files = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    attempt.error("too many redirects")
+                } else if let Err(refused) = hosts.check(attempt.url()) {
+                    attempt.error(refused)
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .connect_timeout(Duration::from_secs(10))
+            // No overall timeout: a large file takes as long as it takes; a
+            // stalled body is caught by the read timeout.
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|err| StripeError::Config(err.to_string()))?;
+        Ok(Self { api, files, config })
+    }
+
+    pub fn config(&self) -> &StripeClientConfig {
+        &self.config
+    }
+
+    fn endpoint(&self, path: &str) -> Result<Url, StripeError> {
+        self.config
+            .api_base
+            .join(path)
+            .map_err(|err| StripeError::Config(format!("bad API path {path}: {err}")))
+    }
+
+    /// `GET /v1/reporting/report_types/{id}`.
+    pub async fn report_type(&self, id: &str) -> Result<ReportType, StripeError> {
+        let url = self.endpoint(&format!("/v1/reporting/report_types/{}", encode_path(id)))?;
+        self.get_json(url, &[]).await
+    }
+
+    /// `GET /v1/reporting/report_types` (Stripe returns them all in one page).
+    pub async fn report_types(&self) -> Result<Vec<ReportType>, StripeError> {
+        let url = self.endpoint("/v1/reporting/report_types")?;
+        let list: List<ReportType> = self.get_json(url, &[]).await?;
+        Ok(list.data)
+    }
+
+    /// `POST /v1/reporting/report_runs` with `idempotency_key` as the `Idempotency-Key`.
+    pub async fn create_report_run(
+        &self,
+        request: &CreateReportRun,
+        idempotency_key: &str,
+    ) -> Result<ReportRun, StripeError> {
+        let url = self.endpoint("/v1/reporting/report_runs")?;
+        let form = request.form_fields();
+        let key = HeaderValue::from_str(idempotency_key).map_err(|_| {
+            StripeError::Config("idempotency key is not a valid header value".into())
+        })?;
+        let response = self
+            .send_with_retries(|| {
+                self.api
+                    .request(Method::POST, url.clone())
+                    .bearer_auth(self.config.api_key.expose())
+                    .header("Idempotency-Key", key.clone())
+                    .form(&form)
+            })
+            .await?;
+        decode_json(response).await
+    }
+
+    /// `GET /v1/reporting/report_runs/{id}`.
+    pub async fn report_run(&self, id: &str) -> Result<ReportRun, StripeError> {
+        let url = self.endpoint(&format!("/v1/reporting/report_runs/{}", encode_path(id)))?;
+        self.get_json(url, &[]).await
+    }
+
+    /// One page of `GET /v1/reporting/report_runs`, newest first.
+    pub async fn report_runs_page(
+        &self,
+        created_gte: Option<i64>,
+        limit: u32,
+        starting_after: Option<&str>,
+    ) -> Result<List<ReportRun>, StripeError> {
+        let url = self.endpoint("/v1/reporting/report_runs")?;
+        let mut query = vec![("limit", limit.clamp(1, MAX_PAGE_SIZE).to_string())];
+        if let Some(gte) = created_gte {
+            query.push(("created[gte]", gte.to_string()));
+        }
+        if let Some(after) = starting_after {
+            query.push(("starting_after", after.to_owned()));
+        }
+        self.get_json(url, &query).await
+    }
+
+    /// Every report run created at or after `created_gte`, following `has_more`.
+    pub async fn report_runs_created_since(
+        &self,
+        created_gte: i64,
+    ) -> Result<Vec<ReportRun>, StripeError> {
+        let mut runs: Vec<ReportRun> = Vec::new();
+        loop {
+            let after = runs.last().map(|run| run.id.clone());
+            let page = self
+                .report_runs_page(Some(created_gte), MAX_PAGE_SIZE, after.as_deref())
+                .await?;
+            let more = page.has_more && !page.data.is_empty();
+            runs.extend(page.data);
+            if !more {
+                return Ok(runs);
+            }
+        }
+    }
+
+    /// Opens the file at `url` (a run's `result.url`) as a stream, sending the
+    /// API key (HTTP Basic, key as user, empty password) only if the URL's host
+    /// is allow-listed. Nothing is sent to any other host. Failures before the
+    /// body starts are retried like API calls; a body cut mid-way surfaces as
+    /// an error item of the stream, for the caller to retry the whole file.
+    pub async fn download_file(&self, url: &str) -> Result<FileDownload, StripeError> {
+        let url = Url::parse(url).map_err(|_| crate::domain::config::FileUrlError::Invalid)?;
+        self.config.file_hosts.check(&url)?;
+        let response = self
+            .send_with_retries(|| {
+                self.files
+                    .get(url.clone())
+                    .basic_auth(self.config.api_key.expose(), Some(""))
+            })
+            .await?;
+        let content_length = response.content_length();
+        let body = response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(|err| StripeError::Transport(transport_message(&err))));
+        Ok(FileDownload {
+            content_length,
+            body: Box::pin(body),
+        })
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        query: &[(&str, String)],
+    ) -> Result<T, StripeError> {
+        let response = self
+            .send_with_retries(|| {
+                self.api
+                    .get(url.clone())
+                    .bearer_auth(self.config.api_key.expose())
+                    .query(query)
+            })
+            .await?;
+        decode_json(response).await
+    }
+
+    /// Sends the request built by `build` until it succeeds, a non-retryable
+    /// answer comes, or the retries run out. Returns the successful response.
+    async fn send_with_retries(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, StripeError> {
+        let policy = self.config.retry;
+        let mut retry = 0;
+        loop {
+            let outcome = build().send().await;
+            let (should_retry, retry_after, error) = match outcome {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => {
+                    let decision = retry_decision(response.status(), response.headers());
+                    let retry_after = retry_after(response.headers());
+                    (decision, retry_after, error_from_response(response).await)
+                }
+                Err(err) => {
+                    // No answer at all: safe to repeat (GETs are reads, POSTs
+                    // carry an Idempotency-Key).
+                    let retryable = err.is_connect() || err.is_timeout() || err.is_request();
+                    (
+                        retryable,
+                        None,
+                        StripeError::Transport(transport_message(&err)),
+                    )
+                }
+            };
+            if !should_retry || retry >= policy.max_retries {
+                return Err(error);
+            }
+            retry += 1;
+            let wait = policy.delay(retry, retry_after);
+            tracing::warn!(retry, wait_ms = wait.as_millis() as u64, error = %error, "retrying Stripe request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Stripe-Should-Retry decides when present; otherwise 409, 429 and 5xx are retried.
+pub fn retry_decision(status: StatusCode, headers: &HeaderMap) -> bool {
+    match headers
+        .get("Stripe-Should-Retry")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some("true") => return true,
+        Some("false") => return false,
+        _ => {}
+    }
+    status == StatusCode::CONFLICT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+async fn error_from_response(response: Response) -> StripeError {
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match response.bytes().await {
+        Ok(body) => match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(parsed) => StripeError::Api {
+                status,
+                error: parsed.error,
+                request_id,
+            },
+            Err(_) => StripeError::Decode {
+                status,
+                detail: format!(
+                    "error body is not a Stripe error object: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+            },
+        },
+        Err(err) => StripeError::Transport(transport_message(&err)),
+    }
+}
+
+async fn decode_json<T: DeserializeOwned>(response: Response) -> Result<T, StripeError> {
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|err| StripeError::Transport(transport_message(&err)))?;
+    serde_json::from_slice(&body).map_err(|err| StripeError::Decode {
+        status,
+        detail: err.to_string(),
+    })
+}
+
+/// Report type ids contain dots; run ids are alphanumeric. Anything else is
+/// percent-encoded so an id can never change the path.
+fn encode_path(id: &str) -> String {
+    // "." and ".." would be resolved away by URL joining.
+    let only_dots = id.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'_' | b'-')
+            || (byte == b'.' && !only_dots)
+        {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn should_retry_header_decides_first() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Stripe-Should-Retry", HeaderValue::from_static("false"));
+        assert!(!retry_decision(StatusCode::SERVICE_UNAVAILABLE, &headers));
+        headers.insert("Stripe-Should-Retry", HeaderValue::from_static("true"));
+        assert!(retry_decision(StatusCode::BAD_REQUEST, &headers));
+    }
+
+    #[test]
+    fn without_the_header_409_429_and_5xx_are_retried() {
+        let none = HeaderMap::new();
+        for status in [409, 429, 500, 502, 503] {
+            assert!(
+                retry_decision(StatusCode::from_u16(status).unwrap(), &none),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 402, 403, 404] {
+            assert!(
+                !retry_decision(StatusCode::from_u16(status).unwrap(), &none),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+        };
+        for _ in 0..50 {
+            let first = policy.delay(1, None);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let third = policy.delay(3, None);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let late = policy.delay(10, None);
+            assert!(late <= Duration::from_millis(1000));
+        }
+        assert!(policy.delay(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+        assert!(policy.delay(1, Some(Duration::from_secs(600))) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_path() {
+        assert_eq!(encode_path("balance.summary.1"), "balance.summary.1");
+        assert_eq!(encode_path("../x?y"), "..%2Fx%3Fy");
+        assert_eq!(encode_path(".."), "%2E%2E");
+    }
+}

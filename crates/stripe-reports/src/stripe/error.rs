@@ -1,0 +1,120 @@
+//! Errors of the Stripe adapter. They carry Stripe's error object and the
+//! request id, never the API key (it only ever lives in a sensitive header).
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::config::FileUrlError;
+
+/// Stripe's `error` object (`api_errors` in the OpenAPI description).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ApiError {
+    #[serde(rename = "type")]
+    pub error_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_url: Option<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error_type)?;
+        if let Some(code) = &self.code {
+            write!(f, "/{code}")?;
+        }
+        if let Some(param) = &self.param {
+            write!(f, " (param {param})")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON body of a Stripe error response.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// Stripe answered with an error status (after any retries).
+    #[error("Stripe answered {status} {error}{}", request_id.as_deref().map(|id| format!(" [request {id}]")).unwrap_or_default())]
+    Api {
+        status: u16,
+        error: ApiError,
+        request_id: Option<String>,
+    },
+    /// No answer: connection refused, reset, timed out (after any retries).
+    #[error("could not reach Stripe: {0}")]
+    Transport(String),
+    /// An answer that is not what the API describes.
+    #[error("unexpected answer from Stripe (HTTP {status}): {detail}")]
+    Decode { status: u16, detail: String },
+    /// A file URL the API key must not be sent to; nothing was sent.
+    #[error("refused to download: {0}")]
+    FileUrl(#[from] FileUrlError),
+    /// The client could not be built.
+    #[error("Stripe client configuration: {0}")]
+    Config(String),
+}
+
+impl StripeError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            StripeError::Api { status, .. } | StripeError::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The Stripe error object, when Stripe sent one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            StripeError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether a later attempt may succeed (after the client's own retries ran out).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StripeError::Transport(_) => true,
+            StripeError::Api { status, .. } | StripeError::Decode { status, .. } => {
+                *status == 409 || *status == 429 || *status >= 500
+            }
+            StripeError::FileUrl(_) | StripeError::Config(_) => false,
+        }
+    }
+}
+
+/// reqwest's message, with the URL's query dropped (it never carries the
+/// key, but a pre-signed file URL could carry a token).
+pub(crate) fn transport_message(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "body interrupted"
+    } else {
+        "request failed"
+    };
+    let mut message = kind.to_owned();
+    if let Some(url) = err.url() {
+        let mut url = url.clone();
+        url.set_query(None);
+        message.push_str(&format!(" ({url})"));
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
