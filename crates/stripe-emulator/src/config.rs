@@ -1,0 +1,194 @@
+//! What the emulator serves and how it misbehaves.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds in a day.
+pub const DAY: i64 = 86_400;
+
+/// One report type the emulator knows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportTypeConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Defaults to `data_available_end - 365 days`.
+    #[serde(default)]
+    pub data_available_start: Option<i64>,
+    /// Defaults to the last UTC midnight at least 12 hours ago (as Stripe publishes).
+    #[serde(default)]
+    pub data_available_end: Option<i64>,
+    #[serde(default)]
+    pub default_columns: Option<Vec<String>>,
+    /// Size in bytes of each run's file (default 4 KiB).
+    #[serde(default)]
+    pub file_size: Option<u64>,
+    /// Every run of this type fails.
+    #[serde(default)]
+    pub fail: bool,
+    /// The first N runs of this type fail, later ones succeed.
+    #[serde(default)]
+    pub fail_first_runs: u32,
+}
+
+impl ReportTypeConfig {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            name: None,
+            data_available_start: None,
+            data_available_end: None,
+            default_columns: None,
+            file_size: None,
+            fail: false,
+            fail_first_runs: 0,
+        }
+    }
+}
+
+/// The report types served when none are configured.
+pub fn default_report_types() -> Vec<ReportTypeConfig> {
+    [
+        "balance.summary.1",
+        "balance_change_from_activity.itemized.3",
+        "payouts.itemized.3",
+    ]
+    .into_iter()
+    .map(ReportTypeConfig::new)
+    .collect()
+}
+
+/// Where and how signed webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Each delivery carries one `v1` per secret (several while rolling).
+    pub secrets: Vec<String>,
+    /// Deliveries answered with a non-2xx status are retried this many times.
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    pub api_key: String,
+    pub report_types: Vec<ReportTypeConfig>,
+    /// How long a run stays `pending`.
+    pub run_delay: Duration,
+    pub webhook: Option<WebhookConfig>,
+    /// Base URL of file contents in `result.url`; defaults to the emulator's own address.
+    pub files_base_url: Option<String>,
+    pub livemode: bool,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            api_key: "sk_test_emulator".to_owned(),
+            report_types: default_report_types(),
+            run_delay: Duration::from_millis(500),
+            webhook: None,
+            files_base_url: None,
+            livemode: false,
+        }
+    }
+}
+
+/// A response injected for matching API requests, `times` times.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Injection {
+    /// Requests whose path starts with this (e.g. `/v1/reporting/report_runs`).
+    pub path_prefix: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    pub status: u16,
+    /// Sent as `Stripe-Should-Retry` when set.
+    #[serde(default)]
+    pub should_retry: Option<bool>,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A random share of API requests answered with an error until a deadline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorStorm {
+    pub status: u16,
+    /// 0.0–1.0.
+    pub fraction: f64,
+    #[serde(default)]
+    pub should_retry: Option<bool>,
+    /// Seconds the storm lasts from when it is set.
+    pub seconds: f64,
+}
+
+/// Fault knobs, replaced as a whole by `POST /_emulator/faults`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    #[serde(default)]
+    pub inject: Vec<Injection>,
+    #[serde(default)]
+    pub storm: Option<ErrorStorm>,
+    /// API requests per second above which Stripe's 429 `rate_limit` is answered.
+    #[serde(default)]
+    pub rate_limit_rps: Option<u32>,
+    /// The next N file downloads are cut after half of the bytes.
+    #[serde(default)]
+    pub truncate_files: u32,
+    /// File bodies are sent at this rate.
+    #[serde(default)]
+    pub file_bytes_per_sec: Option<u64>,
+    #[serde(default = "yes")]
+    pub webhooks_enabled: bool,
+    /// Each event is delivered this many extra times.
+    #[serde(default)]
+    pub webhook_duplicates: u32,
+    /// Each delivery waits a random 0..N ms first, so deliveries arrive out of order.
+    #[serde(default)]
+    pub webhook_shuffle_ms: u64,
+    /// Replaces the configured webhook signing secrets (secret rolling).
+    #[serde(default)]
+    pub webhook_secrets: Option<Vec<String>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            inject: Vec::new(),
+            storm: None,
+            rate_limit_rps: None,
+            truncate_files: 0,
+            file_bytes_per_sec: None,
+            webhooks_enabled: true,
+            webhook_duplicates: 0,
+            webhook_shuffle_ms: 0,
+            webhook_secrets: None,
+        }
+    }
+}
+
+/// Counters a test reads to check what happened.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stats {
+    pub api_requests: u64,
+    pub runs_created: u64,
+    pub idempotent_replays: u64,
+    pub rate_limited: u64,
+    pub injected_errors: u64,
+    pub unauthorized: u64,
+    pub file_downloads: u64,
+    pub files_truncated: u64,
+    pub webhook_deliveries: u64,
+    pub webhook_failures: u64,
+    pub events: u64,
+}

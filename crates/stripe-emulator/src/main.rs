@@ -1,0 +1,90 @@
+//! `stripe-emulator`: serves the Stripe reporting API double on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig, config::default_report_types};
+
+#[derive(Parser, Debug)]
+#[command(name = "stripe-emulator", about = "A local double of Stripe's reporting API, files and webhooks")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "EMULATOR_LISTEN", default_value = "127.0.0.1:12111")]
+    listen: SocketAddr,
+    /// The API key clients must present.
+    #[arg(long, env = "EMULATOR_API_KEY", default_value = "sk_test_emulator")]
+    api_key: String,
+    /// Where signed webhooks are POSTed (none when unset).
+    #[arg(long, env = "EMULATOR_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// Signing secret(s), comma-separated; each delivery carries one v1 per secret.
+    #[arg(long, env = "EMULATOR_WEBHOOK_SECRET", default_value = "whsec_emulator")]
+    webhook_secret: String,
+    /// Report types as a JSON array of {"id", "data_available_start"?, "data_available_end"?, "file_size"?, "fail"?, "fail_first_runs"?}.
+    #[arg(long, env = "EMULATOR_REPORT_TYPES")]
+    report_types: Option<String>,
+    /// How long runs stay pending, in milliseconds.
+    #[arg(long, env = "EMULATOR_RUN_DELAY_MS", default_value_t = 500)]
+    run_delay_ms: u64,
+    /// Size of every report file, in bytes, unless a report type says otherwise.
+    #[arg(long, env = "EMULATOR_FILE_SIZE")]
+    file_size: Option<u64>,
+    /// Base URL put into result.url (default: this emulator's own address).
+    #[arg(long, env = "EMULATOR_FILES_BASE_URL")]
+    files_base_url: Option<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let mut report_types = match &args.report_types {
+        None => default_report_types(),
+        Some(json) => match serde_json::from_str::<Vec<ReportTypeConfig>>(json) {
+            Ok(types) => types,
+            Err(err) => {
+                eprintln!("stripe-emulator: --report-types: {err}");
+                std::process::exit(2);
+            }
+        },
+    };
+    if let Some(size) = args.file_size {
+        for kind in &mut report_types {
+            kind.file_size.get_or_insert(size);
+        }
+    }
+    let config = EmulatorConfig {
+        api_key: args.api_key,
+        report_types,
+        run_delay: Duration::from_millis(args.run_delay_ms),
+        webhook: args.webhook_url.map(|url| WebhookConfig {
+            url,
+            secrets: args
+                .webhook_secret
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            max_attempts: 8,
+            retry_delay: Duration::from_millis(500),
+        }),
+        files_base_url: args.files_base_url,
+        livemode: false,
+    };
+    let emulator = match Emulator::start(config, args.listen).await {
+        Ok(emulator) => emulator,
+        Err(err) => {
+            eprintln!("stripe-emulator: cannot listen on {}: {err}", args.listen);
+            std::process::exit(1);
+        }
+    };
+    println!("stripe-emulator listening on {}", emulator.base_url());
+    let _ = tokio::signal::ctrl_c().await;
+    emulator.stop();
+}

@@ -1,0 +1,752 @@
+//! HTTP routing, authentication, faults and the reporting API itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State as Extract;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::config::Faults;
+use crate::csv::{CsvGenerator, seed_for};
+use crate::state::{ReportTypeState, RunState, RunStatus, new_id, now};
+use crate::webhooks;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(dispatch).with_state(shared)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let request_id = new_id("req");
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::HeaderName::from_static("request-id"), request_id),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Stripe's error shape: `{"error": {"type", "code"?, "param"?, "message"}}`.
+fn stripe_error(
+    status: StatusCode,
+    error_type: &str,
+    code: Option<&str>,
+    param: Option<&str>,
+    message: &str,
+) -> Response {
+    let mut error = json!({"type": error_type, "message": message});
+    if let Some(code) = code {
+        error["code"] = json!(code);
+    }
+    if let Some(param) = param {
+        error["param"] = json!(param);
+    }
+    json_response(status, json!({ "error": error }))
+}
+
+fn invalid(param: Option<&str>, message: &str) -> Response {
+    stripe_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        param.map(|_| "parameter_invalid"),
+        param,
+        message,
+    )
+}
+
+fn missing(param: &str, what: &str, id: &str) -> Response {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("resource_missing"),
+        Some(param),
+        &format!("No such {what}: '{id}'"),
+    )
+}
+
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The API key of a request: `Bearer <key>`, or Basic with the key as user.
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_owned());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split(':').next().unwrap_or_default().to_owned())
+}
+
+fn check_key(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    match presented_key(headers) {
+        Some(key) if key == shared.config.api_key => Ok(()),
+        presented => {
+            shared.lock().stats.unauthorized += 1;
+            let message = if presented.is_none() {
+                "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth."
+            } else {
+                "Invalid API Key provided."
+            };
+            Err(stripe_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                None,
+                None,
+                message,
+            ))
+        }
+    }
+}
+
+/// Rate limit, injected responses and error storms, in that order.
+fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
+    let mut state = shared.lock();
+    if let Some(limit) = state.faults.rate_limit_rps {
+        let second = now();
+        if state.rate_window.0 != second {
+            state.rate_window = (second, 0);
+        }
+        state.rate_window.1 += 1;
+        if state.rate_window.1 > limit {
+            state.stats.rate_limited += 1;
+            return Some(stripe_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                Some("rate_limit"),
+                None,
+                "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+            ));
+        }
+    }
+    let matching = state.faults.inject.iter().position(|injection| {
+        injection.times > 0
+            && path.starts_with(&injection.path_prefix)
+            && injection
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+    });
+    let mut chosen = matching.map(|index| {
+        let injection = &mut state.faults.inject[index];
+        injection.times -= 1;
+        (injection.status, injection.should_retry)
+    });
+    if chosen.is_none() {
+        if let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until) {
+            if Instant::now() < until && rand::rng().random::<f64>() < storm.fraction {
+                chosen = Some((storm.status, storm.should_retry));
+            }
+        }
+    }
+    let (status, should_retry) = chosen?;
+    state.stats.injected_errors += 1;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (error_type, code, message) = match status.as_u16() {
+        429 => ("invalid_request_error", Some("rate_limit"), "Too many requests hit the API too quickly."),
+        409 => ("invalid_request_error", Some("lock_timeout"), "This object cannot be accessed right now because another API request or Stripe process is accessing it."),
+        s if s >= 500 => ("api_error", None, "An unknown error occurred (injected by the emulator)."),
+        _ => ("invalid_request_error", None, "Injected error."),
+    };
+    let mut response = stripe_error(status, error_type, code, None, message);
+    if let Some(retry) = should_retry {
+        response.headers_mut().insert(
+            "stripe-should-retry",
+            header::HeaderValue::from_static(if retry { "true" } else { "false" }),
+        );
+    }
+    Some(response)
+}
+
+async fn dispatch(
+    Extract(shared): Extract<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segments.first() == Some(&"_emulator") {
+        return admin(&shared, &method, &segments[1..], &body);
+    }
+    if let ["v1", "files", file_id, "contents"] = segments.as_slice() {
+        if method != Method::GET {
+            return invalid(None, "Unrecognized request URL.");
+        }
+        if let Err(denied) = check_key(&shared, &headers) {
+            return denied;
+        }
+        return file_contents(&shared, file_id);
+    }
+    shared.lock().stats.api_requests += 1;
+    if let Err(denied) = check_key(&shared, &headers) {
+        return denied;
+    }
+    if let Some(fault) = fault_for(&shared, &method, &path) {
+        return fault;
+    }
+    let query = query_pairs(&uri);
+    match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["v1", "reporting", "report_types"]) => list_report_types(&shared),
+        (Method::GET, ["v1", "reporting", "report_types", id]) => get_report_type(&shared, id),
+        (Method::POST, ["v1", "reporting", "report_runs"]) => {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            create_report_run(&shared, key, &body)
+        }
+        (Method::GET, ["v1", "reporting", "report_runs"]) => list_report_runs(&shared, &query),
+        (Method::GET, ["v1", "reporting", "report_runs", id]) => get_report_run(&shared, id),
+        (Method::GET, ["v1", "events"]) => list_events(&shared, &query),
+        (Method::GET, ["v1", "events", id]) => get_event(&shared, id),
+        (Method::GET, ["v1", "files", id]) => get_file(&shared, id),
+        _ => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            None,
+            None,
+            &format!("Unrecognized request URL ({method}: {path})."),
+        ),
+    }
+}
+
+fn list_json(url: &str, data: Vec<Value>, has_more: bool) -> Value {
+    json!({"object": "list", "data": data, "has_more": has_more, "url": url})
+}
+
+fn list_report_types(shared: &Shared) -> Response {
+    let state = shared.lock();
+    let data = state
+        .report_types
+        .values()
+        .map(|t| t.to_json(shared.config.livemode))
+        .collect();
+    json_response(StatusCode::OK, list_json("/v1/reporting/report_types", data, false))
+}
+
+fn get_report_type(shared: &Shared, id: &str) -> Response {
+    let state = shared.lock();
+    match state.report_types.get(id) {
+        Some(t) => json_response(StatusCode::OK, t.to_json(shared.config.livemode)),
+        None => missing("report_type", "report type", id),
+    }
+}
+
+fn get_report_run(shared: &Shared, id: &str) -> Response {
+    let state = shared.lock();
+    match state.run(id) {
+        Some(run) => json_response(
+            StatusCode::OK,
+            run.to_json(shared.config.livemode, &shared.files_base),
+        ),
+        None => missing("report_run", "reporting.report_run", id),
+    }
+}
+
+fn get_file(shared: &Shared, id: &str) -> Response {
+    let state = shared.lock();
+    match state.file_index.get(id).map(|&i| &state.runs[i]) {
+        Some(run) if run.status == RunStatus::Succeeded => {
+            json_response(StatusCode::OK, run.file_json(&shared.files_base))
+        }
+        _ => missing("file", "file", id),
+    }
+}
+
+fn get_event(shared: &Shared, id: &str) -> Response {
+    let state = shared.lock();
+    match state.events.iter().find(|e| e["id"] == id) {
+        Some(event) => json_response(StatusCode::OK, event.clone()),
+        None => missing("id", "event", id),
+    }
+}
+
+/// `limit` (1–100, default 10), `starting_after`, `created[gte|gt|lte|lt]` or
+/// `created=<n>`, over items listed newest first.
+fn paginate(
+    items: Vec<Value>,
+    query: &[(String, String)],
+    url: &str,
+) -> Result<Value, Response> {
+    let mut limit = 10usize;
+    let mut starting_after = None;
+    let mut filters: Vec<(&str, i64)> = Vec::new();
+    for (name, value) in query {
+        let number = || {
+            value
+                .parse::<i64>()
+                .map_err(|_| invalid(Some(name), &format!("Invalid integer: {value}")))
+        };
+        match name.as_str() {
+            "limit" => {
+                let n = number()?;
+                if !(1..=100).contains(&n) {
+                    return Err(invalid(Some("limit"), "This value must be between 1 and 100."));
+                }
+                limit = n as usize;
+            }
+            "starting_after" => starting_after = Some(value.clone()),
+            "created" => filters.push(("eq", number()?)),
+            "created[gte]" => filters.push(("gte", number()?)),
+            "created[gt]" => filters.push(("gt", number()?)),
+            "created[lte]" => filters.push(("lte", number()?)),
+            "created[lt]" => filters.push(("lt", number()?)),
+            "type" | "types[]" | "expand[]" => {}
+            other if other.starts_with("types[") => {}
+            other => {
+                return Err(invalid(
+                    Some(other),
+                    &format!("Received unknown parameter: {other}"),
+                ));
+            }
+        }
+    }
+    let kept: Vec<Value> = items
+        .into_iter()
+        .filter(|item| {
+            let created = item["created"].as_i64().unwrap_or_default();
+            filters.iter().all(|(op, bound)| match *op {
+                "eq" => created == *bound,
+                "gte" => created >= *bound,
+                "gt" => created > *bound,
+                "lte" => created <= *bound,
+                _ => created < *bound,
+            })
+        })
+        .collect();
+    let start = match starting_after {
+        None => 0,
+        Some(id) => match kept.iter().position(|item| item["id"] == id.as_str()) {
+            Some(index) => index + 1,
+            None => {
+                return Err(missing("starting_after", "object", &id));
+            }
+        },
+    };
+    let page: Vec<Value> = kept.iter().skip(start).take(limit).cloned().collect();
+    let has_more = start + page.len() < kept.len();
+    Ok(list_json(url, page, has_more))
+}
+
+fn list_report_runs(shared: &Shared, query: &[(String, String)]) -> Response {
+    let items = {
+        let state = shared.lock();
+        state
+            .runs
+            .iter()
+            .rev()
+            .map(|run| run.to_json(shared.config.livemode, &shared.files_base))
+            .collect()
+    };
+    match paginate(items, query, "/v1/reporting/report_runs") {
+        Ok(list) => json_response(StatusCode::OK, list),
+        Err(response) => response,
+    }
+}
+
+fn list_events(shared: &Shared, query: &[(String, String)]) -> Response {
+    let types: Vec<&str> = query
+        .iter()
+        .filter(|(name, _)| name == "type" || name.starts_with("types["))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    let items = {
+        let state = shared.lock();
+        state
+            .events
+            .iter()
+            .rev()
+            .filter(|event| {
+                types.is_empty()
+                    || types.iter().any(|t| {
+                        let wanted = event["type"].as_str().unwrap_or_default();
+                        match t.strip_suffix('*') {
+                            Some(prefix) => wanted.starts_with(prefix),
+                            None => wanted == *t,
+                        }
+                    })
+            })
+            .cloned()
+            .collect()
+    };
+    match paginate(items, query, "/v1/events") {
+        Ok(list) => json_response(StatusCode::OK, list),
+        Err(response) => response,
+    }
+}
+
+const RUN_PARAMETERS: [&str; 8] = [
+    "columns",
+    "connected_account",
+    "currency",
+    "interval_end",
+    "interval_start",
+    "payout",
+    "reporting_category",
+    "timezone",
+];
+
+/// Parses the form body of a create into (report_type, parameters object).
+fn parse_create(body: &[u8]) -> Result<(String, Value, String), Response> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let mut report_type = None;
+    let mut parameters = serde_json::Map::new();
+    let mut columns: BTreeMap<usize, String> = BTreeMap::new();
+    let mut next_column = 0usize;
+    for (name, value) in &pairs {
+        if name == "report_type" {
+            report_type = Some(value.clone());
+            continue;
+        }
+        if name.starts_with("expand[") {
+            continue;
+        }
+        let Some(inner) = name.strip_prefix("parameters[") else {
+            return Err(invalid(Some(name), &format!("Received unknown parameter: {name}")));
+        };
+        if let Some(rest) = inner.strip_prefix("columns]") {
+            let index = match rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                Some("") => next_column,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| invalid(Some(name), &format!("Invalid array index in {name}")))?,
+                None => {
+                    return Err(invalid(Some(name), "parameters[columns] must be an array"));
+                }
+            };
+            next_column = index + 1;
+            columns.insert(index, value.clone());
+            continue;
+        }
+        let Some(field) = inner.strip_suffix(']') else {
+            return Err(invalid(Some(name), &format!("Received unknown parameter: {name}")));
+        };
+        if !RUN_PARAMETERS.contains(&field) {
+            return Err(invalid(
+                Some(name),
+                &format!("Received unknown parameter: parameters[{field}]"),
+            ));
+        }
+        let parsed = if field.starts_with("interval_") {
+            let n: i64 = value
+                .parse()
+                .map_err(|_| invalid(Some(name), &format!("Invalid integer: {value}")))?;
+            json!(n)
+        } else {
+            json!(value)
+        };
+        parameters.insert(field.to_owned(), parsed);
+    }
+    if !columns.is_empty() {
+        parameters.insert("columns".into(), json!(columns.into_values().collect::<Vec<_>>()));
+    }
+    let report_type =
+        report_type.ok_or_else(|| invalid(Some("report_type"), "Missing required param: report_type."))?;
+    let mut sorted = pairs.clone();
+    sorted.sort();
+    let fingerprint = serde_json::to_string(&sorted).unwrap_or_default();
+    Ok((report_type, Value::Object(parameters), fingerprint))
+}
+
+fn create_report_run(shared: &Arc<Shared>, idempotency_key: Option<String>, body: &[u8]) -> Response {
+    let (report_type, parameters, fingerprint) = match parse_create(body) {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let mut state = shared.lock();
+    if let Some(key) = &idempotency_key {
+        if let Some((seen, run_id)) = state.idempotency.get(key).cloned() {
+            if seen != fingerprint {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_error",
+                    None,
+                    None,
+                    &format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
+                );
+            }
+            state.stats.idempotent_replays += 1;
+            if let Some(run) = state.run(&run_id) {
+                let mut response = json_response(
+                    StatusCode::OK,
+                    run.to_json(shared.config.livemode, &shared.files_base),
+                );
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+                return response;
+            }
+        }
+    }
+    let Some(kind) = state.report_types.get(&report_type) else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("resource_missing"),
+            Some("report_type"),
+            &format!("No such report type: '{report_type}'"),
+        );
+    };
+    let start = parameters["interval_start"].as_i64();
+    let end = parameters["interval_end"].as_i64();
+    if let Some(start) = start {
+        if start < kind.data_available_start {
+            return invalid(
+                Some("parameters[interval_start]"),
+                &format!(
+                    "parameters[interval_start] must be greater than or equal to the data_available_start of {report_type} ({}).",
+                    kind.data_available_start
+                ),
+            );
+        }
+    }
+    if let Some(end) = end {
+        if end > kind.data_available_end {
+            return invalid(
+                Some("parameters[interval_end]"),
+                &format!(
+                    "parameters[interval_end] must be less than or equal to the data_available_end of {report_type} ({}).",
+                    kind.data_available_end
+                ),
+            );
+        }
+    }
+    if let (Some(start), Some(end)) = (start, end) {
+        if start >= end {
+            return invalid(
+                Some("parameters[interval_end]"),
+                "parameters[interval_end] must be after parameters[interval_start].",
+            );
+        }
+    }
+    let will_fail = kind.config.fail || kind.runs_created < kind.config.fail_first_runs;
+    let file_size = kind.config.file_size.unwrap_or(4096);
+    if let Some(kind) = state.report_types.get_mut(&report_type) {
+        kind.runs_created += 1;
+    }
+    let id = new_id("frr");
+    let run = RunState {
+        id: id.clone(),
+        created: now(),
+        report_type,
+        parameters,
+        status: RunStatus::Pending,
+        will_fail,
+        error: None,
+        succeeded_at: None,
+        file_id: new_id("file"),
+        file_size,
+    };
+    let json = run.to_json(shared.config.livemode, &shared.files_base);
+    let index = state.runs.len();
+    state.run_index.insert(id.clone(), index);
+    state.file_index.insert(run.file_id.clone(), index);
+    state.runs.push(run);
+    state.stats.runs_created += 1;
+    if let Some(key) = idempotency_key {
+        state.idempotency.insert(key, (fingerprint, id.clone()));
+    }
+    drop(state);
+    let shared = shared.clone();
+    let delay = shared.config.run_delay;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        finish_run(&shared, &id);
+    });
+    json_response(StatusCode::OK, json)
+}
+
+/// `pending → succeeded|failed`, with its event and webhook.
+fn finish_run(shared: &Arc<Shared>, id: &str) {
+    let event = {
+        let mut state = shared.lock();
+        let Some(run) = state.run_mut(id) else { return };
+        if run.status != RunStatus::Pending {
+            return;
+        }
+        let event_type = if run.will_fail {
+            run.status = RunStatus::Failed;
+            run.error = Some(format!(
+                "Unable to generate {} for this interval (failure configured in the emulator).",
+                run.report_type
+            ));
+            "reporting.report_run.failed"
+        } else {
+            run.status = RunStatus::Succeeded;
+            run.succeeded_at = Some(now());
+            "reporting.report_run.succeeded"
+        };
+        let object = run.to_json(shared.config.livemode, &shared.files_base);
+        state.push_event(event_type, object, shared.config.livemode)
+    };
+    webhooks::deliver(shared.clone(), event);
+}
+
+/// Changes a report type's availability and announces it.
+pub fn update_report_type(
+    shared: &Arc<Shared>,
+    id: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Option<Value> {
+    let event = {
+        let mut state = shared.lock();
+        let kind: &mut ReportTypeState = state.report_types.get_mut(id)?;
+        if let Some(start) = start {
+            kind.data_available_start = start;
+        }
+        if let Some(end) = end {
+            kind.data_available_end = end;
+        }
+        kind.updated = now();
+        let object = kind.to_json(shared.config.livemode);
+        state.push_event("reporting.report_type.updated", object, shared.config.livemode)
+    };
+    webhooks::deliver(shared.clone(), event.clone());
+    Some(event)
+}
+
+pub fn file_digest(shared: &Shared, file_id: &str) -> Option<(String, u64)> {
+    let size = {
+        let state = shared.lock();
+        let run = state.file_index.get(file_id).map(|&i| &state.runs[i])?;
+        run.file_size
+    };
+    Some((CsvGenerator::new(seed_for(file_id), size).sha256(), size))
+}
+
+fn file_contents(shared: &Shared, file_id: &str) -> Response {
+    let (size, truncate, rate) = {
+        let mut state = shared.lock();
+        let Some(&index) = state.file_index.get(file_id) else {
+            return missing("file", "file", file_id);
+        };
+        if state.runs[index].status != RunStatus::Succeeded {
+            return missing("file", "file", file_id);
+        }
+        let size = state.runs[index].file_size;
+        state.stats.file_downloads += 1;
+        let truncate = state.faults.truncate_files > 0;
+        if truncate {
+            state.faults.truncate_files -= 1;
+            state.stats.files_truncated += 1;
+        }
+        (size, truncate, state.faults.file_bytes_per_sec)
+    };
+    let cut_at = if truncate { size / 2 } else { u64::MAX };
+    let generator = CsvGenerator::new(seed_for(file_id), size);
+    let stream = futures_util::stream::unfold(
+        (generator, 0u64, false),
+        move |(mut generator, sent, done)| async move {
+            if done {
+                return None;
+            }
+            let mut chunk = generator.next_chunk()?;
+            let mut cut = false;
+            if sent + chunk.len() as u64 >= cut_at {
+                chunk.truncate((cut_at - sent) as usize);
+                cut = true;
+            }
+            if let Some(rate) = rate.filter(|r| *r > 0) {
+                let wait = Duration::from_secs_f64(chunk.len() as f64 / rate as f64);
+                tokio::time::sleep(wait).await;
+            }
+            let sent = sent + chunk.len() as u64;
+            Some((Ok(Bytes::from(chunk)), (generator, sent, cut)))
+        },
+    );
+    // After a truncated chunk the stream ends with an error, which makes hyper
+    // abort the connection short of the announced Content-Length.
+    let stream = futures_util::StreamExt::chain(
+        stream,
+        futures_util::stream::iter(truncate.then(|| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "truncated by the emulator",
+            ))
+        })),
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/csv")
+        .header(header::CONTENT_LENGTH, size)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename={file_id}.csv"),
+        )
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+pub fn apply_faults(shared: &Shared, faults: Faults) {
+    let mut state = shared.lock();
+    state.storm_until = faults
+        .storm
+        .as_ref()
+        .map(|storm| Instant::now() + Duration::from_secs_f64(storm.seconds.max(0.0)));
+    state.faults = faults;
+}
+
+fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) -> Response {
+    match (method.clone(), segments) {
+        (Method::GET, ["stats"]) => {
+            let stats = shared.lock().stats.clone();
+            json_response(StatusCode::OK, json!(stats))
+        }
+        (Method::GET, ["faults"]) => {
+            let faults = shared.lock().faults.clone();
+            json_response(StatusCode::OK, json!(faults))
+        }
+        (Method::POST, ["faults"]) => match serde_json::from_slice::<Faults>(body) {
+            Ok(faults) => {
+                apply_faults(shared, faults);
+                json_response(StatusCode::OK, json!({"ok": true}))
+            }
+            Err(err) => invalid(None, &format!("bad faults: {err}")),
+        },
+        (Method::GET, ["runs"]) => {
+            let state = shared.lock();
+            let runs: Vec<Value> = state
+                .runs
+                .iter()
+                .map(|r| r.to_json(shared.config.livemode, &shared.files_base))
+                .collect();
+            json_response(StatusCode::OK, json!(runs))
+        }
+        (Method::POST, ["report_types", id]) => {
+            let update: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            match update_report_type(
+                shared,
+                id,
+                update["data_available_start"].as_i64(),
+                update["data_available_end"].as_i64(),
+            ) {
+                Some(event) => json_response(StatusCode::OK, event),
+                None => missing("report_type", "report type", id),
+            }
+        }
+        (Method::GET, ["files", id, "sha256"]) => match file_digest(shared, id) {
+            Some((sha256, size)) => json_response(StatusCode::OK, json!({"sha256": sha256, "size": size})),
+            None => missing("file", "file", id),
+        },
+        _ => invalid(None, "unknown emulator admin route"),
+    }
+}

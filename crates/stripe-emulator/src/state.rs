@@ -1,0 +1,195 @@
+//! The emulator's in-memory account: report types, runs, events, idempotency keys.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::config::{DAY, Faults, ReportTypeConfig, Stats};
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The last UTC midnight at least 12 hours before `now`: Stripe publishes a
+/// day's data about 12 hours after the day closes.
+pub fn default_available_end(now: i64) -> i64 {
+    let published = now - 12 * 3600;
+    published - published.rem_euclid(DAY)
+}
+
+pub fn new_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let tail: String = (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}_{tail}")
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportTypeState {
+    pub config: ReportTypeConfig,
+    pub data_available_start: i64,
+    pub data_available_end: i64,
+    pub updated: i64,
+    pub runs_created: u32,
+}
+
+impl ReportTypeState {
+    pub fn new(config: ReportTypeConfig, now: i64) -> Self {
+        let end = config.data_available_end.unwrap_or_else(|| default_available_end(now));
+        let start = config.data_available_start.unwrap_or(end - 365 * DAY);
+        Self {
+            config,
+            data_available_start: start,
+            data_available_end: end,
+            updated: now,
+            runs_created: 0,
+        }
+    }
+
+    pub fn to_json(&self, livemode: bool) -> Value {
+        json!({
+            "data_available_end": self.data_available_end,
+            "data_available_start": self.data_available_start,
+            "default_columns": self.config.default_columns.clone().unwrap_or_else(|| vec![
+                "id".to_owned(), "created".to_owned(), "amount".to_owned(), "currency".to_owned(),
+                "reporting_category".to_owned(), "description".to_owned()
+            ]),
+            "id": self.config.id,
+            "livemode": livemode,
+            "name": self.config.name.clone().unwrap_or_else(|| self.config.id.clone()),
+            "object": "reporting.report_type",
+            "updated": self.updated,
+            "version": self.config.id.rsplit('.').next().and_then(|v| v.parse::<i64>().ok()).unwrap_or(1),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub id: String,
+    pub created: i64,
+    pub report_type: String,
+    pub parameters: Value,
+    pub status: RunStatus,
+    pub will_fail: bool,
+    pub error: Option<String>,
+    pub succeeded_at: Option<i64>,
+    pub file_id: String,
+    pub file_size: u64,
+}
+
+impl RunState {
+    pub fn file_json(&self, files_base: &str) -> Value {
+        json!({
+            "created": self.succeeded_at.unwrap_or(self.created),
+            "expires_at": self.succeeded_at.unwrap_or(self.created) + 365 * DAY,
+            "filename": format!("{}.csv", self.id),
+            "id": self.file_id,
+            "links": null,
+            "object": "file",
+            "purpose": "finance_report_run",
+            "size": self.file_size,
+            "title": format!("{} {}", self.report_type, self.id),
+            "type": "csv",
+            "url": format!("{}/v1/files/{}/contents", files_base.trim_end_matches('/'), self.file_id),
+        })
+    }
+
+    pub fn to_json(&self, livemode: bool, files_base: &str) -> Value {
+        let (status, result) = match self.status {
+            RunStatus::Pending => ("pending", Value::Null),
+            RunStatus::Succeeded => ("succeeded", self.file_json(files_base)),
+            RunStatus::Failed => ("failed", Value::Null),
+        };
+        json!({
+            "created": self.created,
+            "error": self.error,
+            "id": self.id,
+            "livemode": livemode,
+            "object": "reporting.report_run",
+            "parameters": self.parameters,
+            "report_type": self.report_type,
+            "result": result,
+            "status": status,
+            "succeeded_at": self.succeeded_at,
+        })
+    }
+}
+
+pub struct State {
+    pub report_types: BTreeMap<String, ReportTypeState>,
+    /// In creation order; lists show them newest first.
+    pub runs: Vec<RunState>,
+    pub run_index: HashMap<String, usize>,
+    pub file_index: HashMap<String, usize>,
+    /// Idempotency-Key → (request fingerprint, run id).
+    pub idempotency: HashMap<String, (String, String)>,
+    /// Events in creation order.
+    pub events: Vec<Value>,
+    pub stats: Stats,
+    pub faults: Faults,
+    pub storm_until: Option<Instant>,
+    /// (unix second, requests in it) for the rate limit.
+    pub rate_window: (i64, u32),
+}
+
+impl State {
+    pub fn new(report_types: Vec<ReportTypeConfig>) -> Self {
+        let now = now();
+        Self {
+            report_types: report_types
+                .into_iter()
+                .map(|c| (c.id.clone(), ReportTypeState::new(c, now)))
+                .collect(),
+            runs: Vec::new(),
+            run_index: HashMap::new(),
+            file_index: HashMap::new(),
+            idempotency: HashMap::new(),
+            events: Vec::new(),
+            stats: Stats::default(),
+            faults: Faults::default(),
+            storm_until: None,
+            rate_window: (0, 0),
+        }
+    }
+
+    pub fn run(&self, id: &str) -> Option<&RunState> {
+        self.run_index.get(id).map(|&i| &self.runs[i])
+    }
+
+    pub fn run_mut(&mut self, id: &str) -> Option<&mut RunState> {
+        self.run_index.get(id).copied().map(|i| &mut self.runs[i])
+    }
+
+    /// Records an event and returns it.
+    pub fn push_event(&mut self, event_type: &str, object: Value, livemode: bool) -> Value {
+        let event = json!({
+            "api_version": crate::API_VERSION,
+            "created": now(),
+            "data": {"object": object},
+            "id": new_id("evt"),
+            "livemode": livemode,
+            "object": "event",
+            "pending_webhooks": 1,
+            "request": {"id": null, "idempotency_key": null},
+            "type": event_type,
+        });
+        self.events.push(event.clone());
+        self.stats.events += 1;
+        event
+    }
+}

@@ -1,0 +1,93 @@
+//! Signed webhook deliveries, retried on non-2xx answers, optionally
+//! duplicated and delayed at random (so they arrive out of order).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::Shared;
+use crate::state::now;
+
+/// `t=<now>,v1=<hmac>` with one `v1` per secret: Stripe's scheme, written here
+/// independently of the library under test.
+pub fn signature_header(secrets: &[String], timestamp: i64, payload: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+            continue;
+        };
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(payload);
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(mac.finalize().into_bytes()));
+    }
+    header
+}
+
+/// Sends `event` to the configured endpoint (if any, and if webhooks are on).
+pub fn deliver(shared: Arc<Shared>, event: Value) {
+    let Some(config) = shared.config.webhook.clone() else {
+        return;
+    };
+    let (enabled, copies, shuffle_ms, secrets) = {
+        let state = shared.lock();
+        (
+            state.faults.webhooks_enabled,
+            1 + state.faults.webhook_duplicates,
+            state.faults.webhook_shuffle_ms,
+            state
+                .faults
+                .webhook_secrets
+                .clone()
+                .unwrap_or_else(|| config.secrets.clone()),
+        )
+    };
+    if !enabled {
+        return;
+    }
+    let payload = serde_json::to_vec_pretty(&event).unwrap_or_default();
+    for _ in 0..copies {
+        let shared = shared.clone();
+        let config = config.clone();
+        let payload = payload.clone();
+        let secrets = secrets.clone();
+        let delay = if shuffle_ms > 0 {
+            rand::rng().random_range(0..=shuffle_ms)
+        } else {
+            0
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let mut wait = config.retry_delay;
+            for attempt in 1..=config.max_attempts.max(1) {
+                let header = signature_header(&secrets, now(), &payload);
+                let sent = shared
+                    .http
+                    .post(&config.url)
+                    .header("Content-Type", "application/json; charset=utf-8")
+                    .header("Stripe-Signature", header)
+                    .body(payload.clone())
+                    .send()
+                    .await;
+                let ok = matches!(&sent, Ok(response) if response.status().is_success());
+                {
+                    let mut state = shared.lock();
+                    state.stats.webhook_deliveries += 1;
+                    if !ok {
+                        state.stats.webhook_failures += 1;
+                    }
+                }
+                if ok {
+                    return;
+                }
+                tracing::warn!(attempt, status = ?sent.as_ref().map(|r| r.status().as_u16()).ok(), "webhook delivery failed");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+}
