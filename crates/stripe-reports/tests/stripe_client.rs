@@ -1,0 +1,289 @@
+//! The Stripe client against the emulator over HTTP.
+
+mod support;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use stripe_emulator::{EmulatorConfig, Faults, Injection, ReportTypeConfig};
+use stripe_reports::domain::calendar::Interval;
+use stripe_reports::domain::spec::ReportSpec;
+use stripe_reports::stripe::{CreateReportRun, StripeError, StripeRunStatus};
+use support::*;
+
+const DAY: i64 = 86_400;
+
+fn day_request(report_type: &str, day: i64) -> CreateReportRun {
+    CreateReportRun::for_spec(
+        &ReportSpec::new(report_type),
+        Interval {
+            start: 1_767_225_600 + day * DAY,
+            end: 1_767_225_600 + (day + 1) * DAY,
+        },
+    )
+}
+
+fn available_from_2026() -> Vec<ReportTypeConfig> {
+    let mut kind = ReportTypeConfig::new("balance.summary.1");
+    kind.data_available_start = Some(1_767_225_600 - 400 * DAY);
+    kind.data_available_end = Some(1_767_225_600 + 400 * DAY);
+    kind.file_size = Some(300_000);
+    vec![kind]
+}
+
+fn config() -> EmulatorConfig {
+    EmulatorConfig {
+        report_types: available_from_2026(),
+        run_delay: std::time::Duration::from_millis(20),
+        ..EmulatorConfig::default()
+    }
+}
+
+fn inject(path_prefix: &str, status: u16, should_retry: Option<bool>, times: u32) -> Faults {
+    Faults {
+        inject: vec![Injection {
+            path_prefix: path_prefix.into(),
+            method: None,
+            status,
+            should_retry,
+            times,
+        }],
+        ..Faults::default()
+    }
+}
+
+#[tokio::test]
+async fn pagination_returns_every_run_across_pages() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(0));
+    let mut created = Vec::new();
+    for day in 0..130 {
+        let run = client
+            .create_report_run(&day_request("balance.summary.1", day), &format!("key-{day}"))
+            .await
+            .unwrap();
+        created.push(run.id);
+    }
+    let listed = client.report_runs_created_since(0).await.unwrap();
+    let mut listed_ids: Vec<String> = listed.into_iter().map(|r| r.id).collect();
+    assert_eq!(listed_ids.len(), 130);
+    // Newest first, each once.
+    listed_ids.reverse();
+    assert_eq!(listed_ids, created);
+    let first_page = client.report_runs_page(Some(0), 100, None).await.unwrap();
+    assert_eq!(first_page.data.len(), 100);
+    assert!(first_page.has_more);
+    // created[gte] in the future lists nothing.
+    assert!(client.report_runs_created_since(i64::MAX / 2).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn retries_429_and_500_then_succeeds() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(3));
+    emulator.set_faults(Faults {
+        inject: vec![
+            Injection { path_prefix: "/v1/reporting".into(), method: None, status: 429, should_retry: None, times: 1 },
+            Injection { path_prefix: "/v1/reporting".into(), method: None, status: 500, should_retry: None, times: 1 },
+        ],
+        ..Faults::default()
+    });
+    let kind = client.report_type("balance.summary.1").await.unwrap();
+    assert_eq!(kind.id, "balance.summary.1");
+    let stats = emulator.stats();
+    assert_eq!(stats.injected_errors, 2);
+    assert_eq!(stats.api_requests, 3);
+}
+
+#[tokio::test]
+async fn a_retried_create_makes_one_run() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(3));
+    // Stripe answers 500 with Should-Retry after creating nothing; the retry
+    // reuses the same Idempotency-Key.
+    emulator.set_faults(inject("/v1/reporting/report_runs", 500, Some(true), 2));
+    let run = client
+        .create_report_run(&day_request("balance.summary.1", 1), "request#same")
+        .await
+        .unwrap();
+    let again = client
+        .create_report_run(&day_request("balance.summary.1", 1), "request#same")
+        .await
+        .unwrap();
+    assert_eq!(run.id, again.id);
+    let stats = emulator.stats();
+    assert_eq!(stats.runs_created, 1);
+    assert_eq!(stats.idempotent_replays, 1);
+}
+
+#[tokio::test]
+async fn same_key_other_parameters_is_an_idempotency_error() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(3));
+    client
+        .create_report_run(&day_request("balance.summary.1", 1), "k")
+        .await
+        .unwrap();
+    let err = client
+        .create_report_run(&day_request("balance.summary.1", 2), "k")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(err.api_error().unwrap().error_type, "idempotency_error");
+    assert_eq!(emulator.stats().runs_created, 1);
+}
+
+#[tokio::test]
+async fn a_400_is_not_retried_and_carries_stripes_error() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(5));
+    // An interval past data_available_end is refused with param.
+    let err = client
+        .create_report_run(&day_request("balance.summary.1", 500), "late")
+        .await
+        .unwrap_err();
+    let api = err.api_error().expect("Stripe error object");
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(api.error_type, "invalid_request_error");
+    assert_eq!(api.param.as_deref(), Some("parameters[interval_end]"));
+    assert_eq!(emulator.stats().api_requests, 1, "400 must not be retried");
+    assert_eq!(emulator.stats().runs_created, 0);
+}
+
+#[tokio::test]
+async fn stripe_should_retry_false_is_respected() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(5));
+    emulator.set_faults(inject("/v1/reporting", 500, Some(false), 3));
+    let err = client.report_types().await.unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    assert_eq!(emulator.stats().api_requests, 1);
+    // And Should-Retry: true makes an otherwise final status retried.
+    emulator.set_faults(inject("/v1/reporting", 400, Some(true), 1));
+    assert_eq!(client.report_types().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(2));
+    emulator.set_faults(inject("/v1/reporting", 503, None, 100));
+    let err = client.report_types().await.unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert!(err.is_transient());
+    assert_eq!(emulator.stats().api_requests, 3);
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_401_and_the_error_never_shows_a_key() {
+    let emulator = emulator(config()).await;
+    let base = emulator.base_url().parse().unwrap();
+    let wrong = "sk_test_wrong_key_0123456789";
+    let config = stripe_reports::stripe::StripeClientConfig::new(
+        base,
+        stripe_reports::domain::secret::SecretString::new(wrong),
+        stripe_reports::domain::config::FileHosts::parse("127.0.0.1").unwrap(),
+    );
+    let client = stripe_reports::stripe::StripeClient::new(config).unwrap();
+    let err = client.report_types().await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    let shown = format!("{err} {err:?} {client:?}");
+    assert!(!shown.contains(wrong), "{shown}");
+    assert!(!shown.contains(API_KEY), "{shown}");
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_transient_transport_error() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(1));
+    emulator.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let err = client.report_types().await.unwrap_err();
+    assert!(matches!(err, StripeError::Transport(_)), "{err}");
+    assert!(err.is_transient());
+}
+
+async fn succeeded_run(client: &stripe_reports::stripe::StripeClient, day: i64) -> stripe_reports::stripe::ReportRun {
+    let run = client
+        .create_report_run(&day_request("balance.summary.1", day), &format!("dl-{day}"))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let current = client.report_run(&run.id).await.unwrap();
+        if current.status == StripeRunStatus::Succeeded {
+            return current;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("run never succeeded");
+}
+
+#[tokio::test]
+async fn files_stream_with_the_key_and_match_the_emulators_digest() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(2));
+    let run = succeeded_run(&client, 3).await;
+    let file = run.result.expect("result file");
+    let download = client.download_file(file.url.as_deref().unwrap()).await.unwrap();
+    assert_eq!(download.content_length, Some(file.size));
+    let mut body = download.body;
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut chunks = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        bytes += chunk.len() as u64;
+        chunks += 1;
+        hasher.update(&chunk);
+    }
+    assert!(chunks > 1, "the body arrives as a stream of chunks");
+    let (sha256, size) = emulator.file_digest(&file.id).unwrap();
+    assert_eq!(bytes, size);
+    assert_eq!(hex::encode(hasher.finalize()), sha256);
+}
+
+#[tokio::test]
+async fn a_truncated_file_ends_the_stream_with_an_error() {
+    // Large enough that the cut comes after the headers are on the wire (a
+    // cut before them is a connection error, which the client retries).
+    let mut config = config();
+    config.report_types[0].file_size = Some(8 * 1024 * 1024);
+    let emulator = emulator(config).await;
+    let client = client_for(&emulator, quick_retries(0));
+    let run = succeeded_run(&client, 4).await;
+    let file = run.result.unwrap();
+    emulator.set_faults(Faults { truncate_files: 1, ..Faults::default() });
+    let mut body = client.download_file(file.url.as_deref().unwrap()).await.unwrap().body;
+    let mut bytes = 0u64;
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => bytes += chunk.len() as u64,
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "a cut body must not look like a complete file");
+    assert!(bytes < file.size);
+    assert_eq!(emulator.stats().file_downloads, 1);
+}
+
+#[tokio::test]
+async fn file_hosts_off_the_allow_list_get_nothing() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(0));
+    let before = emulator.stats();
+    for url in [
+        "https://evil.example/v1/files/file_1/contents",
+        // The emulator's own port but as "localhost", which is not listed.
+        &format!("http://localhost:{}/v1/files/file_1/contents", emulator.addr().port()),
+        "http://files.stripe.com/v1/files/file_1/contents",
+        "not a url",
+    ] {
+        let err = client.download_file(url).await.err().expect("refused");
+        assert!(matches!(err, StripeError::FileUrl(_)), "{url}: {err}");
+    }
+    assert_eq!(emulator.stats().file_downloads, before.file_downloads);
+    assert_eq!(emulator.stats().unauthorized, before.unauthorized);
+}
