@@ -147,6 +147,9 @@ mod tests {
             }
         }
         assert_ne!(whole(7, 1000), whole(8, 1000));
-        assert_eq!(CsvGenerator::new(7, 1000).sha256(), hex::encode(Sha256::digest(whole(7, 1000))));
+        assert_eq!(
+            CsvGenerator::new(7, 1000).sha256(),
+            hex::encode(Sha256::digest(whole(7, 1000)))
+        );
     }
 }

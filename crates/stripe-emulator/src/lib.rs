@@ -20,7 +20,9 @@ mod webhooks;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use config::{EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats, WebhookConfig};
+pub use config::{
+    EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats, WebhookConfig,
+};
 use state::State;
 
 /// The Stripe API version the emulator's objects follow.
@@ -37,7 +39,9 @@ impl Shared {
     /// The state lock. A panic while holding it (a bug) must not wedge every
     /// later request, so a poisoned lock is taken over.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -4,10 +4,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig, config::default_report_types};
+use stripe_emulator::{
+    Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig, config::default_report_types,
+};
 
 #[derive(Parser, Debug)]
-#[command(name = "stripe-emulator", about = "A local double of Stripe's reporting API, files and webhooks")]
+#[command(
+    name = "stripe-emulator",
+    about = "A local double of Stripe's reporting API, files and webhooks"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "EMULATOR_LISTEN", default_value = "127.0.0.1:12111")]
@@ -19,7 +24,11 @@ struct Args {
     #[arg(long, env = "EMULATOR_WEBHOOK_URL")]
     webhook_url: Option<String>,
     /// Signing secret(s), comma-separated; each delivery carries one v1 per secret.
-    #[arg(long, env = "EMULATOR_WEBHOOK_SECRET", default_value = "whsec_emulator")]
+    #[arg(
+        long,
+        env = "EMULATOR_WEBHOOK_SECRET",
+        default_value = "whsec_emulator"
+    )]
     webhook_secret: String,
     /// Report types as a JSON array of {"id", "data_available_start"?, "data_available_end"?, "file_size"?, "fail"?, "fail_first_runs"?}.
     #[arg(long, env = "EMULATOR_REPORT_TYPES")]

@@ -1,4 +1,6 @@
 //! HTTP routing, authentication, faults and the reporting API itself.
+// Handlers answer errors as ready HTTP responses; boxing them would only add noise.
+#![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,20 +150,32 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
         injection.times -= 1;
         (injection.status, injection.should_retry)
     });
-    if chosen.is_none() {
-        if let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until) {
-            if Instant::now() < until && rand::rng().random::<f64>() < storm.fraction {
-                chosen = Some((storm.status, storm.should_retry));
-            }
-        }
+    if chosen.is_none()
+        && let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until)
+        && Instant::now() < until
+        && rand::rng().random::<f64>() < storm.fraction
+    {
+        chosen = Some((storm.status, storm.should_retry));
     }
     let (status, should_retry) = chosen?;
     state.stats.injected_errors += 1;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (error_type, code, message) = match status.as_u16() {
-        429 => ("invalid_request_error", Some("rate_limit"), "Too many requests hit the API too quickly."),
-        409 => ("invalid_request_error", Some("lock_timeout"), "This object cannot be accessed right now because another API request or Stripe process is accessing it."),
-        s if s >= 500 => ("api_error", None, "An unknown error occurred (injected by the emulator)."),
+        429 => (
+            "invalid_request_error",
+            Some("rate_limit"),
+            "Too many requests hit the API too quickly.",
+        ),
+        409 => (
+            "invalid_request_error",
+            Some("lock_timeout"),
+            "This object cannot be accessed right now because another API request or Stripe process is accessing it.",
+        ),
+        s if s >= 500 => (
+            "api_error",
+            None,
+            "An unknown error occurred (injected by the emulator).",
+        ),
         _ => ("invalid_request_error", None, "Injected error."),
     };
     let mut response = stripe_error(status, error_type, code, None, message);
@@ -239,7 +253,10 @@ fn list_report_types(shared: &Shared) -> Response {
         .values()
         .map(|t| t.to_json(shared.config.livemode))
         .collect();
-    json_response(StatusCode::OK, list_json("/v1/reporting/report_types", data, false))
+    json_response(
+        StatusCode::OK,
+        list_json("/v1/reporting/report_types", data, false),
+    )
 }
 
 fn get_report_type(shared: &Shared, id: &str) -> Response {
@@ -281,11 +298,7 @@ fn get_event(shared: &Shared, id: &str) -> Response {
 
 /// `limit` (1–100, default 10), `starting_after`, `created[gte|gt|lte|lt]` or
 /// `created=<n>`, over items listed newest first.
-fn paginate(
-    items: Vec<Value>,
-    query: &[(String, String)],
-    url: &str,
-) -> Result<Value, Response> {
+fn paginate(items: Vec<Value>, query: &[(String, String)], url: &str) -> Result<Value, Response> {
     let mut limit = 10usize;
     let mut starting_after = None;
     let mut filters: Vec<(&str, i64)> = Vec::new();
@@ -299,7 +312,10 @@ fn paginate(
             "limit" => {
                 let n = number()?;
                 if !(1..=100).contains(&n) {
-                    return Err(invalid(Some("limit"), "This value must be between 1 and 100."));
+                    return Err(invalid(
+                        Some("limit"),
+                        "This value must be between 1 and 100.",
+                    ));
                 }
                 limit = n as usize;
             }
@@ -420,7 +436,10 @@ fn parse_create(body: &[u8]) -> Result<(String, Value, String), Response> {
             continue;
         }
         let Some(inner) = name.strip_prefix("parameters[") else {
-            return Err(invalid(Some(name), &format!("Received unknown parameter: {name}")));
+            return Err(invalid(
+                Some(name),
+                &format!("Received unknown parameter: {name}"),
+            ));
         };
         if let Some(rest) = inner.strip_prefix("columns]") {
             let index = match rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
@@ -437,7 +456,10 @@ fn parse_create(body: &[u8]) -> Result<(String, Value, String), Response> {
             continue;
         }
         let Some(field) = inner.strip_suffix(']') else {
-            return Err(invalid(Some(name), &format!("Received unknown parameter: {name}")));
+            return Err(invalid(
+                Some(name),
+                &format!("Received unknown parameter: {name}"),
+            ));
         };
         if !RUN_PARAMETERS.contains(&field) {
             return Err(invalid(
@@ -456,44 +478,54 @@ fn parse_create(body: &[u8]) -> Result<(String, Value, String), Response> {
         parameters.insert(field.to_owned(), parsed);
     }
     if !columns.is_empty() {
-        parameters.insert("columns".into(), json!(columns.into_values().collect::<Vec<_>>()));
+        parameters.insert(
+            "columns".into(),
+            json!(columns.into_values().collect::<Vec<_>>()),
+        );
     }
-    let report_type =
-        report_type.ok_or_else(|| invalid(Some("report_type"), "Missing required param: report_type."))?;
+    let report_type = report_type
+        .ok_or_else(|| invalid(Some("report_type"), "Missing required param: report_type."))?;
     let mut sorted = pairs.clone();
     sorted.sort();
     let fingerprint = serde_json::to_string(&sorted).unwrap_or_default();
     Ok((report_type, Value::Object(parameters), fingerprint))
 }
 
-fn create_report_run(shared: &Arc<Shared>, idempotency_key: Option<String>, body: &[u8]) -> Response {
+fn create_report_run(
+    shared: &Arc<Shared>,
+    idempotency_key: Option<String>,
+    body: &[u8],
+) -> Response {
     let (report_type, parameters, fingerprint) = match parse_create(body) {
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
     let mut state = shared.lock();
-    if let Some(key) = &idempotency_key {
-        if let Some((seen, run_id)) = state.idempotency.get(key).cloned() {
-            if seen != fingerprint {
-                return stripe_error(
-                    StatusCode::BAD_REQUEST,
-                    "idempotency_error",
-                    None,
-                    None,
-                    &format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
-                );
-            }
-            state.stats.idempotent_replays += 1;
-            if let Some(run) = state.run(&run_id) {
-                let mut response = json_response(
-                    StatusCode::OK,
-                    run.to_json(shared.config.livemode, &shared.files_base),
-                );
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
-                return response;
-            }
+    if let Some(key) = &idempotency_key
+        && let Some((seen, run_id)) = state.idempotency.get(key).cloned()
+    {
+        if seen != fingerprint {
+            return stripe_error(
+                StatusCode::BAD_REQUEST,
+                "idempotency_error",
+                None,
+                None,
+                &format!(
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
+                ),
+            );
+        }
+        state.stats.idempotent_replays += 1;
+        if let Some(run) = state.run(&run_id) {
+            let mut response = json_response(
+                StatusCode::OK,
+                run.to_json(shared.config.livemode, &shared.files_base),
+            );
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            return response;
         }
     }
     let Some(kind) = state.report_types.get(&report_type) else {
@@ -507,35 +539,35 @@ fn create_report_run(shared: &Arc<Shared>, idempotency_key: Option<String>, body
     };
     let start = parameters["interval_start"].as_i64();
     let end = parameters["interval_end"].as_i64();
-    if let Some(start) = start {
-        if start < kind.data_available_start {
-            return invalid(
-                Some("parameters[interval_start]"),
-                &format!(
-                    "parameters[interval_start] must be greater than or equal to the data_available_start of {report_type} ({}).",
-                    kind.data_available_start
-                ),
-            );
-        }
+    if let Some(start) = start
+        && start < kind.data_available_start
+    {
+        return invalid(
+            Some("parameters[interval_start]"),
+            &format!(
+                "parameters[interval_start] must be greater than or equal to the data_available_start of {report_type} ({}).",
+                kind.data_available_start
+            ),
+        );
     }
-    if let Some(end) = end {
-        if end > kind.data_available_end {
-            return invalid(
-                Some("parameters[interval_end]"),
-                &format!(
-                    "parameters[interval_end] must be less than or equal to the data_available_end of {report_type} ({}).",
-                    kind.data_available_end
-                ),
-            );
-        }
+    if let Some(end) = end
+        && end > kind.data_available_end
+    {
+        return invalid(
+            Some("parameters[interval_end]"),
+            &format!(
+                "parameters[interval_end] must be less than or equal to the data_available_end of {report_type} ({}).",
+                kind.data_available_end
+            ),
+        );
     }
-    if let (Some(start), Some(end)) = (start, end) {
-        if start >= end {
-            return invalid(
-                Some("parameters[interval_end]"),
-                "parameters[interval_end] must be after parameters[interval_start].",
-            );
-        }
+    if let (Some(start), Some(end)) = (start, end)
+        && start >= end
+    {
+        return invalid(
+            Some("parameters[interval_end]"),
+            "parameters[interval_end] must be after parameters[interval_start].",
+        );
     }
     let will_fail = kind.config.fail || kind.runs_created < kind.config.fail_first_runs;
     let file_size = kind.config.file_size.unwrap_or(4096);
@@ -618,7 +650,11 @@ pub fn update_report_type(
         }
         kind.updated = now();
         let object = kind.to_json(shared.config.livemode);
-        state.push_event("reporting.report_type.updated", object, shared.config.livemode)
+        state.push_event(
+            "reporting.report_type.updated",
+            object,
+            shared.config.livemode,
+        )
     };
     webhooks::deliver(shared.clone(), event.clone());
     Some(event)
@@ -744,7 +780,9 @@ fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) 
             }
         }
         (Method::GET, ["files", id, "sha256"]) => match file_digest(shared, id) {
-            Some((sha256, size)) => json_response(StatusCode::OK, json!({"sha256": sha256, "size": size})),
+            Some((sha256, size)) => {
+                json_response(StatusCode::OK, json!({"sha256": sha256, "size": size}))
+            }
             None => missing("file", "file", id),
         },
         _ => invalid(None, "unknown emulator admin route"),

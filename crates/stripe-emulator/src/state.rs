@@ -42,7 +42,9 @@ pub struct ReportTypeState {
 
 impl ReportTypeState {
     pub fn new(config: ReportTypeConfig, now: i64) -> Self {
-        let end = config.data_available_end.unwrap_or_else(|| default_available_end(now));
+        let end = config
+            .data_available_end
+            .unwrap_or_else(|| default_available_end(now));
         let start = config.data_available_start.unwrap_or(end - 365 * DAY);
         Self {
             config,

@@ -58,7 +58,10 @@ async fn pagination_returns_every_run_across_pages() {
     let mut created = Vec::new();
     for day in 0..130 {
         let run = client
-            .create_report_run(&day_request("balance.summary.1", day), &format!("key-{day}"))
+            .create_report_run(
+                &day_request("balance.summary.1", day),
+                &format!("key-{day}"),
+            )
             .await
             .unwrap();
         created.push(run.id);
@@ -73,7 +76,13 @@ async fn pagination_returns_every_run_across_pages() {
     assert_eq!(first_page.data.len(), 100);
     assert!(first_page.has_more);
     // created[gte] in the future lists nothing.
-    assert!(client.report_runs_created_since(i64::MAX / 2).await.unwrap().is_empty());
+    assert!(
+        client
+            .report_runs_created_since(i64::MAX / 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -82,8 +91,20 @@ async fn retries_429_and_500_then_succeeds() {
     let client = client_for(&emulator, quick_retries(3));
     emulator.set_faults(Faults {
         inject: vec![
-            Injection { path_prefix: "/v1/reporting".into(), method: None, status: 429, should_retry: None, times: 1 },
-            Injection { path_prefix: "/v1/reporting".into(), method: None, status: 500, should_retry: None, times: 1 },
+            Injection {
+                path_prefix: "/v1/reporting".into(),
+                method: None,
+                status: 429,
+                should_retry: None,
+                times: 1,
+            },
+            Injection {
+                path_prefix: "/v1/reporting".into(),
+                method: None,
+                status: 500,
+                should_retry: None,
+                times: 1,
+            },
         ],
         ..Faults::default()
     });
@@ -202,7 +223,10 @@ async fn connection_refused_is_a_transient_transport_error() {
     assert!(err.is_transient());
 }
 
-async fn succeeded_run(client: &stripe_reports::stripe::StripeClient, day: i64) -> stripe_reports::stripe::ReportRun {
+async fn succeeded_run(
+    client: &stripe_reports::stripe::StripeClient,
+    day: i64,
+) -> stripe_reports::stripe::ReportRun {
     let run = client
         .create_report_run(&day_request("balance.summary.1", day), &format!("dl-{day}"))
         .await
@@ -223,7 +247,10 @@ async fn files_stream_with_the_key_and_match_the_emulators_digest() {
     let client = client_for(&emulator, quick_retries(2));
     let run = succeeded_run(&client, 3).await;
     let file = run.result.expect("result file");
-    let download = client.download_file(file.url.as_deref().unwrap()).await.unwrap();
+    let download = client
+        .download_file(file.url.as_deref().unwrap())
+        .await
+        .unwrap();
     assert_eq!(download.content_length, Some(file.size));
     let mut body = download.body;
     let mut hasher = Sha256::new();
@@ -251,8 +278,15 @@ async fn a_truncated_file_ends_the_stream_with_an_error() {
     let client = client_for(&emulator, quick_retries(0));
     let run = succeeded_run(&client, 4).await;
     let file = run.result.unwrap();
-    emulator.set_faults(Faults { truncate_files: 1, ..Faults::default() });
-    let mut body = client.download_file(file.url.as_deref().unwrap()).await.unwrap().body;
+    emulator.set_faults(Faults {
+        truncate_files: 1,
+        ..Faults::default()
+    });
+    let mut body = client
+        .download_file(file.url.as_deref().unwrap())
+        .await
+        .unwrap()
+        .body;
     let mut bytes = 0u64;
     let mut failed = false;
     while let Some(chunk) = body.next().await {
@@ -277,7 +311,10 @@ async fn file_hosts_off_the_allow_list_get_nothing() {
     for url in [
         "https://evil.example/v1/files/file_1/contents",
         // The emulator's own port but as "localhost", which is not listed.
-        &format!("http://localhost:{}/v1/files/file_1/contents", emulator.addr().port()),
+        &format!(
+            "http://localhost:{}/v1/files/file_1/contents",
+            emulator.addr().port()
+        ),
         "http://files.stripe.com/v1/files/file_1/contents",
         "not a url",
     ] {

@@ -152,12 +152,13 @@ pub fn verify(
     if !matched {
         return Err(SignatureError::NoMatchingSignature);
     }
-    if let Some(tolerance) = tolerance_secs {
-        if tolerance > 0 && parsed.timestamp < now.saturating_sub(tolerance) {
-            return Err(SignatureError::Stale {
-                age_secs: now.saturating_sub(parsed.timestamp),
-            });
-        }
+    if let Some(tolerance) = tolerance_secs
+        && tolerance > 0
+        && parsed.timestamp < now.saturating_sub(tolerance)
+    {
+        return Err(SignatureError::Stale {
+            age_secs: now.saturating_sub(parsed.timestamp),
+        });
     }
     Ok(parsed.timestamp)
 }

@@ -138,23 +138,23 @@ impl ReportSpec {
         if self.columns.as_ref().is_some_and(Vec::is_empty) {
             return Err(SpecError::EmptyColumns { index, report_type });
         }
-        if let Some(currency) = &self.currency {
-            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return Err(SpecError::BadCurrency {
-                    index,
-                    report_type,
-                    currency: currency.clone(),
-                });
-            }
+        if let Some(currency) = &self.currency
+            && (currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return Err(SpecError::BadCurrency {
+                index,
+                report_type,
+                currency: currency.clone(),
+            });
         }
-        if let Some(account) = &self.connected_account {
-            if !account.starts_with("acct_") {
-                return Err(SpecError::BadConnectedAccount {
-                    index,
-                    report_type,
-                    account: account.clone(),
-                });
-            }
+        if let Some(account) = &self.connected_account
+            && !account.starts_with("acct_")
+        {
+            return Err(SpecError::BadConnectedAccount {
+                index,
+                report_type,
+                account: account.clone(),
+            });
         }
         Ok(())
     }

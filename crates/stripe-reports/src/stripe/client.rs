@@ -379,7 +379,7 @@ async fn error_from_response(response: Response) -> StripeError {
         Ok(body) => match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(parsed) => StripeError::Api {
                 status,
-                error: parsed.error,
+                error: Box::new(parsed.error),
                 request_id,
             },
             Err(_) => StripeError::Decode {

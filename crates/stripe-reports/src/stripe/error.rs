@@ -48,7 +48,8 @@ pub enum StripeError {
     #[error("Stripe answered {status} {error}{}", request_id.as_deref().map(|id| format!(" [request {id}]")).unwrap_or_default())]
     Api {
         status: u16,
-        error: ApiError,
+        /// Boxed: the error object is large and errors travel by value.
+        error: Box<ApiError>,
         request_id: Option<String>,
     },
     /// No answer: connection refused, reset, timed out (after any retries).

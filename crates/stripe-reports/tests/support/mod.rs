@@ -43,7 +43,9 @@ pub fn client_for(emulator: &Emulator, retry: RetryPolicy) -> StripeClient {
 
 /// Test fixtures copied from `shared/stripe/` (checked equal when shared/ is beside the repo).
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The Python of the project's venv (stripe, moto, jsonschema installed).
@@ -61,7 +63,9 @@ pub fn python() -> PathBuf {
 
 /// Runs a Python script of `tests/python/` with `args`; returns its stdout.
 pub fn run_python(script: &str, args: &[&str]) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let output = std::process::Command::new(python())
         .arg(&path)
         .args(args)

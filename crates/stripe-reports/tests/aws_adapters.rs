@@ -1,0 +1,420 @@
+//! The DynamoDB ledger, SQS queues and Secrets Manager loader against moto's
+//! server over HTTP (`make test` starts it and sets `AWS_ENDPOINT_URL`).
+
+mod support;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use stripe_reports::aws::secrets::load_stripe_secrets;
+use stripe_reports::aws::{DynamoLedger, SqsQueue};
+use stripe_reports::domain::calendar::Interval;
+use stripe_reports::domain::config::SecretSource;
+use stripe_reports::domain::ledger::{RunStatus, StoredObject};
+use stripe_reports::domain::request_key::RequestKey;
+use stripe_reports::domain::spec::ReportSpec;
+use stripe_reports::ports::{
+    DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, ScheduleQueue, Transition,
+};
+use support::*;
+
+const NOW: i64 = 1_790_000_000;
+
+async fn ledger() -> DynamoLedger {
+    let sdk = local_aws().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("runs");
+    client
+        .create_table()
+        .table_name(&table)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    DynamoLedger::new(client, table)
+}
+
+fn facts(run_id: &str) -> RunFacts {
+    RunFacts {
+        run_id: run_id.into(),
+        report_type: "balance.summary.1".into(),
+        interval_start: Some(1_789_000_000),
+        interval_end: Some(1_789_086_400),
+    }
+}
+
+fn key(day: i64) -> RequestKey {
+    RequestKey::new(
+        &ReportSpec::new("balance.summary.1"),
+        Interval {
+            start: 1_789_000_000 + day * 86_400,
+            end: 1_789_086_400 + day * 86_400,
+        },
+        0,
+    )
+}
+
+fn stored(run_id: &str) -> StoredObject {
+    StoredObject {
+        s3_key: format!("stripe/report_type=balance.summary.1/date=2026-09-10/{run_id}.csv"),
+        bytes: 1234,
+        sha256: "ab".repeat(32),
+        file_id: "file_1".into(),
+    }
+}
+
+#[tokio::test]
+async fn conditional_put_refuses_a_duplicate_request() {
+    let ledger = ledger().await;
+    assert_eq!(ledger.requested_run(&key(0)).await.unwrap(), None);
+    assert_eq!(
+        ledger
+            .record_requested(&key(0), &facts("frr_a"), NOW)
+            .await
+            .unwrap(),
+        Recorded::New
+    );
+    // The same request again, even with another run id, keeps the first run.
+    assert_eq!(
+        ledger
+            .record_requested(&key(0), &facts("frr_b"), NOW)
+            .await
+            .unwrap(),
+        Recorded::AlreadyRequested {
+            run_id: "frr_a".into()
+        }
+    );
+    assert_eq!(
+        ledger.requested_run(&key(0)).await.unwrap().as_deref(),
+        Some("frr_a")
+    );
+    assert!(
+        ledger.run("frr_b").await.unwrap().is_none(),
+        "the loser wrote nothing"
+    );
+    let run = ledger.run("frr_a").await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Pending);
+    assert_eq!(run.facts, facts("frr_a"));
+    assert_eq!(run.request_key.as_deref(), Some(key(0).as_str()));
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_key_record_one_run() {
+    let ledger = ledger().await;
+    let attempts = (0..8).map(|i| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .record_requested(&key(1), &facts(&format!("frr_{i}")), NOW)
+                .await
+                .unwrap()
+        }
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Recorded::New).count(),
+        1,
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn stored_never_goes_back() {
+    let ledger = ledger().await;
+    let run = facts("frr_stored");
+    ledger.record_requested(&key(2), &run, NOW).await.unwrap();
+    assert_eq!(
+        ledger.mark_succeeded(&run, NOW + 1).await.unwrap(),
+        Transition::Applied
+    );
+    assert_eq!(
+        ledger
+            .mark_stored(&run, &stored("frr_stored"), NOW + 2)
+            .await
+            .unwrap(),
+        Transition::Applied
+    );
+    let refused = Transition::Refused {
+        current: RunStatus::Stored,
+    };
+    assert_eq!(ledger.mark_succeeded(&run, NOW + 3).await.unwrap(), refused);
+    assert_eq!(
+        ledger
+            .mark_failed(&run, "late failure", NOW + 3)
+            .await
+            .unwrap(),
+        refused
+    );
+    let mut other = stored("frr_stored");
+    other.sha256 = "cd".repeat(32);
+    assert_eq!(
+        ledger.mark_stored(&run, &other, NOW + 3).await.unwrap(),
+        refused
+    );
+    let record = ledger.run("frr_stored").await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Stored);
+    assert_eq!(record.stored, Some(stored("frr_stored")));
+    assert_eq!(record.updated, NOW + 2);
+    assert_eq!(record.error, None);
+}
+
+#[tokio::test]
+async fn two_downloaders_racing_store_once() {
+    let ledger = ledger().await;
+    let run = facts("frr_race");
+    ledger.record_requested(&key(3), &run, NOW).await.unwrap();
+    ledger.mark_succeeded(&run, NOW).await.unwrap();
+    let racers = (0..6).map(|_| {
+        let ledger = ledger.clone();
+        let run = run.clone();
+        async move {
+            ledger
+                .mark_stored(&run, &stored("frr_race"), NOW + 5)
+                .await
+                .unwrap()
+        }
+    });
+    let outcomes = futures_util::future::join_all(racers).await;
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Transition::Applied)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn failed_keeps_stripes_error_and_is_final() {
+    let ledger = ledger().await;
+    let run = facts("frr_failed");
+    ledger.record_requested(&key(4), &run, NOW).await.unwrap();
+    assert_eq!(
+        ledger
+            .mark_failed(&run, "Stripe could not build it", NOW)
+            .await
+            .unwrap(),
+        Transition::Applied
+    );
+    assert_eq!(
+        ledger.mark_succeeded(&run, NOW).await.unwrap(),
+        Transition::Refused {
+            current: RunStatus::Failed
+        }
+    );
+    let record = ledger.run("frr_failed").await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Failed);
+    assert_eq!(record.error.as_deref(), Some("Stripe could not build it"));
+}
+
+#[tokio::test]
+async fn a_run_seen_first_by_webhook_keeps_its_state_when_the_request_is_recorded() {
+    let ledger = ledger().await;
+    let run = facts("frr_webhook_first");
+    // A Dashboard run, or the webhook racing the scheduler's ledger write.
+    assert_eq!(
+        ledger.mark_succeeded(&run, NOW).await.unwrap(),
+        Transition::Applied
+    );
+    assert_eq!(
+        ledger
+            .record_requested(&key(5), &run, NOW + 1)
+            .await
+            .unwrap(),
+        Recorded::New
+    );
+    let record = ledger.run("frr_webhook_first").await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(record.request_key.as_deref(), Some(key(5).as_str()));
+    assert_eq!(
+        ledger.requested_run(&key(5)).await.unwrap().as_deref(),
+        Some("frr_webhook_first")
+    );
+}
+
+#[tokio::test]
+async fn events_are_deduplicated_and_can_be_released() {
+    let ledger = ledger().await;
+    assert!(
+        ledger
+            .mark_event_seen("evt_1", "reporting.report_run.succeeded", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .mark_event_seen("evt_1", "reporting.report_run.succeeded", NOW + 1)
+            .await
+            .unwrap()
+    );
+    ledger.forget_event("evt_1").await.unwrap();
+    assert!(
+        ledger
+            .mark_event_seen("evt_1", "reporting.report_run.succeeded", NOW + 2)
+            .await
+            .unwrap()
+    );
+    // An expired marker that TTL has not swept yet counts as absent.
+    let after_ttl = NOW + 2 + stripe_reports::aws::ledger::EVENT_TTL_SECS + 1;
+    assert!(
+        ledger
+            .mark_event_seen("evt_1", "reporting.report_run.succeeded", after_ttl)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn unfinished_runs_are_pending_and_succeeded_only() {
+    let ledger = ledger().await;
+    for (day, id) in ["frr_p", "frr_s", "frr_st", "frr_f"].iter().enumerate() {
+        ledger
+            .record_requested(&key(10 + day as i64), &facts(id), NOW)
+            .await
+            .unwrap();
+    }
+    ledger.mark_succeeded(&facts("frr_s"), NOW).await.unwrap();
+    ledger
+        .mark_stored(&facts("frr_st"), &stored("frr_st"), NOW)
+        .await
+        .unwrap();
+    ledger
+        .mark_failed(&facts("frr_f"), "no", NOW)
+        .await
+        .unwrap();
+    let mut unfinished: Vec<(String, RunStatus)> = ledger
+        .unfinished_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.facts.run_id, r.status))
+        .collect();
+    unfinished.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        unfinished,
+        vec![
+            ("frr_p".into(), RunStatus::Pending),
+            ("frr_s".into(), RunStatus::Succeeded)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_table_is_an_unavailable_ledger() {
+    let sdk = local_aws().await;
+    let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), unique("no-such-table"));
+    let err = ledger
+        .mark_succeeded(&facts("frr_x"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Unavailable(_)), "{err}");
+    assert!(ledger.mark_event_seen("evt_x", "t", NOW).await.is_err());
+}
+
+#[tokio::test]
+async fn queues_carry_the_spec_message_bodies() {
+    let sdk = local_aws().await;
+    let client = aws_sdk_sqs::Client::new(&sdk);
+    let url = client
+        .create_queue()
+        .queue_name(unique("download"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = SqsQueue::new(client.clone(), &url);
+    queue.enqueue_download("frr_123").await.unwrap();
+    queue
+        .enqueue_schedule("balance.summary.1", 1_790_000_000)
+        .await
+        .unwrap();
+    let received = client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies: Vec<serde_json::Value> = received
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    bodies.sort_by_key(|b| b.to_string());
+    assert_eq!(
+        bodies,
+        vec![
+            serde_json::json!({"report_type": "balance.summary.1", "data_available_end": 1_790_000_000}),
+            serde_json::json!({"run_id": "frr_123"}),
+        ]
+    );
+    let missing = SqsQueue::new(client, format!("{}-gone", url));
+    assert!(missing.enqueue_download("frr_1").await.is_err());
+}
+
+#[tokio::test]
+async fn secrets_manager_secret_is_read_and_bad_json_hides_the_value() {
+    let sdk = local_aws().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let good = client
+        .create_secret()
+        .name(unique("stripe"))
+        .secret_string(
+            r#"{"api_key":"sk_test_from_secret","webhook_secret":"whsec_one,whsec_two"}"#,
+        )
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let secrets = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn: good })
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets.require_api_key().unwrap().expose(),
+        "sk_test_from_secret"
+    );
+    assert_eq!(secrets.webhook_secrets.len(), 2);
+
+    let bad = client
+        .create_secret()
+        .name(unique("stripe-bad"))
+        .secret_string("api_key=sk_live_leaky")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let err = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn: bad })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("STRIPE_SECRET_ARN:"), "{err}");
+    assert!(!err.to_string().contains("sk_live_leaky"), "{err}");
+
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf".to_owned();
+    let err = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn: missing })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("STRIPE_SECRET_ARN: cannot read the secret"),
+        "{err}"
+    );
+}
