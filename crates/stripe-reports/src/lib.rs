@@ -7,7 +7,9 @@
 
 pub mod aws;
 pub mod domain;
+pub mod env;
 pub mod ports;
 pub mod stripe;
+pub mod webhook;
 
 pub use domain::config::{Config, ConfigError};

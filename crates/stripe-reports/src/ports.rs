@@ -39,6 +39,17 @@ pub enum Recorded {
     AlreadyRequested { run_id: String },
 }
 
+/// The state of a webhook event in the ledger, as a delivery finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventClaim {
+    /// This delivery owns the event: route it, then finish or release it.
+    Claimed,
+    /// Handled before: a duplicate delivery, answer 200 and change nothing.
+    Done,
+    /// Another delivery is handling it right now.
+    InProgress,
+}
+
 /// The result of a status change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
@@ -103,17 +114,29 @@ pub trait Ledger: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
 
-    /// Records a webhook event id; `true` the first time, `false` for a duplicate.
-    fn mark_event_seen(
+    /// Claims a webhook event for processing. `Claimed` the first time (and
+    /// when an earlier claim is older than `stale_after_secs`, i.e. its handler
+    /// died mid-way); `Done` when it was handled; `InProgress` while another
+    /// delivery of the same event is being handled.
+    fn claim_event(
         &self,
         event_id: &str,
         event_type: &str,
         now: i64,
-    ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
+        stale_after_secs: i64,
+    ) -> impl Future<Output = Result<EventClaim, LedgerError>> + Send;
 
-    /// Forgets an event id so that Stripe's next delivery is processed again
-    /// (when routing it failed after it was marked seen).
-    fn forget_event(&self, event_id: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    /// Marks a claimed event as handled: later deliveries are duplicates.
+    fn finish_event(
+        &self,
+        event_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Releases a claim so that Stripe's next delivery is processed again
+    /// (when routing failed after the claim).
+    fn release_event(&self, event_id: &str)
+    -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     /// Runs that are `pending` or `succeeded`.
     fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;

@@ -14,7 +14,7 @@ use stripe_reports::domain::ledger::{RunStatus, StoredObject};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::ports::{
-    DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, ScheduleQueue, Transition,
+    DownloadQueue, EventClaim, Ledger, LedgerError, Recorded, RunFacts, ScheduleQueue, Transition,
 };
 use support::*;
 
@@ -250,32 +250,57 @@ async fn a_run_seen_first_by_webhook_keeps_its_state_when_the_request_is_recorde
 #[tokio::test]
 async fn events_are_deduplicated_and_can_be_released() {
     let ledger = ledger().await;
-    assert!(
-        ledger
-            .mark_event_seen("evt_1", "reporting.report_run.succeeded", NOW)
-            .await
-            .unwrap()
+    let t = "reporting.report_run.succeeded";
+    assert_eq!(
+        ledger.claim_event("evt_1", t, NOW, 60).await.unwrap(),
+        EventClaim::Claimed
     );
-    assert!(
-        !ledger
-            .mark_event_seen("evt_1", "reporting.report_run.succeeded", NOW + 1)
-            .await
-            .unwrap()
+    // A second delivery while the first is being handled.
+    assert_eq!(
+        ledger.claim_event("evt_1", t, NOW + 1, 60).await.unwrap(),
+        EventClaim::InProgress
     );
-    ledger.forget_event("evt_1").await.unwrap();
-    assert!(
+    // Routing failed: the claim is released and the next delivery is handled.
+    ledger.release_event("evt_1").await.unwrap();
+    assert_eq!(
+        ledger.claim_event("evt_1", t, NOW + 2, 60).await.unwrap(),
+        EventClaim::Claimed
+    );
+    ledger.finish_event("evt_1", NOW + 3).await.unwrap();
+    assert_eq!(
+        ledger.claim_event("evt_1", t, NOW + 4, 60).await.unwrap(),
+        EventClaim::Done
+    );
+    assert_eq!(
         ledger
-            .mark_event_seen("evt_1", "reporting.report_run.succeeded", NOW + 2)
+            .claim_event("evt_1", t, NOW + 4000, 60)
             .await
-            .unwrap()
+            .unwrap(),
+        EventClaim::Done
     );
     // An expired marker that TTL has not swept yet counts as absent.
     let after_ttl = NOW + 2 + stripe_reports::aws::ledger::EVENT_TTL_SECS + 1;
-    assert!(
-        ledger
-            .mark_event_seen("evt_1", "reporting.report_run.succeeded", after_ttl)
-            .await
-            .unwrap()
+    assert_eq!(
+        ledger.claim_event("evt_1", t, after_ttl, 60).await.unwrap(),
+        EventClaim::Claimed
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_handler_died_is_taken_over_once_stale() {
+    let ledger = ledger().await;
+    let t = "reporting.report_run.succeeded";
+    assert_eq!(
+        ledger.claim_event("evt_2", t, NOW, 60).await.unwrap(),
+        EventClaim::Claimed
+    );
+    assert_eq!(
+        ledger.claim_event("evt_2", t, NOW + 59, 60).await.unwrap(),
+        EventClaim::InProgress
+    );
+    assert_eq!(
+        ledger.claim_event("evt_2", t, NOW + 61, 60).await.unwrap(),
+        EventClaim::Claimed
     );
 }
 
@@ -323,7 +348,7 @@ async fn a_missing_table_is_an_unavailable_ledger() {
         .await
         .unwrap_err();
     assert!(matches!(err, LedgerError::Unavailable(_)), "{err}");
-    assert!(ledger.mark_event_seen("evt_x", "t", NOW).await.is_err());
+    assert!(ledger.claim_event("evt_x", "t", NOW, 60).await.is_err());
 }
 
 #[tokio::test]

@@ -1,20 +1,19 @@
-//! The `webhook` Lambda function. Its use case lands with issue #4; until then it
-//! validates its configuration at cold start and refuses every invocation
-//! with a clear error, so a premature deploy fails loudly instead of silently.
+//! The `webhook` Lambda function behind API Gateway (`POST /webhooks/stripe`).
 
-use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use serde_json::Value;
-use stripe_reports::Config;
+use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    if let Err(err) = Config::from_env() {
-        eprintln!("webhook: configuration error: {err}");
-        std::process::exit(1);
-    }
-    run(service_fn(|_event: LambdaEvent<Value>| async {
-        Err::<Value, Error>("the webhook use case is not built yet (issue #4)".into())
+    lambda_http::tracing::init_default_subscriber();
+    let service = match webhook::service_from_env().await {
+        Ok(service) => service,
+        Err(err) => {
+            eprintln!("webhook: configuration error: {err}");
+            std::process::exit(1);
+        }
+    };
+    run(service_fn(|request: Request| {
+        webhook::handle(&service, request)
     }))
     .await
 }

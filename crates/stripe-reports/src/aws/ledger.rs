@@ -11,10 +11,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
-use crate::ports::{Ledger, LedgerError, Recorded, RunFacts, RunRecord, Transition};
+use crate::ports::{EventClaim, Ledger, LedgerError, Recorded, RunFacts, RunRecord, Transition};
 
 /// How long a handled webhook event id is remembered (Stripe retries for 3 days).
 pub const EVENT_TTL_SECS: i64 = 30 * 24 * 3600;
+const EVENT_PROCESSING: &str = "processing";
+const EVENT_DONE: &str = "done";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -349,33 +351,68 @@ impl Ledger for DynamoLedger {
         self.transition(run, RunStatus::Stored, extra, now).await
     }
 
-    async fn mark_event_seen(
+    async fn claim_event(
         &self,
         event_id: &str,
         event_type: &str,
         now: i64,
-    ) -> Result<bool, LedgerError> {
+        stale_after_secs: i64,
+    ) -> Result<EventClaim, LedgerError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(event_pk(event_id)))
             .item("event_type", s(event_type))
-            .item("created", n(now))
+            .item("state", s(EVENT_PROCESSING))
+            .item("claimed_at", n(now))
             .item("expires_at", n(now + EVENT_TTL_SECS))
-            // TTL deletion is lazy: an expired marker counts as absent.
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            // TTL deletion is lazy: an expired marker counts as absent. A claim
+            // whose handler died (never finished nor released) may be taken over.
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now \
+                 OR (#state = :processing AND claimed_at < :stale)",
+            )
+            .expression_attribute_names("#state", "state")
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":processing", s(EVENT_PROCESSING))
+            .expression_attribute_values(":stale", n(now - stale_after_secs))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(err) if is_condition_failure(&err) => Ok(false),
+            Ok(_) => Ok(EventClaim::Claimed),
+            Err(err) if is_condition_failure(&err) => {
+                let item = self.get(event_pk(event_id)).await?;
+                let done = item
+                    .as_ref()
+                    .and_then(|item| get_s(item, "state"))
+                    .is_some_and(|state| state == EVENT_DONE);
+                Ok(if done {
+                    EventClaim::Done
+                } else {
+                    EventClaim::InProgress
+                })
+            }
             Err(err) => Err(unavailable(err)),
         }
     }
 
-    async fn forget_event(&self, event_id: &str) -> Result<(), LedgerError> {
+    async fn finish_event(&self, event_id: &str, now: i64) -> Result<(), LedgerError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(event_pk(event_id)))
+            .update_expression("SET #state = :done, finished_at = :now")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":done", s(EVENT_DONE))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release_event(&self, event_id: &str) -> Result<(), LedgerError> {
         self.client
             .delete_item()
             .table_name(&self.table)

@@ -1,0 +1,212 @@
+//! Helpers of the webhook tests: moto-backed stack, signed events, API Gateway requests.
+#![allow(dead_code)]
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use base64::Engine;
+use serde_json::{Value, json};
+use stripe_reports::aws::{DynamoLedger, SqsQueue};
+use stripe_reports::domain::ledger::RunStatus;
+use stripe_reports::domain::secret::SecretString;
+use stripe_reports::domain::signature::signature_header;
+use stripe_reports::ports::Ledger;
+use stripe_reports::webhook::WebhookService;
+use webhook::handle_at;
+
+pub const SECRET: &str = "whsec_webhook_tests_7f3a";
+pub const NOW: i64 = 1_796_000_000;
+/// The secret the README's local configuration uses (events/ are signed with it).
+pub const README_SECRET: &str = "whsec_stripe_reports_local";
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub struct Stack {
+    pub sqs: aws_sdk_sqs::Client,
+    pub ledger: DynamoLedger,
+    pub download_url: String,
+    pub schedule_url: String,
+}
+
+pub async fn stack() -> Stack {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run the tests with `make test` (it starts moto's server)"
+    );
+    let sdk = stripe_reports::aws::load_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("runs");
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let download_url = sqs
+        .create_queue()
+        .queue_name(unique("dl"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let schedule_url = sqs
+        .create_queue()
+        .queue_name(unique("sched"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    Stack {
+        sqs,
+        ledger: DynamoLedger::new(dynamodb, table),
+        download_url,
+        schedule_url,
+    }
+}
+
+pub type Service = WebhookService<DynamoLedger, SqsQueue, SqsQueue>;
+
+impl Stack {
+    pub fn service_with(&self, secrets: &[&str], download_url: &str) -> Service {
+        WebhookService::new(
+            self.ledger.clone(),
+            SqsQueue::new(self.sqs.clone(), download_url),
+            SqsQueue::new(self.sqs.clone(), &self.schedule_url),
+            secrets.iter().map(|s| SecretString::new(*s)).collect(),
+            [
+                "balance.summary.1".to_owned(),
+                "payouts.itemized.3".to_owned(),
+            ],
+        )
+    }
+
+    pub fn service(&self) -> Service {
+        self.service_with(&[SECRET], &self.download_url)
+    }
+
+    pub async fn drain(&self, url: &str) -> Vec<Value> {
+        let mut bodies = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if out.messages().is_empty() {
+                return bodies;
+            }
+            for m in out.messages() {
+                bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    pub async fn status(&self, run_id: &str) -> Option<RunStatus> {
+        self.ledger.run(run_id).await.unwrap().map(|r| r.status)
+    }
+}
+
+pub fn run_object(run_id: &str, report_type: &str, status: &str) -> Value {
+    json!({
+        "created": NOW - 600, "error": if status == "failed" { json!("Stripe could not compute this report") } else { Value::Null },
+        "id": run_id, "livemode": false, "object": "reporting.report_run",
+        "parameters": {"interval_start": 1_795_910_400, "interval_end": 1_795_996_800},
+        "report_type": report_type, "result": null, "status": status,
+        "succeeded_at": if status == "succeeded" { json!(NOW - 60) } else { Value::Null },
+    })
+}
+
+pub fn event(event_id: &str, event_type: &str, object: Value) -> String {
+    json!({
+        "id": event_id, "object": "event", "api_version": "2026-07-29.dahlia", "created": NOW - 30,
+        "data": {"object": object}, "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null}, "type": event_type,
+    })
+    .to_string()
+}
+
+pub fn succeeded(event_id: &str, run_id: &str) -> String {
+    event(
+        event_id,
+        "reporting.report_run.succeeded",
+        run_object(run_id, "balance.summary.1", "succeeded"),
+    )
+}
+
+pub fn sign(body: &str, secrets: &[&str], t: i64) -> String {
+    let secrets: Vec<SecretString> = secrets.iter().map(|s| SecretString::new(*s)).collect();
+    signature_header(&secrets, t, body.as_bytes())
+}
+
+/// An API Gateway HTTP API (payload v2) event, parsed by lambda_http.
+pub fn v2(body: &str, signature: Option<&str>, base64: bool) -> lambda_http::Request {
+    let mut headers = json!({"content-type": "application/json"});
+    if let Some(sig) = signature {
+        headers["Stripe-Signature"] = json!(sig);
+    }
+    let body_field = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        body.to_owned()
+    };
+    let event = json!({
+        "version": "2.0", "routeKey": "POST /webhooks/stripe", "rawPath": "/webhooks/stripe", "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": {"method": "POST", "path": "/webhooks/stripe", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "Stripe/1.0"},
+            "requestId": "r", "routeKey": "POST /webhooks/stripe", "stage": "$default", "time": "29/Nov/2026:12:00:00 +0000", "timeEpoch": 0},
+        "body": body_field, "isBase64Encoded": base64,
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// An API Gateway REST API (v1 proxy) event.
+pub fn v1(body: &str, signature: &str) -> lambda_http::Request {
+    let event = json!({
+        "resource": "/webhooks/stripe", "path": "/webhooks/stripe", "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json", "Stripe-Signature": signature},
+        "multiValueHeaders": {"Content-Type": ["application/json"], "Stripe-Signature": [signature]},
+        "queryStringParameters": null, "multiValueQueryStringParameters": null, "pathParameters": null,
+        "stageVariables": null,
+        "requestContext": {"accountId": "123456789012", "resourceId": "x", "stage": "prod", "requestId": "r",
+            "identity": {"sourceIp": "127.0.0.1"}, "resourcePath": "/webhooks/stripe", "httpMethod": "POST", "apiId": "api"},
+        "body": body, "isBase64Encoded": false,
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+pub async fn status_of(service: &Service, request: lambda_http::Request, now: i64) -> (u16, Value) {
+    let response = handle_at(service, request, now).await;
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    (response.status().as_u16(), body)
+}
