@@ -1,20 +1,20 @@
-//! The `scheduler` Lambda function. Its use case lands with issue #3; until then it
-//! validates its configuration at cold start and refuses every invocation
-//! with a clear error, so a premature deploy fails loudly instead of silently.
+//! The `scheduler` Lambda function: EventBridge schedule, schedule queue, backfills.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use stripe_reports::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    if let Err(err) = Config::from_env() {
-        eprintln!("scheduler: configuration error: {err}");
-        std::process::exit(1);
-    }
-    run(service_fn(|_event: LambdaEvent<Value>| async {
-        Err::<Value, Error>("the scheduler use case is not built yet (issue #3)".into())
+    let service = match scheduler::service_from_env().await {
+        Ok(service) => service,
+        Err(err) => {
+            eprintln!("scheduler: configuration error: {err}");
+            std::process::exit(1);
+        }
+    };
+    run(service_fn(|event: LambdaEvent<Value>| {
+        scheduler::handle(&service, event)
     }))
     .await
 }

@@ -8,7 +8,10 @@
 pub mod aws;
 pub mod domain;
 pub mod env;
+pub mod metrics;
 pub mod ports;
+pub mod rate;
+pub mod scheduler;
 pub mod stripe;
 pub mod webhook;
 

@@ -160,3 +160,58 @@ pub trait ScheduleQueue: Send + Sync {
         data_available_end: i64,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+/// The Stripe reporting API, as the use cases need it.
+pub trait StripeApi: Send + Sync {
+    fn report_type(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::stripe::ReportType, crate::stripe::StripeError>> + Send;
+
+    fn create_report_run(
+        &self,
+        request: &crate::stripe::CreateReportRun,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<crate::stripe::ReportRun, crate::stripe::StripeError>> + Send;
+
+    fn report_run(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::stripe::ReportRun, crate::stripe::StripeError>> + Send;
+
+    fn report_runs_created_since(
+        &self,
+        created_gte: i64,
+    ) -> impl Future<Output = Result<Vec<crate::stripe::ReportRun>, crate::stripe::StripeError>> + Send;
+}
+
+impl StripeApi for crate::stripe::StripeClient {
+    async fn report_type(
+        &self,
+        id: &str,
+    ) -> Result<crate::stripe::ReportType, crate::stripe::StripeError> {
+        crate::stripe::StripeClient::report_type(self, id).await
+    }
+
+    async fn create_report_run(
+        &self,
+        request: &crate::stripe::CreateReportRun,
+        idempotency_key: &str,
+    ) -> Result<crate::stripe::ReportRun, crate::stripe::StripeError> {
+        crate::stripe::StripeClient::create_report_run(self, request, idempotency_key).await
+    }
+
+    async fn report_run(
+        &self,
+        id: &str,
+    ) -> Result<crate::stripe::ReportRun, crate::stripe::StripeError> {
+        crate::stripe::StripeClient::report_run(self, id).await
+    }
+
+    async fn report_runs_created_since(
+        &self,
+        created_gte: i64,
+    ) -> Result<Vec<crate::stripe::ReportRun>, crate::stripe::StripeError> {
+        crate::stripe::StripeClient::report_runs_created_since(self, created_gte).await
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
@@ -228,90 +228,66 @@ impl Ledger for DynamoLedger {
         run: &RunFacts,
         now: i64,
     ) -> Result<Recorded, LedgerError> {
-        let request_item = Put::builder()
+        // 1. The request item is the guard: a conditional put, so one request
+        //    never records two runs. (Two plain writes rather than a
+        //    transaction: half the write cost, and step 2 is idempotent.)
+        let request = self
+            .client
+            .put_item()
             .table_name(&self.table)
             .item("pk", s(key.as_str()))
             .item("run_id", s(&run.run_id))
             .item("report_type", s(&run.report_type))
             .item("created", n(now))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
-        let mut run_item = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(run_pk(&run.run_id)))
-            .item("report_type", s(&run.report_type))
-            .item("status", s(RunStatus::Pending.as_str()))
-            .item("request_key", s(key.as_str()))
-            .item("created", n(now))
-            .item("updated", n(now))
-            // A webhook may have recorded the run already; never overwrite it.
-            .condition_expression("attribute_not_exists(pk)");
-        if let Some(start) = run.interval_start {
-            run_item = run_item.item("interval_start", n(start));
-        }
-        if let Some(end) = run.interval_end {
-            run_item = run_item.item("interval_end", n(end));
-        }
-        let run_item = run_item
-            .build()
-            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(request_item).build())
-            .transact_items(TransactWriteItem::builder().put(run_item).build())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Recorded::New),
-            Err(err) => {
-                let cancelled = err
-                    .as_service_error()
-                    .map(|e| e.is_transaction_canceled_exception())
-                    .unwrap_or(false);
-                if !cancelled {
-                    return Err(unavailable(err));
-                }
-                // Either the request is recorded already (another invocation won),
-                // or only the run item exists (a webhook came first): then record
-                // the request alone, keeping the run's state.
-                if let Some(run_id) = self.requested_run(key).await? {
+        let outcome = match request {
+            Ok(_) => Recorded::New,
+            Err(err) if is_condition_failure(&err) => {
+                let run_id = self.requested_run(key).await?.unwrap_or_default();
+                if run_id != run.run_id {
+                    // Another run answers this request: leave this one alone.
                     return Ok(Recorded::AlreadyRequested { run_id });
                 }
-                let request_only = self
-                    .client
-                    .put_item()
-                    .table_name(&self.table)
-                    .item("pk", s(key.as_str()))
-                    .item("run_id", s(&run.run_id))
-                    .item("report_type", s(&run.report_type))
-                    .item("created", n(now))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await;
-                match request_only {
-                    Ok(_) => {
-                        // Keep the link from the run to its request for reconcile.
-                        self.client
-                            .update_item()
-                            .table_name(&self.table)
-                            .key("pk", s(run_pk(&run.run_id)))
-                            .update_expression("SET request_key = if_not_exists(request_key, :key)")
-                            .expression_attribute_values(":key", s(key.as_str()))
-                            .send()
-                            .await
-                            .map_err(unavailable)?;
-                        Ok(Recorded::New)
-                    }
-                    Err(err) if is_condition_failure(&err) => {
-                        let run_id = self.requested_run(key).await?.unwrap_or_default();
-                        Ok(Recorded::AlreadyRequested { run_id })
-                    }
-                    Err(err) => Err(unavailable(err)),
-                }
+                Recorded::AlreadyRequested { run_id }
             }
+            Err(err) => return Err(unavailable(err)),
+        };
+        // 2. The run item, created pending unless a webhook recorded it first
+        //    (then only the link to the request is added). Repeating it after
+        //    a crash between the two writes heals the ledger.
+        let mut sets = vec![
+            "request_key = :key",
+            "#status = if_not_exists(#status, :pending)",
+            "report_type = if_not_exists(report_type, :report_type)",
+            "created = if_not_exists(created, :now)",
+            "updated = if_not_exists(updated, :now)",
+        ];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(&run.run_id)))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":key", s(key.as_str()))
+            .expression_attribute_values(":pending", s(RunStatus::Pending.as_str()))
+            .expression_attribute_values(":report_type", s(&run.report_type))
+            .expression_attribute_values(":now", n(now));
+        if let Some(start) = run.interval_start {
+            sets.push("interval_start = if_not_exists(interval_start, :interval_start)");
+            update = update.expression_attribute_values(":interval_start", n(start));
         }
+        if let Some(end) = run.interval_end {
+            sets.push("interval_end = if_not_exists(interval_end, :interval_end)");
+            update = update.expression_attribute_values(":interval_end", n(end));
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(outcome)
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, LedgerError> {

@@ -261,6 +261,33 @@ pub struct Config {
     pub download_queue_url: Option<String>,
     pub schedule_queue_url: Option<String>,
     pub aws_endpoint_url: Option<String>,
+    /// `STUCK_AFTER_HOURS` (default 6): a run pending longer is reported stuck.
+    pub stuck_after_hours: u32,
+    /// `STRIPE_MAX_RPS` (default 20, under test mode's 25/s): the scheduler's request rate.
+    pub stripe_max_rps: u32,
+}
+
+/// Parses a whole number in `range`, or names the variable and the range.
+fn parse_bounded(
+    name: &'static str,
+    text: Option<String>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(value) if range.contains(&value) => Ok(value),
+            _ => Err(ConfigError::new(
+                name,
+                format!(
+                    "{text:?} is not a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        },
+    }
 }
 
 impl Config {
@@ -412,6 +439,13 @@ impl Config {
             download_queue_url,
             schedule_queue_url,
             aws_endpoint_url,
+            stuck_after_hours: parse_bounded(
+                "STUCK_AFTER_HOURS",
+                get("STUCK_AFTER_HOURS"),
+                6,
+                1..=720,
+            )?,
+            stripe_max_rps: parse_bounded("STRIPE_MAX_RPS", get("STRIPE_MAX_RPS"), 20, 1..=100)?,
         })
     }
 
@@ -573,6 +607,8 @@ mod tests {
             ("LOOKBACK_DAYS", "seven", "LOOKBACK_DAYS"),
             ("DOWNLOAD_QUEUE_URL", "queue", "DOWNLOAD_QUEUE_URL"),
             ("AWS_ENDPOINT_URL", "localhost:5000", "AWS_ENDPOINT_URL"),
+            ("STUCK_AFTER_HOURS", "0", "STUCK_AFTER_HOURS"),
+            ("STRIPE_MAX_RPS", "1000", "STRIPE_MAX_RPS"),
         ];
         for (name, value, variable) in cases {
             let err = config(&[(name, value)]).unwrap_err();

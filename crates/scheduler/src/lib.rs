@@ -1,0 +1,202 @@
+//! The scheduler function's edge: which event started it (an EventBridge
+//! schedule, a schedule-queue batch, or a backfill by hand) and what it
+//! answers. The use case itself is `stripe_reports::scheduler`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::Value;
+use stripe_reports::aws::{DynamoLedger, SqsQueue};
+use stripe_reports::domain::config::ConfigError;
+use stripe_reports::domain::messages::ScheduleMessage;
+use stripe_reports::env::Environment;
+use stripe_reports::metrics::{self, Metric};
+use stripe_reports::ports::{DownloadQueue, Ledger, StripeApi};
+use stripe_reports::rate::RateLimiter;
+use stripe_reports::scheduler::{Backfill, Scheduler, Summary};
+use stripe_reports::stripe::{StripeClient, StripeClientConfig};
+use tracing::{info, warn};
+
+pub type Service = Scheduler<DynamoLedger, StripeClient, SqsQueue>;
+
+/// Builds the scheduler once per cold start.
+pub async fn service_from_env() -> Result<Service, ConfigError> {
+    let env = Environment::load().await?;
+    let key = env.secrets.require_api_key()?.clone();
+    let stripe = StripeClient::new(StripeClientConfig::from_config(&env.config, key))
+        .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
+    let ledger = DynamoLedger::new(
+        aws_sdk_dynamodb::Client::new(&env.sdk),
+        env.config.require_runs_table()?,
+    );
+    let downloads = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&env.sdk),
+        env.config.require_download_queue_url()?,
+    );
+    let mut service = Scheduler::new(
+        ledger,
+        stripe,
+        downloads,
+        env.config.reports.clone(),
+        env.config.lookback_days,
+    );
+    service.stuck_after = Duration::from_secs(u64::from(env.config.stuck_after_hours) * 3600);
+    service.limiter = Arc::new(RateLimiter::new(env.config.stripe_max_rps));
+    Ok(service)
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The Lambda handler.
+pub async fn handle<L: Ledger, S: StripeApi, D: DownloadQueue>(
+    service: &Scheduler<L, S, D>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
+    handle_at(service, event.payload, unix_now()).await
+}
+
+/// What started the function.
+#[derive(Debug)]
+pub enum Input {
+    /// The EventBridge schedule (or any other event): plan everything, reconcile.
+    Scheduled,
+    /// A batch from the schedule queue.
+    Queue(SqsEvent),
+    /// `{"backfill": {...}}`.
+    Backfill(Backfill),
+}
+
+/// Tells the three inputs apart: SQS batches carry `Records`, a backfill
+/// carries `backfill`; anything else is the schedule.
+pub fn classify(payload: Value) -> Result<Input, String> {
+    if payload.get("Records").is_some() {
+        return serde_json::from_value(payload)
+            .map(Input::Queue)
+            .map_err(|err| format!("not an SQS event: {err}"));
+    }
+    if let Some(backfill) = payload.get("backfill") {
+        return serde_json::from_value(backfill.clone())
+            .map(Input::Backfill)
+            .map_err(|err| {
+                format!(
+                    "backfill must be {{\"from\": \"YYYY-MM-DD\", \"to\": \"YYYY-MM-DD\", \"report_types\": [..]}}: {err}"
+                )
+            });
+    }
+    Ok(Input::Scheduled)
+}
+
+/// The handler with the clock given.
+pub async fn handle_at<L: Ledger, S: StripeApi, D: DownloadQueue>(
+    service: &Scheduler<L, S, D>,
+    payload: Value,
+    now: i64,
+) -> Result<Value, Error> {
+    match classify(payload)? {
+        Input::Scheduled => finish("scheduled", service.run_scheduled(now).await),
+        Input::Backfill(backfill) => {
+            let summary = service.run_backfill(&backfill, now).await?;
+            finish("backfill", summary)
+        }
+        Input::Queue(batch) => {
+            let mut response = SqsBatchResponse::default();
+            let mut total = Summary::default();
+            for record in batch.records {
+                let id = record.message_id.clone().unwrap_or_default();
+                let message: Result<ScheduleMessage, _> =
+                    serde_json::from_str(record.body.as_deref().unwrap_or_default());
+                let outcome = match message {
+                    Ok(message) => service
+                        .run_for_type(&message.report_type, now)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(err) => Err(format!(
+                        "schedule message is not {{\"report_type\", \"data_available_end\"}}: {err}"
+                    )),
+                };
+                match outcome {
+                    Ok(summary) if summary.errors == 0 => total.add(&summary),
+                    Ok(summary) => {
+                        total.add(&summary);
+                        response.add_failure(id);
+                    }
+                    Err(err) => {
+                        warn!(message_id = %id, error = %err, "schedule message failed");
+                        total.errors += 1;
+                        response.add_failure(id);
+                    }
+                }
+            }
+            log_summary("queue", &total);
+            Ok(serde_json::to_value(response)?)
+        }
+    }
+}
+
+fn log_summary(input: &str, summary: &Summary) {
+    info!(
+        input,
+        planned = summary.planned,
+        created = summary.created,
+        already_requested = summary.already_requested,
+        unavailable = summary.unavailable,
+        enqueued = summary.enqueued,
+        failed = summary.failed,
+        stuck = summary.stuck,
+        errors = summary.errors,
+        "scheduler summary"
+    );
+    metrics::emit(
+        "scheduler",
+        &[
+            Metric {
+                name: "RunsCreated",
+                value: summary.created as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "RunsEnqueuedByReconcile",
+                value: summary.enqueued as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "FailedRuns",
+                value: summary.failed as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "StuckRuns",
+                value: summary.stuck as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "SchedulerErrors",
+                value: summary.errors as f64,
+                unit: "Count",
+            },
+        ],
+    );
+}
+
+/// Logs the summary and answers it; an invocation with errors fails (Lambda
+/// retries it, and the Errors metric alarms), which is safe since every
+/// step is idempotent.
+fn finish(input: &str, summary: Summary) -> Result<Value, Error> {
+    log_summary(input, &summary);
+    if summary.errors > 0 {
+        return Err(format!(
+            "{} request(s) failed; they are retried by the next invocation: {}",
+            summary.errors,
+            serde_json::to_string(&summary)?
+        )
+        .into());
+    }
+    Ok(serde_json::to_value(summary)?)
+}
