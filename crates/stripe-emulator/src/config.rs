@@ -156,6 +156,9 @@ pub struct Faults {
     /// Each delivery waits a random 0..N ms first, so deliveries arrive out of order.
     #[serde(default)]
     pub webhook_shuffle_ms: u64,
+    /// File contents answer `302` to this base URL (same path), once per download.
+    #[serde(default)]
+    pub file_redirect_base: Option<String>,
     /// Replaces the configured webhook signing secrets (secret rolling).
     #[serde(default)]
     pub webhook_secrets: Option<Vec<String>>,
@@ -172,6 +175,7 @@ impl Default for Faults {
             webhooks_enabled: true,
             webhook_duplicates: 0,
             webhook_shuffle_ms: 0,
+            file_redirect_base: None,
             webhook_secrets: None,
         }
     }

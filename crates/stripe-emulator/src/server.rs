@@ -207,6 +207,20 @@ async fn dispatch(
         if let Err(denied) = check_key(&shared, &headers) {
             return denied;
         }
+        let redirect = shared.lock().faults.file_redirect_base.clone();
+        if let Some(base) =
+            redirect.filter(|_| !uri.query().unwrap_or_default().contains("redirected=1"))
+        {
+            let location = format!(
+                "{}/v1/files/{file_id}/contents?redirected=1",
+                base.trim_end_matches('/')
+            );
+            return Response::builder()
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, location)
+                .body(Body::empty())
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
         return file_contents(&shared, file_id);
     }
     shared.lock().stats.api_requests += 1;

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod domain;
+pub mod downloader;
 pub mod env;
 pub mod metrics;
 pub mod ports;

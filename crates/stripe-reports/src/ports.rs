@@ -183,6 +183,12 @@ pub trait StripeApi: Send + Sync {
         &self,
         created_gte: i64,
     ) -> impl Future<Output = Result<Vec<crate::stripe::ReportRun>, crate::stripe::StripeError>> + Send;
+
+    /// The file at a run's `result.url`, as a stream (allow-listed hosts only).
+    fn download_file(
+        &self,
+        url: &str,
+    ) -> impl Future<Output = Result<crate::stripe::FileDownload, crate::stripe::StripeError>> + Send;
 }
 
 impl StripeApi for crate::stripe::StripeClient {
@@ -213,5 +219,12 @@ impl StripeApi for crate::stripe::StripeClient {
         created_gte: i64,
     ) -> Result<Vec<crate::stripe::ReportRun>, crate::stripe::StripeError> {
         crate::stripe::StripeClient::report_runs_created_since(self, created_gte).await
+    }
+
+    async fn download_file(
+        &self,
+        url: &str,
+    ) -> Result<crate::stripe::FileDownload, crate::stripe::StripeError> {
+        crate::stripe::StripeClient::download_file(self, url).await
     }
 }

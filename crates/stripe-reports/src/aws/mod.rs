@@ -4,10 +4,12 @@
 
 pub mod ledger;
 pub mod queue;
+pub mod s3;
 pub mod secrets;
 
 pub use ledger::DynamoLedger;
 pub use queue::SqsQueue;
+pub use s3::S3Sink;
 
 /// The shared SDK configuration, loaded once per cold start.
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
@@ -24,4 +26,13 @@ pub(crate) fn sdk_message<E: std::error::Error>(err: &E) -> String {
         source = cause.source();
     }
     message
+}
+
+/// An S3 client; path-style addressing when an endpoint override is set
+/// (moto's server and other local S3s do not serve bucket subdomains).
+pub fn s3_client(sdk: &aws_config::SdkConfig, endpoint_override: bool) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(endpoint_override)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }

@@ -265,6 +265,13 @@ pub struct Config {
     pub stuck_after_hours: u32,
     /// `STRIPE_MAX_RPS` (default 20, under test mode's 25/s): the scheduler's request rate.
     pub stripe_max_rps: u32,
+    /// `DOWNLOAD_PART_SIZE_MIB` (default 8, at least S3's 5): multipart part size.
+    pub download_part_size_mib: u32,
+    /// `DOWNLOAD_PARTS_IN_FLIGHT` (default 2): parts uploaded at once per file.
+    pub download_parts_in_flight: u32,
+    /// `DOWNLOAD_CONCURRENCY` (default 2): messages of a batch handled at once.
+    /// Peak memory ≈ concurrency × (parts in flight + 1) × part size.
+    pub download_concurrency: u32,
 }
 
 /// Parses a whole number in `range`, or names the variable and the range.
@@ -446,6 +453,24 @@ impl Config {
                 1..=720,
             )?,
             stripe_max_rps: parse_bounded("STRIPE_MAX_RPS", get("STRIPE_MAX_RPS"), 20, 1..=100)?,
+            download_part_size_mib: parse_bounded(
+                "DOWNLOAD_PART_SIZE_MIB",
+                get("DOWNLOAD_PART_SIZE_MIB"),
+                8,
+                5..=512,
+            )?,
+            download_parts_in_flight: parse_bounded(
+                "DOWNLOAD_PARTS_IN_FLIGHT",
+                get("DOWNLOAD_PARTS_IN_FLIGHT"),
+                2,
+                1..=16,
+            )?,
+            download_concurrency: parse_bounded(
+                "DOWNLOAD_CONCURRENCY",
+                get("DOWNLOAD_CONCURRENCY"),
+                2,
+                1..=10,
+            )?,
         })
     }
 
@@ -609,6 +634,8 @@ mod tests {
             ("AWS_ENDPOINT_URL", "localhost:5000", "AWS_ENDPOINT_URL"),
             ("STUCK_AFTER_HOURS", "0", "STUCK_AFTER_HOURS"),
             ("STRIPE_MAX_RPS", "1000", "STRIPE_MAX_RPS"),
+            ("DOWNLOAD_PART_SIZE_MIB", "4", "DOWNLOAD_PART_SIZE_MIB"),
+            ("DOWNLOAD_CONCURRENCY", "0", "DOWNLOAD_CONCURRENCY"),
         ];
         for (name, value, variable) in cases {
             let err = config(&[(name, value)]).unwrap_err();

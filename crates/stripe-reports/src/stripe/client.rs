@@ -23,6 +23,8 @@ use crate::domain::secret::SecretString;
 
 /// Stripe's largest page.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// Redirects followed for one file download.
+const MAX_FILE_REDIRECTS: usize = 5;
 /// A `Retry-After` longer than this is not waited for (as Stripe's libraries do).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -148,20 +150,11 @@ impl StripeClient {
             .timeout(config.request_timeout)
             .build()
             .map_err(|err| StripeError::Config(err.to_string()))?;
-        // File hosts may redirect, but only to another allow-listed host;
-        // reqwest also drops the Authorization header when the host changes.
-        let hosts = config.file_hosts.clone();
+        // File redirects are followed by hand (download_file), so each target
+        // is checked against the allow-list before the key goes out.
         let files = reqwest::Client::builder()
             .user_agent(user_agent)
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    attempt.error("too many redirects")
-                } else if let Err(refused) = hosts.check(attempt.url()) {
-                    attempt.error(refused)
-                } else {
-                    attempt.follow()
-                }
-            }))
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             // No overall timeout: a large file takes as long as it takes; a
             // stalled body is caught by the read timeout.
@@ -262,27 +255,49 @@ impl StripeClient {
     }
 
     /// Opens the file at `url` (a run's `result.url`) as a stream, sending the
-    /// API key (HTTP Basic, key as user, empty password) only if the URL's host
-    /// is allow-listed. Nothing is sent to any other host. Failures before the
-    /// body starts are retried like API calls; a body cut mid-way surfaces as
-    /// an error item of the stream, for the caller to retry the whole file.
+    /// API key (HTTP Basic, key as user, empty password) only to hosts in
+    /// `STRIPE_FILE_HOSTS`: the URL and every redirect target are checked
+    /// before a request is made, so nothing at all is sent to any other host.
+    /// Failures before the body starts are retried like API calls; a body cut
+    /// mid-way surfaces as an error item of the stream, for the caller to
+    /// retry the whole file.
     pub async fn download_file(&self, url: &str) -> Result<FileDownload, StripeError> {
-        let url = Url::parse(url).map_err(|_| crate::domain::config::FileUrlError::Invalid)?;
-        self.config.file_hosts.check(&url)?;
-        let response = self
-            .send_with_retries(|| {
-                self.files
-                    .get(url.clone())
-                    .basic_auth(self.config.api_key.expose(), Some(""))
-            })
-            .await?;
-        let content_length = response.content_length();
-        let body = response
-            .bytes_stream()
-            .map(|chunk| chunk.map_err(|err| StripeError::Transport(transport_message(&err))));
-        Ok(FileDownload {
-            content_length,
-            body: Box::pin(body),
+        let mut url = Url::parse(url).map_err(|_| crate::domain::config::FileUrlError::Invalid)?;
+        for _ in 0..=MAX_FILE_REDIRECTS {
+            self.config.file_hosts.check(&url)?;
+            let response = self
+                .send_with_retries(|| {
+                    self.files
+                        .get(url.clone())
+                        .basic_auth(self.config.api_key.expose(), Some(""))
+                })
+                .await?;
+            if response.status().is_redirection() {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|value| value.to_str().ok())
+                    .ok_or_else(|| StripeError::Decode {
+                        status: response.status().as_u16(),
+                        detail: "redirect without a Location".into(),
+                    })?;
+                url = url
+                    .join(location)
+                    .map_err(|_| crate::domain::config::FileUrlError::Invalid)?;
+                continue;
+            }
+            let content_length = response.content_length();
+            let body = response
+                .bytes_stream()
+                .map(|chunk| chunk.map_err(|err| StripeError::Transport(transport_message(&err))));
+            return Ok(FileDownload {
+                content_length,
+                body: Box::pin(body),
+            });
+        }
+        Err(StripeError::Decode {
+            status: 302,
+            detail: format!("more than {MAX_FILE_REDIRECTS} redirects"),
         })
     }
 
@@ -313,7 +328,12 @@ impl StripeClient {
         loop {
             let outcome = build().send().await;
             let (should_retry, retry_after, error) = match outcome {
-                Ok(response) if response.status().is_success() => return Ok(response),
+                // Redirects are answers too: only the file download follows them.
+                Ok(response)
+                    if response.status().is_success() || response.status().is_redirection() =>
+                {
+                    return Ok(response);
+                }
                 Ok(response) => {
                     let decision = retry_decision(response.status(), response.headers());
                     let retry_after = retry_after(response.headers());

@@ -1,0 +1,122 @@
+//! The downloader function's edge: an SQS batch in, `batchItemFailures` out
+//! (the event source mapping has `ReportBatchItemFailures`). The use case
+//! itself is `stripe_reports::downloader`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use futures_util::StreamExt;
+use lambda_runtime::{Error, LambdaEvent};
+use stripe_reports::aws::{self, DynamoLedger};
+use stripe_reports::domain::config::ConfigError;
+use stripe_reports::downloader::{DEFAULT_TIMEOUT, DownloadError, Downloader, Stored};
+use stripe_reports::env::Environment;
+use stripe_reports::metrics::{self, Metric};
+use stripe_reports::ports::{Ledger, StripeApi};
+use stripe_reports::stripe::{StripeClient, StripeClientConfig};
+use tracing::warn;
+
+pub type Service = Downloader<DynamoLedger, StripeClient>;
+
+/// The service and how many messages of a batch it handles at once.
+pub struct Deps<L, S> {
+    pub downloader: Downloader<L, S>,
+    pub concurrency: usize,
+}
+
+/// Builds the downloader once per cold start.
+pub async fn deps_from_env() -> Result<Deps<DynamoLedger, StripeClient>, ConfigError> {
+    let env = Environment::load().await?;
+    let config = &env.config;
+    let key = env.secrets.require_api_key()?.clone();
+    let stripe = StripeClient::new(StripeClientConfig::from_config(config, key))
+        .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
+    let ledger = DynamoLedger::new(
+        aws_sdk_dynamodb::Client::new(&env.sdk),
+        config.require_runs_table()?,
+    );
+    let sink = aws::S3Sink::new(
+        aws::s3_client(&env.sdk, config.aws_endpoint_url.is_some()),
+        config.require_reports_bucket()?,
+    )
+    .with_parts(
+        config.download_part_size_mib as usize * 1024 * 1024,
+        config.download_parts_in_flight as usize,
+    );
+    Ok(Deps {
+        downloader: Downloader {
+            ledger,
+            stripe,
+            sink,
+            prefix: config.reports_prefix.clone(),
+            timeout: DEFAULT_TIMEOUT,
+        },
+        concurrency: config.download_concurrency as usize,
+    })
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The Lambda handler.
+pub async fn handle<L: Ledger, S: StripeApi>(
+    deps: &Deps<L, S>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    Ok(handle_batch(deps, event.payload, unix_now()).await)
+}
+
+/// Handles every record (a bounded number at once), each with its own
+/// outcome; the answer lists exactly the failed message ids.
+pub async fn handle_batch<L: Ledger, S: StripeApi>(
+    deps: &Deps<L, S>,
+    batch: SqsEvent,
+    now: i64,
+) -> SqsBatchResponse {
+    let outcomes: Vec<(String, Result<Stored, DownloadError>)> =
+        futures_util::stream::iter(batch.records)
+            .map(|record| async move {
+                let id = record.message_id.clone().unwrap_or_default();
+                let body = record.body.as_deref().unwrap_or_default();
+                (id, deps.downloader.handle_message(body, now).await)
+            })
+            .buffer_unordered(deps.concurrency.max(1))
+            .collect()
+            .await;
+    let mut response = SqsBatchResponse::default();
+    let mut bytes = 0u64;
+    let mut failures = 0u64;
+    for (id, outcome) in outcomes {
+        match outcome {
+            Ok(Stored::Now(stored)) => bytes += stored.bytes,
+            Ok(Stored::Already | Stored::RunFailed) => {}
+            Err(err) => {
+                // A pending run is normal (redelivered later); the rest is logged
+                // as a failure, and after maxReceiveCount lands in the DLQ.
+                warn!(message_id = %id, error = %err, "message not handled; SQS will deliver it again");
+                failures += 1;
+                response.add_failure(id);
+            }
+        }
+    }
+    metrics::emit(
+        "downloader",
+        &[
+            Metric {
+                name: "BytesStored",
+                value: bytes as f64,
+                unit: "Bytes",
+            },
+            Metric {
+                name: "DownloadFailures",
+                value: failures as f64,
+                unit: "Count",
+            },
+        ],
+    );
+    response
+}

@@ -1,0 +1,532 @@
+//! The downloader through its batch handler, against the Stripe emulator and
+//! moto's S3 and DynamoDB over HTTP.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use stripe_emulator::{Emulator, EmulatorConfig, Faults, ReportTypeConfig};
+use stripe_reports::aws::{DynamoLedger, S3Sink};
+use stripe_reports::domain::calendar::Interval;
+use stripe_reports::domain::config::FileHosts;
+use stripe_reports::domain::ledger::RunStatus;
+use stripe_reports::domain::request_key::RequestKey;
+use stripe_reports::domain::secret::SecretString;
+use stripe_reports::domain::spec::ReportSpec;
+use stripe_reports::downloader::Downloader;
+use stripe_reports::ports::{Ledger, RunFacts};
+use stripe_reports::stripe::{
+    CreateReportRun, RetryPolicy, StripeClient, StripeClientConfig, StripeRunStatus,
+};
+
+const API_KEY: &str = "sk_test_downloader_tests";
+const DAY: i64 = 86_400;
+const MIB: u64 = 1024 * 1024;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn kind(id: &str, size: u64) -> ReportTypeConfig {
+    let mut kind = ReportTypeConfig::new(id);
+    kind.file_size = Some(size);
+    kind.data_available_start = Some(1_700_000_000);
+    kind.data_available_end = Some(1_800_000_000);
+    kind
+}
+
+async fn emulator(types: Vec<ReportTypeConfig>, run_delay: Duration) -> Emulator {
+    Emulator::start(
+        EmulatorConfig {
+            api_key: API_KEY.into(),
+            report_types: types,
+            run_delay,
+            ..EmulatorConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+struct Env {
+    emulator: Emulator,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    ledger: DynamoLedger,
+    deps: downloader::Deps<DynamoLedger, StripeClient>,
+}
+
+fn stripe(emulator: &Emulator, hosts: &str) -> StripeClient {
+    let mut config = StripeClientConfig::new(
+        emulator.base_url().parse().unwrap(),
+        SecretString::new(API_KEY),
+        FileHosts::parse(hosts).unwrap(),
+    );
+    config.retry = RetryPolicy {
+        max_retries: 2,
+        initial_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    };
+    StripeClient::new(config).unwrap()
+}
+
+async fn env_with(emulator: Emulator, hosts: &str) -> Env {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run the tests with `make test` (it starts moto's server)"
+    );
+    let sdk = stripe_reports::aws::load_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("runs");
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let s3 = stripe_reports::aws::s3_client(&sdk, true);
+    let bucket = unique("reports");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let ledger = DynamoLedger::new(dynamodb, table);
+    let deps = downloader::Deps {
+        downloader: Downloader {
+            ledger: ledger.clone(),
+            stripe: stripe(&emulator, hosts),
+            sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
+            prefix: "stripe/".into(),
+            timeout: Duration::from_secs(120),
+        },
+        concurrency: 4,
+    };
+    Env {
+        emulator,
+        s3,
+        bucket,
+        ledger,
+        deps,
+    }
+}
+
+async fn env(types: Vec<ReportTypeConfig>) -> Env {
+    env_with(
+        emulator(types, Duration::from_millis(20)).await,
+        "127.0.0.1",
+    )
+    .await
+}
+
+impl Env {
+    /// Creates a run for `day` and waits until the emulator finished it.
+    async fn finished_run(&self, report_type: &str, day: i64) -> String {
+        let client = stripe(&self.emulator, "127.0.0.1");
+        let interval = Interval {
+            start: 1_790_000_000 - 1_790_000_000 % DAY + day * DAY,
+            end: 1_790_000_000 - 1_790_000_000 % DAY + (day + 1) * DAY,
+        };
+        let run = client
+            .create_report_run(
+                &CreateReportRun::for_spec(&ReportSpec::new(report_type), interval),
+                &unique("key"),
+            )
+            .await
+            .unwrap();
+        // Recorded pending, as the scheduler leaves it.
+        let facts = RunFacts {
+            run_id: run.id.clone(),
+            report_type: report_type.into(),
+            interval_start: Some(interval.start),
+            interval_end: Some(interval.end),
+        };
+        let key = RequestKey::new(&ReportSpec::new(report_type), interval, 0);
+        self.ledger
+            .record_requested(&key, &facts, now())
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if client.report_run(&run.id).await.unwrap().status != StripeRunStatus::Pending {
+                return run.id;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("run never finished");
+    }
+
+    async fn batch(&self, bodies: &[(&str, String)]) -> Vec<String> {
+        let records: Vec<Value> = bodies
+            .iter()
+            .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}))
+            .collect();
+        let event: SqsEvent = serde_json::from_value(json!({"Records": records})).unwrap();
+        let response = downloader::handle_batch(&self.deps, event, now()).await;
+        let mut failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        failed.sort();
+        failed
+    }
+
+    async fn object(
+        &self,
+        key: &str,
+    ) -> Option<(Vec<u8>, aws_sdk_s3::operation::get_object::GetObjectOutput)> {
+        let mut output = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        let body = std::mem::replace(
+            &mut output.body,
+            aws_sdk_s3::primitives::ByteStream::from_static(b""),
+        );
+        Some((body.collect().await.unwrap().into_bytes().to_vec(), output))
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    async fn open_uploads(&self) -> usize {
+        let uploads = self
+            .s3
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        uploads.uploads().len()
+    }
+
+    async fn file_of(&self, run_id: &str) -> (String, u64) {
+        let run = stripe(&self.emulator, "127.0.0.1")
+            .report_run(run_id)
+            .await
+            .unwrap();
+        self.emulator.file_digest(&run.result.unwrap().id).unwrap()
+    }
+}
+
+fn message(run_id: &str) -> String {
+    json!({"run_id": run_id}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_report_is_stored_whole_with_its_sha256() {
+    let env = env(vec![kind("balance.summary.1", 100 * MIB)]).await;
+    let run_id = env.finished_run("balance.summary.1", 0).await;
+    assert!(env.batch(&[("m1", message(&run_id))]).await.is_empty());
+    let (sha256, size) = env.file_of(&run_id).await;
+    let record = env.ledger.run(&run_id).await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Stored);
+    let stored = record.stored.unwrap();
+    assert_eq!(
+        (stored.bytes, stored.sha256.as_str()),
+        (size, sha256.as_str())
+    );
+    let (bytes, output) = env.object(&stored.s3_key).await.expect("object");
+    assert_eq!(bytes.len() as u64, size);
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), sha256);
+    assert!(
+        output.e_tag().unwrap().contains("-20"),
+        "20 parts of 5 MiB: {:?}",
+        output.e_tag()
+    );
+    assert_eq!(output.content_type(), Some("text/csv"));
+    let meta = output.metadata().unwrap();
+    assert_eq!(meta.get("report-run"), Some(&run_id));
+    assert_eq!(
+        meta.get("report-type").map(String::as_str),
+        Some("balance.summary.1")
+    );
+    assert_eq!(
+        meta.get("interval-start"),
+        Some(&record.facts.interval_start.unwrap().to_string())
+    );
+    assert!(
+        stored
+            .s3_key
+            .starts_with("stripe/report_type=balance.summary.1/date=")
+    );
+    assert_eq!(env.open_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn a_small_report_is_one_put_object() {
+    let env = env(vec![kind("balance.summary.1", 4096)]).await;
+    let run_id = env.finished_run("balance.summary.1", 1).await;
+    assert!(env.batch(&[("m1", message(&run_id))]).await.is_empty());
+    let stored = env
+        .ledger
+        .run(&run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .stored
+        .unwrap();
+    let (bytes, output) = env.object(&stored.s3_key).await.unwrap();
+    assert_eq!(bytes.len(), 4096);
+    assert!(
+        !output.e_tag().unwrap().contains('-'),
+        "a single PutObject has a plain ETag"
+    );
+    assert_eq!(env.open_uploads().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_download_leaves_no_object_no_upload_and_the_ledger_as_it_was() {
+    let env = env(vec![kind("balance.summary.1", 20 * MIB)]).await;
+    let run_id = env.finished_run("balance.summary.1", 2).await;
+    env.emulator.set_faults(Faults {
+        truncate_files: 1,
+        ..Faults::default()
+    });
+    let before = env.ledger.run(&run_id).await.unwrap().unwrap();
+    assert_eq!(env.batch(&[("m1", message(&run_id))]).await, ["m1"]);
+    assert!(env.keys().await.is_empty());
+    assert_eq!(
+        env.open_uploads().await,
+        0,
+        "the multipart upload was aborted"
+    );
+    assert_eq!(env.ledger.run(&run_id).await.unwrap().unwrap(), before);
+    // SQS delivers it again: whole this time, stored.
+    assert!(env.batch(&[("m1", message(&run_id))]).await.is_empty());
+    let (sha256, _) = env.file_of(&run_id).await;
+    assert_eq!(
+        env.ledger
+            .run(&run_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .stored
+            .unwrap()
+            .sha256,
+        sha256
+    );
+}
+
+#[tokio::test]
+async fn a_file_host_off_the_allow_list_gets_no_request_at_all() {
+    let env = env_with(
+        emulator(
+            vec![kind("balance.summary.1", 4096)],
+            Duration::from_millis(20),
+        )
+        .await,
+        "files.stripe.com",
+    )
+    .await;
+    let run_id = env.finished_run("balance.summary.1", 3).await;
+    let before = env.emulator.stats();
+    assert_eq!(env.batch(&[("m1", message(&run_id))]).await, ["m1"]);
+    let after = env.emulator.stats();
+    assert_eq!(after.file_downloads, before.file_downloads);
+    assert_eq!(after.unauthorized, before.unauthorized);
+    assert!(env.keys().await.is_empty());
+    assert_eq!(
+        env.ledger.run(&run_id).await.unwrap().unwrap().status,
+        RunStatus::Pending
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_to_allow_listed_hosts() {
+    let emulator = emulator(
+        vec![kind("balance.summary.1", 4096)],
+        Duration::from_millis(20),
+    )
+    .await;
+    let port = emulator.addr().port();
+    // result.url is on 127.0.0.1 and redirects to localhost (the same server).
+    emulator.set_faults(Faults {
+        file_redirect_base: Some(format!("http://localhost:{port}")),
+        ..Faults::default()
+    });
+    let refused = env_with(emulator, "127.0.0.1").await;
+    let run_id = refused.finished_run("balance.summary.1", 4).await;
+    assert_eq!(refused.batch(&[("m1", message(&run_id))]).await, ["m1"]);
+    assert_eq!(
+        refused.emulator.stats().file_downloads,
+        0,
+        "the redirect target was never asked"
+    );
+    assert!(refused.keys().await.is_empty());
+
+    let emulator = self::emulator(
+        vec![kind("balance.summary.1", 4096)],
+        Duration::from_millis(20),
+    )
+    .await;
+    let port = emulator.addr().port();
+    emulator.set_faults(Faults {
+        file_redirect_base: Some(format!("http://localhost:{port}")),
+        ..Faults::default()
+    });
+    let allowed = env_with(emulator, "127.0.0.1,localhost").await;
+    let run_id = allowed.finished_run("balance.summary.1", 5).await;
+    assert!(allowed.batch(&[("m1", message(&run_id))]).await.is_empty());
+    assert_eq!(allowed.emulator.stats().file_downloads, 1);
+    assert_eq!(
+        allowed.ledger.run(&run_id).await.unwrap().unwrap().status,
+        RunStatus::Stored
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_twice_at_once_stores_once() {
+    let env = env(vec![kind("balance.summary.1", 12 * MIB)]).await;
+    let run_id = env.finished_run("balance.summary.1", 6).await;
+    // Two messages for one run in one batch, handled concurrently.
+    assert!(
+        env.batch(&[("m1", message(&run_id)), ("m2", message(&run_id))])
+            .await
+            .is_empty()
+    );
+    let record = env.ledger.run(&run_id).await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Stored);
+    let keys = env.keys().await;
+    assert_eq!(keys.len(), 1);
+    let (bytes, _) = env.object(&keys[0]).await.unwrap();
+    let (sha256, _) = env.file_of(&run_id).await;
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), sha256);
+    assert_eq!(record.stored.unwrap().sha256, sha256);
+    // And a third delivery later is acknowledged without a download.
+    let downloads = env.emulator.stats().file_downloads;
+    assert!(env.batch(&[("m3", message(&run_id))]).await.is_empty());
+    assert_eq!(env.emulator.stats().file_downloads, downloads);
+}
+
+#[tokio::test]
+async fn a_pending_run_is_reported_failed_for_redelivery() {
+    let env = env_with(
+        emulator(
+            vec![kind("balance.summary.1", 4096)],
+            Duration::from_secs(3600),
+        )
+        .await,
+        "127.0.0.1",
+    )
+    .await;
+    let client = stripe(&env.emulator, "127.0.0.1");
+    let run = client
+        .create_report_run(
+            &CreateReportRun::for_spec(
+                &ReportSpec::new("balance.summary.1"),
+                Interval {
+                    start: 1_790_000_000,
+                    end: 1_790_086_400,
+                },
+            ),
+            "k",
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.batch(&[("m1", message(&run.id))]).await, ["m1"]);
+    assert!(env.keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn poison_messages_fail_alone() {
+    let env = env(vec![kind("balance.summary.1", 4096)]).await;
+    let run_id = env.finished_run("balance.summary.1", 7).await;
+    let failed = env
+        .batch(&[
+            ("good", message(&run_id)),
+            ("not-json", "{run_id".to_owned()),
+            ("unknown-run", message("frr_does_not_exist")),
+            ("wrong-shape", json!({"run": run_id}).to_string()),
+        ])
+        .await;
+    assert_eq!(failed, ["not-json", "unknown-run", "wrong-shape"]);
+    assert_eq!(
+        env.ledger.run(&run_id).await.unwrap().unwrap().status,
+        RunStatus::Stored
+    );
+}
+
+#[tokio::test]
+async fn a_run_failed_at_stripe_is_recorded_and_acknowledged() {
+    let mut failing = kind("balance.summary.1", 4096);
+    failing.fail = true;
+    let env = env(vec![failing]).await;
+    let run_id = env.finished_run("balance.summary.1", 8).await;
+    assert!(env.batch(&[("m1", message(&run_id))]).await.is_empty());
+    assert_eq!(
+        env.ledger.run(&run_id).await.unwrap().unwrap().status,
+        RunStatus::Failed
+    );
+    assert!(env.keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sample_event_parses_and_its_run_is_handled() {
+    let env = env(vec![kind("balance.summary.1", 4096)]).await;
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/downloader-sqs.json");
+    let mut sample: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let id = sample["Records"][0]["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // As written, its run does not exist at the emulator: that message fails.
+    let event: SqsEvent = serde_json::from_value(sample.clone()).unwrap();
+    let response = downloader::handle_batch(&env.deps, event, now()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(response.batch_item_failures[0].item_identifier, id);
+    // Pointing it at a real finished run stores the file.
+    let run_id = env.finished_run("balance.summary.1", 9).await;
+    sample["Records"][0]["body"] = json!(message(&run_id));
+    let event: SqsEvent = serde_json::from_value(sample).unwrap();
+    assert!(
+        downloader::handle_batch(&env.deps, event, now())
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        env.ledger.run(&run_id).await.unwrap().unwrap().status,
+        RunStatus::Stored
+    );
+}
