@@ -5,7 +5,7 @@ PYTHON := $(abspath $(VENV))/bin/python
 LOCAL_AWS := $(PYTHON) scripts/local_aws.py run --
 export STRIPE_REPORTS_PYTHON := $(PYTHON)
 
-.PHONY: venv build test lint demo emulator local-aws clean
+.PHONY: venv build test lint demo emulator local-aws bench-downloader bench-webhook clean
 
 ## venv: the Python tools of tests, demo and CI (moto[server], stripe, cfn-lint, jsonschema)
 venv: $(VENV)/.installed
@@ -26,10 +26,18 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## demo: the whole pipeline locally (lands with issue #6)
-demo:
-	@echo "make demo: not yet — the local runner and demo land with issue #6" >&2
-	@exit 1
+## demo: the whole pipeline locally: Stripe emulator + moto + `stripe-reports local`, then an audit
+demo: venv
+	cargo build -p cli -p stripe-emulator
+	$(LOCAL_AWS) $(PYTHON) scripts/demo.py
+
+## bench-downloader: MiB/s and peak RSS for 10 MiB, 100 MiB and 1 GiB reports (not part of make test)
+bench-downloader: venv
+	$(LOCAL_AWS) bash bench/downloader.sh
+
+## bench-webhook: verify + parse per event, ours vs stripe-python construct_event
+bench-webhook: venv
+	cargo bench -p stripe-reports --bench webhook_verify
 
 ## emulator: the Stripe emulator on 127.0.0.1:12111
 emulator:

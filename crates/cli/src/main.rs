@@ -1,19 +1,26 @@
 //! `stripe-reports`: the command line. Reads the same environment as the
-//! Lambda functions (SPEC "Configuration"); needs only `STRIPE_API_KEY` for
-//! Stripe-only commands.
+//! Lambda functions (SPEC "Configuration"); `types` and `fetch` to a folder
+//! need only `STRIPE_API_KEY`.
 
+mod fetch;
+mod local;
+
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use jiff::civil::Date;
 use stripe_reports::Config;
 use stripe_reports::domain::config::SecretSource;
+use stripe_reports::domain::spec::{Frequency, ReportSpec, validate_specs};
 use stripe_reports::stripe::{StripeClient, StripeClientConfig};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "stripe-reports",
     version,
-    about = "Run Stripe's financial reports and land every file in S3"
+    about = "Run Stripe's financial reports and land every file in S3 (or a folder)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +35,67 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the scheduler, webhook and downloader locally, with their event sources
+    /// (needs the whole SPEC environment: Stripe, table, bucket, queues).
+    Local {
+        /// Where the webhook endpoint listens (POST /webhooks/stripe).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// How often the scheduler runs, e.g. 1h, 15m, 30s (it also runs at start).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        schedule_every: Duration,
+    },
+    /// Run reports now and save their files (in a folder by default).
+    Fetch {
+        /// The report type, e.g. balance.summary.1 (see `stripe-reports types`).
+        #[arg(long)]
+        report_type: String,
+        /// The interval containing this date (YYYY-MM-DD).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        date: Option<Date>,
+        /// First date of a range (YYYY-MM-DD, included); needs --to.
+        #[arg(long, requires = "to")]
+        from: Option<Date>,
+        /// Last date of a range (YYYY-MM-DD, included); needs --from.
+        #[arg(long, requires = "from")]
+        to: Option<Date>,
+        /// Length of each interval.
+        #[arg(long, default_value = "daily", value_parser = ["daily", "weekly", "monthly"])]
+        frequency: String,
+        /// IANA timezone the intervals are whole days in.
+        #[arg(long, default_value = "Etc/UTC")]
+        timezone: String,
+        /// A column to include (repeat for several; default: the report type's columns).
+        #[arg(long = "column")]
+        columns: Vec<String>,
+        /// A three-letter currency to filter on.
+        #[arg(long)]
+        currency: Option<String>,
+        /// A folder, or s3://bucket/prefix (same key layout as the Lambda functions).
+        #[arg(long, default_value = "./reports")]
+        out: String,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m or 1h"))?;
+    let seconds = match unit {
+        "s" | "" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        _ => return Err(format!("{text:?} is not a duration like 30s, 15m or 1h")),
+    };
+    if seconds == 0 {
+        return Err("the interval must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn stripe_client(config: &Config) -> Result<StripeClient, String> {
@@ -72,18 +140,98 @@ async fn types(config: &Config, json: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Exit code 2 with one line: a usage error.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("stripe-reports: {message}");
+    ExitCode::from(2)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(err) => {
-            eprintln!("stripe-reports: {err}");
-            return ExitCode::from(2);
-        }
+        Err(err) => return usage(&err.to_string()),
     };
     let outcome = match cli.command {
         Command::Types { json } => types(&config, json).await,
+        Command::Local {
+            listen,
+            schedule_every,
+        } => {
+            local::run(local::LocalOptions {
+                listen,
+                schedule_every,
+            })
+            .await
+        }
+        Command::Fetch {
+            report_type,
+            date,
+            from,
+            to,
+            frequency,
+            timezone,
+            columns,
+            currency,
+            out,
+        } => {
+            let mut spec = ReportSpec::new(report_type);
+            spec.frequency = frequency.parse::<Frequency>().unwrap_or_default();
+            spec.timezone = timezone;
+            spec.columns = (!columns.is_empty()).then_some(columns);
+            spec.currency = currency;
+            if let Err(err) = validate_specs(std::slice::from_ref(&spec)) {
+                return usage(&err.to_string());
+            }
+            let dates = match (date, from, to) {
+                (Some(date), _, _) => fetch::Dates::One(date),
+                (None, Some(from), Some(to)) if from <= to => fetch::Dates::Range { from, to },
+                (None, Some(from), Some(to)) => {
+                    return usage(&format!("--from {from} is after --to {to}"));
+                }
+                _ => return usage("give --date YYYY-MM-DD, or --from and --to"),
+            };
+            let destination = match fetch::Destination::parse(&out) {
+                Ok(destination) => destination,
+                Err(err) => return usage(&err),
+            };
+            match stripe_client(&config) {
+                Err(err) => Err(err),
+                Ok(client) => {
+                    let s3 = match &destination {
+                        fetch::Destination::S3 { bucket, .. } => {
+                            let sdk = stripe_reports::aws::load_sdk_config().await;
+                            Some(stripe_reports::aws::S3Sink::new(
+                                stripe_reports::aws::s3_client(
+                                    &sdk,
+                                    config.aws_endpoint_url.is_some(),
+                                ),
+                                bucket,
+                            ))
+                        }
+                        fetch::Destination::Folder(_) => None,
+                    };
+                    fetch::run(
+                        &client,
+                        fetch::Fetch {
+                            spec,
+                            dates,
+                            destination,
+                        },
+                        s3,
+                    )
+                    .await
+                }
+            }
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -217,7 +217,9 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             };
             types.insert(spec.report_type.as_str(), kind);
         }
-        let mut work: Vec<(&ReportSpec, Interval)> = Vec::new();
+        // Owned specs: a stream of borrowed ones makes the future's type
+        // higher-ranked, which tokio::spawn (the local runner) cannot accept.
+        let mut work: Vec<(ReportSpec, Interval)> = Vec::new();
         for spec in specs {
             let Some(Some(kind)) = types.get(spec.report_type.as_str()) else {
                 continue;
@@ -226,7 +228,11 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 Ok(plan) => {
                     summary.planned += plan.available.len() as u64;
                     summary.unavailable += plan.unavailable;
-                    work.extend(plan.available.into_iter().map(|interval| (*spec, interval)));
+                    work.extend(
+                        plan.available
+                            .into_iter()
+                            .map(|interval| ((*spec).clone(), interval)),
+                    );
                 }
                 Err(err) => {
                     warn!(report_type = %spec.report_type, error = %err, "cannot plan");
@@ -234,11 +240,14 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 }
             }
         }
-        let outcomes: Vec<Summary> = futures_util::stream::iter(work)
-            .map(|(spec, interval)| self.ensure_requested(spec, interval, 0, now))
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let outcomes: Vec<Summary> =
+            futures_util::stream::iter(work)
+                .map(|(spec, interval)| async move {
+                    self.ensure_requested(&spec, interval, 0, now).await
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
         for outcome in &outcomes {
             summary.add(outcome);
         }

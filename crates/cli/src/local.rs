@@ -1,0 +1,296 @@
+//! `stripe-reports local`: the three handlers in one process with their event
+//! sources — a scheduler tick at start and every `--schedule-every`, an HTTP
+//! server turning `POST /webhooks/stripe` into API Gateway v2 events, and
+//! long-polling of the download and schedule queues with SQS batch semantics
+//! (a message is deleted only when the handler did not report it failed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use base64::Engine;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+pub struct LocalOptions {
+    pub listen: SocketAddr,
+    pub schedule_every: Duration,
+}
+
+struct Runner {
+    webhook: webhook::Service,
+    scheduler: scheduler::Service,
+    downloader:
+        downloader::Deps<stripe_reports::aws::DynamoLedger, stripe_reports::stripe::StripeClient>,
+    sqs: aws_sdk_sqs::Client,
+    download_queue: String,
+    schedule_queue: String,
+}
+
+pub async fn run(options: LocalOptions) -> Result<(), String> {
+    let webhook = webhook::service_from_env()
+        .await
+        .map_err(|e| e.to_string())?;
+    let scheduler = scheduler::service_from_env()
+        .await
+        .map_err(|e| e.to_string())?;
+    let downloader = downloader::deps_from_env()
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = stripe_reports::Config::from_env().map_err(|e| e.to_string())?;
+    let sdk = stripe_reports::aws::load_sdk_config().await;
+    let runner = Arc::new(Runner {
+        webhook,
+        scheduler,
+        downloader,
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        download_queue: config
+            .require_download_queue_url()
+            .map_err(|e| e.to_string())?
+            .to_owned(),
+        schedule_queue: config
+            .require_schedule_queue_url()
+            .map_err(|e| e.to_string())?
+            .to_owned(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", options.listen))?;
+    let app = Router::new()
+        .route("/webhooks/stripe", post(webhook_route))
+        .with_state(runner.clone());
+    info!(listen = %options.listen, "webhook endpoint: POST http://{}/webhooks/stripe", options.listen);
+
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let ticks = tokio::spawn(schedule_ticks(runner.clone(), options.schedule_every));
+    let downloads = tokio::spawn(poll(runner.clone(), Queue::Download));
+    let schedules = tokio::spawn(poll(runner.clone(), Queue::Schedule));
+
+    shutdown_signal().await;
+    info!("stopping");
+    for task in [ticks, downloads, schedules] {
+        task.abort();
+    }
+    server.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// The API Gateway HTTP API (payload v2) event for a request, as AWS would send it.
+fn api_gateway_event(headers: &HeaderMap, body: &[u8]) -> Value {
+    let mut header_map = serde_json::Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        // HTTP API joins repeated headers with commas.
+        match header_map.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                header_map.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let (body, encoded) = match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    };
+    json!({
+        "version": "2.0",
+        "routeKey": "POST /webhooks/stripe",
+        "rawPath": "/webhooks/stripe",
+        "rawQueryString": "",
+        "headers": header_map,
+        "requestContext": {
+            "accountId": "000000000000", "apiId": "local", "domainName": "localhost", "domainPrefix": "local",
+            "http": {"method": "POST", "path": "/webhooks/stripe", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": ""},
+            "requestId": "local", "routeKey": "POST /webhooks/stripe", "stage": "$default",
+            "time": "", "timeEpoch": 0
+        },
+        "body": body,
+        "isBase64Encoded": encoded,
+    })
+}
+
+async fn webhook_route(
+    State(runner): State<Arc<Runner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let event = api_gateway_event(&headers, &body);
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{{\"error\":\"cannot build the API Gateway event: {err}\"}}"),
+            )
+                .into_response();
+        }
+    };
+    let now = scheduler::unix_now();
+    let response = webhook::handle_at(&runner.webhook, request, now).await;
+    let status = StatusCode::from_u16(response.status().as_u16())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = response.body().as_ref().to_vec();
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+async fn schedule_ticks(runner: Arc<Runner>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    loop {
+        interval.tick().await;
+        let event = json!({"source": "stripe-reports.local", "detail-type": "Scheduled Event"});
+        match scheduler::handle_at(&runner.scheduler, event, scheduler::unix_now()).await {
+            Ok(summary) => info!(summary = %summary, "scheduler tick"),
+            Err(err) => warn!(error = %err, "scheduler tick had errors (the next tick retries)"),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Queue {
+    Download,
+    Schedule,
+}
+
+/// Long-polls one queue and hands each batch to its handler, deleting only
+/// the messages the handler did not report failed.
+async fn poll(runner: Arc<Runner>, queue: Queue) {
+    let url = match queue {
+        Queue::Download => runner.download_queue.clone(),
+        Queue::Schedule => runner.schedule_queue.clone(),
+    };
+    loop {
+        let received = runner
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await;
+        let messages = match received {
+            Ok(output) => output.messages.unwrap_or_default(),
+            Err(err) => {
+                warn!(queue = %url, error = %stripe_reports_error(&err), "cannot receive messages; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let records: Vec<Value> = messages
+            .iter()
+            .map(|m| {
+                json!({
+                    "messageId": m.message_id(),
+                    "receiptHandle": m.receipt_handle(),
+                    "body": m.body(),
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": url,
+                })
+            })
+            .collect();
+        let batch = json!({"Records": records});
+        let failed: Vec<String> = match queue {
+            Queue::Download => match serde_json::from_value(batch) {
+                Ok(event) => {
+                    downloader::handle_batch(&runner.downloader, event, scheduler::unix_now())
+                        .await
+                        .batch_item_failures
+                        .into_iter()
+                        .map(|f| f.item_identifier)
+                        .collect()
+                }
+                Err(_) => Vec::new(),
+            },
+            Queue::Schedule => {
+                match scheduler::handle_at(&runner.scheduler, batch, scheduler::unix_now()).await {
+                    Ok(response) => response["batchItemFailures"]
+                        .as_array()
+                        .map(|items| {
+                            items
+                                .iter()
+                                .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    Err(_) => messages
+                        .iter()
+                        .filter_map(|m| m.message_id().map(str::to_owned))
+                        .collect(),
+                }
+            }
+        };
+        for message in &messages {
+            let id = message.message_id().unwrap_or_default();
+            if failed.iter().any(|f| f == id) {
+                continue; // visible again after the visibility timeout
+            }
+            if let Some(handle) = message.receipt_handle()
+                && let Err(err) = runner
+                    .sqs
+                    .delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+            {
+                warn!(message_id = id, error = %stripe_reports_error(&err), "cannot delete message");
+            }
+        }
+    }
+}
+
+fn stripe_reports_error<E: std::error::Error>(err: &E) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

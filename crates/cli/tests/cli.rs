@@ -1,0 +1,516 @@
+//! The `stripe-reports` binary as a user runs it: `fetch` to a folder,
+//! argument errors, and `local` driving the whole pipeline against the
+//! emulator and moto's server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use sha2::{Digest, Sha256};
+use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
+
+const KEY: &str = "sk_test_cli_tests";
+const SECRET: &str = "whsec_cli_tests";
+const DAY: i64 = 86_400;
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-reports"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn today() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    now - now % DAY
+}
+
+fn date(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
+fn kind(id: &str, size: u64) -> ReportTypeConfig {
+    let mut kind = ReportTypeConfig::new(id);
+    kind.file_size = Some(size);
+    kind.data_available_start = Some(today() - 400 * DAY);
+    kind.data_available_end = Some(today());
+    kind
+}
+
+async fn emulator(webhook: Option<WebhookConfig>, delay_ms: u64) -> Emulator {
+    Emulator::start(
+        EmulatorConfig {
+            api_key: KEY.into(),
+            report_types: vec![
+                kind("balance.summary.1", 70_000),
+                kind("payouts.itemized.3", 6 * 1024 * 1024),
+            ],
+            run_delay: Duration::from_millis(delay_ms),
+            webhook,
+            ..EmulatorConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
+    let emulator = emulator(None, 300).await;
+    let out = std::env::temp_dir().join(unique("fetch"));
+    let base = emulator.base_url();
+    let run = |args: Vec<String>| {
+        let base = base.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                bin()
+                    .env("STRIPE_API_KEY", KEY)
+                    .env("STRIPE_API_BASE", &base)
+                    .env("STRIPE_FILE_HOSTS", "127.0.0.1")
+                    .args(args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out_arg = out.to_str().unwrap().to_owned();
+    // One date.
+    let one = run(vec![
+        "fetch".into(),
+        "--report-type".into(),
+        "balance.summary.1".into(),
+        "--date".into(),
+        date(today() - 2 * DAY),
+        "--out".into(),
+        out_arg.clone(),
+    ])
+    .await;
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let stdout = String::from_utf8(one.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let expected = out.join(format!(
+        "report_type=balance.summary.1/date={}",
+        date(today() - 2 * DAY)
+    ));
+    assert!(stdout.contains(expected.to_str().unwrap()), "{stdout}");
+    // A range of three days.
+    let range = run(vec![
+        "fetch".into(),
+        "--report-type".into(),
+        "payouts.itemized.3".into(),
+        "--from".into(),
+        date(today() - 5 * DAY),
+        "--to".into(),
+        date(today() - 3 * DAY),
+        "--out".into(),
+        out_arg.clone(),
+    ])
+    .await;
+    assert!(
+        range.status.success(),
+        "{}",
+        String::from_utf8_lossy(&range.stderr)
+    );
+    assert_eq!(String::from_utf8(range.stdout).unwrap().lines().count(), 3);
+    // A weekly spec over a month: its whole ISO weeks.
+    let weekly = run(vec![
+        "fetch".into(),
+        "--report-type".into(),
+        "balance.summary.1".into(),
+        "--frequency".into(),
+        "weekly".into(),
+        "--from".into(),
+        date(today() - 35 * DAY),
+        "--to".into(),
+        date(today() - 8 * DAY),
+        "--column".into(),
+        "id".into(),
+        "--column".into(),
+        "amount".into(),
+        "--out".into(),
+        out_arg.clone(),
+    ])
+    .await;
+    assert!(
+        weekly.status.success(),
+        "{}",
+        String::from_utf8_lossy(&weekly.stderr)
+    );
+    let weeks = String::from_utf8(weekly.stdout).unwrap().lines().count();
+    assert!((3..=4).contains(&weeks), "{weeks} weeks");
+
+    let files = files_under(&out);
+    assert_eq!(files.len(), 1 + 3 + weeks, "{files:?}");
+    // Every file is whole: the emulator's size and SHA-256.
+    for run in emulator.runs() {
+        let id = run["id"].as_str().unwrap();
+        let path = files
+            .iter()
+            .find(|p| p.to_str().unwrap().ends_with(&format!("{id}.csv")))
+            .expect("file for run");
+        let (sha256, size) = emulator
+            .file_digest(run["result"]["id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(std::fs::metadata(path).unwrap().len(), size);
+        assert_eq!(sha256_file(path), sha256);
+    }
+    // The weekly runs carried the columns.
+    assert!(
+        emulator
+            .runs()
+            .iter()
+            .any(|r| r["parameters"]["columns"] == serde_json::json!(["id", "amount"]))
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bad_arguments_give_one_line_and_exit_2() {
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["fetch", "--report-type", "balance.summary.1"],
+            "give --date",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-13-01",
+            ],
+            "--date",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--from",
+                "2026-10-02",
+                "--to",
+                "2026-10-01",
+            ],
+            "is after",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--from",
+                "2026-10-02",
+            ],
+            "--to",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-10-01",
+                "--frequency",
+                "hourly",
+            ],
+            "hourly",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-10-01",
+                "--timezone",
+                "Mars/Base",
+            ],
+            "Mars/Base",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-10-01",
+                "--out",
+                "s3://",
+            ],
+            "no bucket",
+        ),
+        (vec!["local", "--schedule-every", "soon"], "duration"),
+        (vec!["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let output = bin()
+            .env("STRIPE_API_KEY", KEY)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains(KEY), "{stderr}");
+    }
+    // Bad configuration is one line naming the variable.
+    let output = bin()
+        .env("LOOKBACK_DAYS", "seven")
+        .args(["types"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap().trim(),
+        "stripe-reports: LOOKBACK_DAYS: \"seven\" is not a whole number of days from 1 to 366"
+    );
+    // --help documents every fetch option.
+    let help = String::from_utf8(bin().args(["fetch", "--help"]).output().unwrap().stdout).unwrap();
+    for option in [
+        "--report-type",
+        "--date",
+        "--from",
+        "--to",
+        "--frequency",
+        "--timezone",
+        "--column",
+        "--currency",
+        "--out",
+    ] {
+        assert!(help.contains(option), "{option} missing from --help");
+    }
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "run with `make test` (it starts moto's server)"
+    );
+    let sdk = stripe_reports::aws::load_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = unique("runs");
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let s3 = stripe_reports::aws::s3_client(&sdk, true);
+    let bucket = unique("reports");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let downloads = sqs
+        .create_queue()
+        .queue_name(unique("dl"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let schedules = sqs
+        .create_queue()
+        .queue_name(unique("sched"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let emulator = emulator(
+        Some(WebhookConfig {
+            url: format!("http://127.0.0.1:{port}/webhooks/stripe"),
+            secrets: vec![SECRET.into()],
+            max_attempts: 20,
+            retry_delay: Duration::from_millis(200),
+        }),
+        500,
+    )
+    .await;
+    let _runner = Child(
+        bin()
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")))
+            .env("STRIPE_API_KEY", KEY)
+            .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .env("STRIPE_API_BASE", emulator.base_url())
+            .env("STRIPE_FILE_HOSTS", "127.0.0.1")
+            .env(
+                "REPORTS",
+                r#"[{"report_type":"balance.summary.1"},{"report_type":"payouts.itemized.3"}]"#,
+            )
+            .env("LOOKBACK_DAYS", "2")
+            .env("RUNS_TABLE", &table)
+            .env("REPORTS_BUCKET", &bucket)
+            .env("DOWNLOAD_QUEUE_URL", &downloads)
+            .env("SCHEDULE_QUEUE_URL", &schedules)
+            .args([
+                "local",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--schedule-every",
+                "1h",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // 2 types × 2 days; then a report type update goes through the schedule queue.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ledger = stripe_reports::aws::DynamoLedger::new(dynamodb.clone(), &table);
+    use stripe_reports::ports::Ledger;
+    let stored = loop {
+        let runs = emulator.runs();
+        let mut stored = 0;
+        for run in &runs {
+            if let Some(record) = ledger.run(run["id"].as_str().unwrap()).await.unwrap() {
+                stored +=
+                    usize::from(record.status == stripe_reports::domain::ledger::RunStatus::Stored);
+            }
+        }
+        if runs.len() == 4 && stored == 4 {
+            break stored;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {} runs stored",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(stored, 4);
+    assert!(
+        emulator.stats().webhook_deliveries >= 4,
+        "the files came through webhooks"
+    );
+    // Objects: one per run, bytes equal to the emulator's file.
+    for run in emulator.runs() {
+        let record = ledger
+            .run(run["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let key = record.stored.unwrap().s3_key;
+        let body = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let (sha256, _) = emulator
+            .file_digest(run["result"]["id"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&body)), sha256);
+    }
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    assert_eq!(listed.contents().len(), 4);
+    // New data announced by Stripe: the webhook queues it, the runner's
+    // schedule-queue poller plans it, and a new day's run is created.
+    emulator.set_data_available_end("balance.summary.1", today() + DAY);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emulator.stats().runs_created < 4 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Queues end empty: every message handled was deleted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for url in [&downloads, &schedules] {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap();
+        let counts = attrs.attributes().unwrap();
+        assert_eq!(
+            counts
+                .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                .map(String::as_str),
+            Some("0"),
+            "{url}"
+        );
+    }
+}
