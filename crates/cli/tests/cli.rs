@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use sha2::{Digest, Sha256};
 use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
 
@@ -344,25 +341,7 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
     let sdk = stripe_reports::aws::load_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("runs");
-    dynamodb
-        .create_table()
-        .table_name(&table)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
+    let ledger = stripe_reports::aws::DynamoLedger::create_table(dynamodb.clone(), &table)
         .await
         .unwrap();
     let s3 = stripe_reports::aws::s3_client(&sdk, true);
@@ -430,7 +409,6 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
     );
     // 2 types × 2 days; then a report type update goes through the schedule queue.
     let deadline = Instant::now() + Duration::from_secs(90);
-    let ledger = stripe_reports::aws::DynamoLedger::new(dynamodb.clone(), &table);
     use stripe_reports::ports::Ledger;
     let stored = loop {
         let runs = emulator.runs();

@@ -4,9 +4,6 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use stripe_emulator::{Emulator, EmulatorConfig, Faults, ReportTypeConfig};
@@ -90,31 +87,10 @@ async fn env_with(emulator: Emulator, hosts: &str) -> Env {
     let sdk = stripe_reports::aws::load_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("runs");
-    dynamodb
-        .create_table()
-        .table_name(&table)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    let ledger = DynamoLedger::create_table(dynamodb, &table).await.unwrap();
     let s3 = stripe_reports::aws::s3_client(&sdk, true);
     let bucket = unique("reports");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let ledger = DynamoLedger::new(dynamodb, table);
     let deps = downloader::Deps {
         downloader: Downloader {
             ledger: ledger.clone(),

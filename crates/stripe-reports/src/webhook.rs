@@ -293,17 +293,26 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
 /// A Stripe event: `object` is `"event"`, with `id`, `type`, `created`,
 /// `livemode` and `data.object`.
 pub fn parse_event(body: &[u8]) -> Result<Event, String> {
-    #[derive(Deserialize)]
-    struct Probe {
-        object: Option<String>,
-    }
-    let probe: Probe =
-        serde_json::from_slice(body).map_err(|_| "body is not a JSON object".to_owned())?;
-    if probe.object.as_deref() != Some("event") {
+    // One pass on the happy path; the error path works out what went wrong.
+    let event: Event = match serde_json::from_slice(body) {
+        Ok(event) => event,
+        Err(err) => {
+            #[derive(Deserialize)]
+            struct Probe {
+                object: Option<String>,
+            }
+            return Err(match serde_json::from_slice::<Probe>(body) {
+                Err(_) => "body is not a JSON object".to_owned(),
+                Ok(probe) if probe.object.as_deref() != Some("event") => {
+                    "body is not a Stripe event (object is not \"event\")".to_owned()
+                }
+                Ok(_) => format!("body is not a Stripe event: {}", err_without_input(&err)),
+            });
+        }
+    };
+    if event.object != "event" {
         return Err("body is not a Stripe event (object is not \"event\")".into());
     }
-    let event: Event = serde_json::from_slice(body)
-        .map_err(|err| format!("body is not a Stripe event: {}", err_without_input(&err)))?;
     if event.id.is_empty() || event.event_type.is_empty() || !event.data.object.is_object() {
         return Err("body is not a Stripe event (id, type or data.object missing)".into());
     }

@@ -3,9 +3,6 @@
 
 mod support;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use stripe_reports::aws::secrets::load_stripe_secrets;
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
 use stripe_reports::domain::calendar::Interval;
@@ -24,28 +21,7 @@ async fn ledger() -> DynamoLedger {
     let sdk = local_aws().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("runs");
-    client
-        .create_table()
-        .table_name(&table)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    DynamoLedger::new(client, table)
+    DynamoLedger::create_table(client, table).await.unwrap()
 }
 
 fn facts(run_id: &str) -> RunFacts {

@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::Value;
 use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig};
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
@@ -73,27 +70,7 @@ pub async fn aws() -> Aws {
     let sdk = stripe_reports::aws::load_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("runs");
-    dynamodb
-        .create_table()
-        .table_name(&table)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    let ledger = DynamoLedger::create_table(dynamodb, &table).await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let download_url = sqs
         .create_queue()
@@ -105,7 +82,7 @@ pub async fn aws() -> Aws {
         .unwrap();
     Aws {
         sqs,
-        ledger: DynamoLedger::new(dynamodb, table),
+        ledger,
         download_url,
     }
 }

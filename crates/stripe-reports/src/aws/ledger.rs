@@ -71,6 +71,39 @@ impl DynamoLedger {
         &self.table
     }
 
+    /// Creates a ledger table with the SPEC's key schema (on-demand) and
+    /// returns the ledger on it: for local stacks and tests. Deployed tables
+    /// come from template.yaml, which also turns on TTL and point-in-time recovery.
+    pub async fn create_table(
+        client: Client,
+        table: impl Into<String>,
+    ) -> Result<Self, LedgerError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let table = table.into();
+        let key = KeySchemaElement::builder()
+            .attribute_name("pk")
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
+        let attribute = AttributeDefinition::builder()
+            .attribute_name("pk")
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
+        client
+            .create_table()
+            .table_name(&table)
+            .key_schema(key)
+            .attribute_definitions(attribute)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::new(client, table))
+    }
+
     async fn get(&self, pk: String) -> Result<Option<Item>, LedgerError> {
         let output = self
             .client

@@ -1,9 +1,6 @@
 //! Helpers of the webhook tests: moto-backed stack, signed events, API Gateway requests.
 #![allow(dead_code)]
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use base64::Engine;
 use serde_json::{Value, json};
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
@@ -38,27 +35,7 @@ pub async fn stack() -> Stack {
     let sdk = stripe_reports::aws::load_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("runs");
-    dynamodb
-        .create_table()
-        .table_name(&table)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    let ledger = DynamoLedger::create_table(dynamodb, &table).await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let download_url = sqs
         .create_queue()
@@ -78,7 +55,7 @@ pub async fn stack() -> Stack {
         .unwrap();
     Stack {
         sqs,
-        ledger: DynamoLedger::new(dynamodb, table),
+        ledger,
         download_url,
         schedule_url,
     }
