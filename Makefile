@@ -5,7 +5,7 @@ PYTHON := $(abspath $(VENV))/bin/python
 LOCAL_AWS := $(PYTHON) scripts/local_aws.py run --
 export STRIPE_REPORTS_PYTHON := $(PYTHON)
 
-.PHONY: venv build test lint demo emulator local-aws bench-downloader bench-webhook clean
+.PHONY: venv tools-venv deploy-checks build test lint demo emulator local-aws bench-downloader bench-webhook clean
 
 ## venv: the Python tools of tests, demo and CI (moto[server], stripe, cfn-lint, jsonschema)
 venv: $(VENV)/.installed
@@ -14,6 +14,27 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+## tools-venv: SAM CLI, checkov, cargo-lambda and zig (for deploy-checks)
+tools-venv: .venv-tools/.installed
+.venv-tools/.installed: requirements-tools.txt
+	python3 -m venv .venv-tools
+	.venv-tools/bin/pip install --quiet --upgrade pip
+	.venv-tools/bin/pip install --quiet -r requirements-tools.txt
+	touch $@
+
+## deploy-checks: cfn-lint, sam validate --lint, checkov, and sam build of the three bootstrap binaries.
+## SAM_ARCH=arm64 needs the aarch64-unknown-linux-gnu Rust target; CI builds x86_64 (no rustup download there).
+SAM_ARCH ?= x86_64
+deploy-checks: venv tools-venv
+	$(VENV)/bin/cfn-lint template.yaml
+	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
+	.venv-tools/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build --no-cached \
+		--parameter-overrides Architecture=$(SAM_ARCH) --build-dir .aws-sam/build-$(SAM_ARCH)
+	@for f in Scheduler Webhook Downloader; do \
+		test -x .aws-sam/build-$(SAM_ARCH)/$${f}Function/bootstrap || { echo "no bootstrap for $$f" >&2; exit 1; }; \
+		ls -l .aws-sam/build-$(SAM_ARCH)/$${f}Function/bootstrap; done
 
 build:
 	cargo build --workspace
@@ -49,4 +70,4 @@ local-aws: venv
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .local
+	rm -rf $(VENV) .venv-tools .local .aws-sam
