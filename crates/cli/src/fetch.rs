@@ -278,15 +278,19 @@ where
             let chunk =
                 chunk.map_err(|e| format!("download interrupted after {bytes} bytes: {e}"))?;
             hasher.update(&chunk);
+            let before = bytes;
             bytes += chunk.len() as u64;
             out.write_all(&chunk)
                 .map_err(|e| format!("{}: {e}", partial.display()))?;
-            progress.status(&format!(
-                "{}: {} of {} MiB",
-                path.display(),
-                bytes >> 20,
-                expected >> 20
-            ));
+            // One status update per MiB, not per chunk.
+            if bytes >> 20 != before >> 20 {
+                progress.status(&format!(
+                    "{}: {} of {} MiB",
+                    path.display(),
+                    bytes >> 20,
+                    expected >> 20
+                ));
+            }
         }
         if bytes != expected {
             return Err(format!(

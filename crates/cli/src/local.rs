@@ -244,7 +244,11 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
                         .map(|f| f.item_identifier)
                         .collect()
                 }
-                Err(_) => Vec::new(),
+                // Unreadable as a batch: keep every message for redelivery.
+                Err(_) => messages
+                    .iter()
+                    .filter_map(|m| m.message_id().map(str::to_owned))
+                    .collect(),
             },
             Queue::Schedule => {
                 match scheduler::handle_at(&runner.scheduler, batch, scheduler::unix_now()).await {

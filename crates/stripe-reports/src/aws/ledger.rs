@@ -283,6 +283,8 @@ impl Ledger for DynamoLedger {
                     // Another run answers this request: leave this one alone.
                     return Ok(Recorded::AlreadyRequested { run_id });
                 }
+                // The same run: a retry after a crash between the two writes,
+                // so step 2 below is still owed.
                 Recorded::AlreadyRequested { run_id }
             }
             Err(err) => return Err(unavailable(err)),
