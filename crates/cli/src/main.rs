@@ -148,7 +148,28 @@ fn usage(message: &str) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => match err.kind() {
+            // Help and version go to stdout with exit code 0, as usual.
+            clap::error::ErrorKind::DisplayHelp
+            | clap::error::ErrorKind::DisplayVersion
+            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+            // Anything else: one line, exit code 2 (`--help` has the details).
+            _ => {
+                let rendered = err.render().to_string();
+                // clap's message, without the usage and hint that follow it,
+                // folded onto one line.
+                let message = rendered
+                    .split("\n\n")
+                    .take_while(|part| !part.starts_with("Usage:") && !part.starts_with("For more"))
+                    .flat_map(str::split_whitespace)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return usage(message.trim_start_matches("error: "));
+            }
+        },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -292,6 +292,11 @@ fn bad_arguments_give_one_line_and_exit_2() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, not {stderr}"
+        );
         assert!(!stderr.contains(KEY), "{stderr}");
     }
     // Bad configuration is one line naming the variable.
