@@ -211,7 +211,7 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
         let messages = match received {
             Ok(output) => output.messages.unwrap_or_default(),
             Err(err) => {
-                warn!(queue = %url, error = %stripe_reports_error(&err), "cannot receive messages; retrying");
+                warn!(queue = %url, error = %stripe_reports::aws::sdk_message(&err), "cannot receive messages; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
@@ -282,19 +282,8 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
                     .send()
                     .await
             {
-                warn!(message_id = id, error = %stripe_reports_error(&err), "cannot delete message");
+                warn!(message_id = id, error = %stripe_reports::aws::sdk_message(&err), "cannot delete message");
             }
         }
     }
-}
-
-fn stripe_reports_error<E: std::error::Error>(err: &E) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -16,8 +16,9 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-/// An SDK error with its whole chain of causes on one line.
-pub(crate) fn sdk_message<E: std::error::Error>(err: &E) -> String {
+/// An SDK error with its whole chain of causes on one line (the SDK's own
+/// `Display` says only "service error").
+pub fn sdk_message<E: std::error::Error>(err: &E) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
