@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
-use stripe_reports::aws::s3::{ObjectSpec, S3Sink};
+use stripe_reports::aws::s3::S3Sink;
 use stripe_reports::domain::calendar::{self, Interval};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
-use stripe_reports::downloader::object_key;
+use stripe_reports::downloader::{object_key, object_spec};
 use stripe_reports::stripe::{CreateReportRun, ReportRun, StripeClient, StripeRunStatus};
 
 /// Where files go.
@@ -202,38 +202,14 @@ async fn save(
     match destination {
         Destination::S3 { bucket, prefix } => {
             let sink = s3.ok_or("no S3 client")?;
-            let key = object_key(prefix, run);
-            let object = ObjectSpec {
-                key: key.clone(),
-                content_type: "text/csv".into(),
-                metadata: [
-                    ("report-run".to_owned(), run.id.clone()),
-                    ("report-type".to_owned(), run.report_type.clone()),
-                    (
-                        "interval-start".to_owned(),
-                        run.parameters
-                            .interval_start
-                            .map(|v| v.to_string())
-                            .unwrap_or_default(),
-                    ),
-                    (
-                        "interval-end".to_owned(),
-                        run.parameters
-                            .interval_end
-                            .map(|v| v.to_string())
-                            .unwrap_or_default(),
-                    ),
-                ]
-                .into(),
-                expected_size: file.size,
-            };
+            let object = object_spec(prefix, run, file.size);
             let written = sink
                 .store(&object, download.body)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!(
-                "s3://{bucket}/{key}\t{} bytes\tsha256 {}",
-                written.bytes, written.sha256
+                "s3://{bucket}/{}\t{} bytes\tsha256 {}",
+                object.key, written.bytes, written.sha256
             ))
         }
         Destination::Folder(root) => {

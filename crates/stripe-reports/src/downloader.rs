@@ -86,6 +86,29 @@ pub fn object_key(prefix: &str, run: &ReportRun) -> String {
     )
 }
 
+/// The S3 object a run's file becomes (SPEC "S3 objects"): its key, CSV
+/// content type, the run's metadata, and the byte count it must have.
+pub fn object_spec(prefix: &str, run: &ReportRun, expected_size: u64) -> ObjectSpec {
+    let number = |value: Option<i64>| value.map(|v| v.to_string()).unwrap_or_default();
+    ObjectSpec {
+        key: object_key(prefix, run),
+        content_type: "text/csv".into(),
+        metadata: HashMap::from([
+            ("report-run".to_owned(), run.id.clone()),
+            ("report-type".to_owned(), run.report_type.clone()),
+            (
+                "interval-start".to_owned(),
+                number(run.parameters.interval_start),
+            ),
+            (
+                "interval-end".to_owned(),
+                number(run.parameters.interval_end),
+            ),
+        ]),
+        expected_size,
+    }
+}
+
 impl<L: Ledger, S: StripeApi> Downloader<L, S> {
     /// Handles one download-queue message body.
     pub async fn handle_message(&self, body: &str, now: i64) -> Result<Stored, DownloadError> {
@@ -128,30 +151,8 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         }
         let file = run.result.clone().ok_or(DownloadError::NoFile)?;
         let url = file.url.clone().ok_or(DownloadError::NoFile)?;
-        let key = object_key(&self.prefix, &run);
-        let object = ObjectSpec {
-            key: key.clone(),
-            content_type: "text/csv".into(),
-            metadata: HashMap::from([
-                ("report-run".to_owned(), run.id.clone()),
-                ("report-type".to_owned(), run.report_type.clone()),
-                (
-                    "interval-start".to_owned(),
-                    facts
-                        .interval_start
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
-                ),
-                (
-                    "interval-end".to_owned(),
-                    facts
-                        .interval_end
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
-                ),
-            ]),
-            expected_size: file.size,
-        };
+        let object = object_spec(&self.prefix, &run, file.size);
+        let key = object.key.clone();
         let started = Instant::now();
         let written = tokio::time::timeout(self.timeout, async {
             let download = self.stripe.download_file(&url).await?;

@@ -9,7 +9,7 @@ use lambda_http::{Body, Error, Request, Response};
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::env::Environment;
-use stripe_reports::webhook::{WebhookAnswer, WebhookService};
+use stripe_reports::webhook::WebhookService;
 
 /// The service with its real adapters.
 pub type Service = WebhookService<DynamoLedger, SqsQueue, SqsQueue>;
@@ -85,11 +85,8 @@ where
     // lambda_http has already decoded a body the gateway marked base64.
     let body: &[u8] = request.body().as_ref();
     let answer = service.handle(body, signature.as_deref(), now).await;
-    let status = match &answer {
-        WebhookAnswer::Received(_) => StatusCode::OK,
-        WebhookAnswer::Rejected(_) => StatusCode::BAD_REQUEST,
-        WebhookAnswer::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status =
+        StatusCode::from_u16(answer.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(status, answer.body())
 }
 
