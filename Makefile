@@ -5,7 +5,7 @@ PYTHON := $(abspath $(VENV))/bin/python
 LOCAL_AWS := $(PYTHON) scripts/local_aws.py run --
 export STRIPE_REPORTS_PYTHON := $(PYTHON)
 
-.PHONY: venv tools-venv deploy-checks build test lint demo emulator local-aws bench-downloader bench-webhook clean
+.PHONY: venv tools-venv deploy-checks build test lint demo reliability fuzz emulator local-aws bench-downloader bench-webhook clean
 
 ## venv: the Python tools of tests, demo and CI (moto[server], stripe, cfn-lint, jsonschema)
 venv: $(VENV)/.installed
@@ -45,12 +45,31 @@ test: venv
 
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p stripe-reports --no-default-features -- -D warnings
 
 ## demo: the whole pipeline locally: Stripe emulator + moto + `stripe-reports local`, then an audit
 demo: venv
 	cargo build -p cli -p stripe-emulator
 	$(LOCAL_AWS) $(PYTHON) scripts/demo.py
+
+## fuzz: libFuzzer on the signature-header parser and the webhook event parser/router,
+## FUZZ_SECONDS per target (CI: 60). Stable Rust: cargo fuzz with --sanitizer none.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= signature_header webhook_event
+CARGO_FUZZ_VERSION := 0.13.2
+fuzz:
+	@cargo fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)" || cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	cd fuzz && cargo fuzz build --sanitizer none
+	@set -o pipefail; for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		(cd fuzz && cargo fuzz run --sanitizer none $$target corpus/$$target seeds/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 2>&1 | \
+			grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+== ERROR|thread .* panicked|SUMMARY)") \
+			|| { echo "fuzz: $$target FAILED (crash input in fuzz/artifacts/$$target)"; exit 1; }; \
+	done
 
 ## bench-downloader: MiB/s and peak RSS for 10 MiB, 100 MiB and 1 GiB reports (not part of make test)
 bench-downloader: venv

@@ -191,6 +191,7 @@ pub trait StripeApi: Send + Sync {
     ) -> impl Future<Output = Result<crate::stripe::FileDownload, crate::stripe::StripeError>> + Send;
 }
 
+#[cfg(feature = "http")]
 impl StripeApi for crate::stripe::StripeClient {
     async fn report_type(
         &self,

@@ -8,15 +8,15 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::error::{ErrorBody, StripeError, transport_message};
+use super::FileDownload;
+use super::error::{ErrorBody, StripeError};
 use super::types::{CreateReportRun, List, ReportRun, ReportType};
 use crate::domain::config::{Config, FileHosts, PINNED_STRIPE_API_VERSION};
 use crate::domain::secret::SecretString;
@@ -107,13 +107,6 @@ impl StripeClientConfig {
             )
         }
     }
-}
-
-/// The body of a file being downloaded, as a stream of chunks.
-pub struct FileDownload {
-    /// The `Content-Length` the file host announced, if any.
-    pub content_length: Option<u64>,
-    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StripeError>> + Send>>,
 }
 
 /// A client for Stripe's reporting API. Cheap to clone; build it once per cold start.
@@ -443,6 +436,32 @@ fn encode_path(id: &str) -> String {
         }
     }
     out
+}
+
+/// reqwest's message, with the URL's query dropped (it never carries the
+/// key, but a pre-signed file URL could carry a token).
+fn transport_message(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "body interrupted"
+    } else {
+        "request failed"
+    };
+    let mut message = kind.to_owned();
+    if let Some(url) = err.url() {
+        let mut url = url.clone();
+        url.set_query(None);
+        message.push_str(&format!(" ({url})"));
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }
 
 #[cfg(test)]

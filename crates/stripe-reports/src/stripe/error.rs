@@ -93,29 +93,3 @@ impl StripeError {
         }
     }
 }
-
-/// reqwest's message, with the URL's query dropped (it never carries the
-/// key, but a pre-signed file URL could carry a token).
-pub(crate) fn transport_message(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() || err.is_decode() {
-        "body interrupted"
-    } else {
-        "request failed"
-    };
-    let mut message = kind.to_owned();
-    if let Some(url) = err.url() {
-        let mut url = url.clone();
-        url.set_query(None);
-        message.push_str(&format!(" ({url})"));
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
-}

@@ -1,0 +1,143 @@
+//! A verified body can still be anything Stripe (or a leaked secret's holder)
+//! signs: the event parser and the route decision must answer for any bytes,
+//! never panic, and a refused event must change nothing.
+//!
+//! The body is signed with the configured secret so that every input reaches
+//! the parser; the ledger and queues are counting fakes (this is a fuzz test
+//! of the domain; the DynamoDB and SQS adapters have their own tests on moto).
+#![no_main]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libfuzzer_sys::fuzz_target;
+use stripe_reports::domain::ledger::StoredObject;
+use stripe_reports::domain::request_key::RequestKey;
+use stripe_reports::domain::secret::SecretString;
+use stripe_reports::domain::signature;
+use stripe_reports::ports::{
+    DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, Recorded, RunFacts, RunRecord,
+    ScheduleQueue, Transition,
+};
+use stripe_reports::webhook::{WebhookAnswer, WebhookService, parse_event};
+
+const NOW: i64 = 1_796_000_000;
+const SECRET: &str = "whsec_fuzz";
+
+/// Counts every write; answers as an empty ledger would.
+#[derive(Default)]
+struct CountingLedger {
+    writes: AtomicUsize,
+}
+
+impl CountingLedger {
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Ledger for CountingLedger {
+    async fn requested_run(&self, _: &RequestKey) -> Result<Option<String>, LedgerError> {
+        Ok(None)
+    }
+    async fn record_requested(
+        &self,
+        _: &RequestKey,
+        _: &RunFacts,
+        _: i64,
+    ) -> Result<Recorded, LedgerError> {
+        self.write();
+        Ok(Recorded::New)
+    }
+    async fn run(&self, _: &str) -> Result<Option<RunRecord>, LedgerError> {
+        Ok(None)
+    }
+    async fn mark_succeeded(&self, _: &RunFacts, _: i64) -> Result<Transition, LedgerError> {
+        self.write();
+        Ok(Transition::Applied)
+    }
+    async fn mark_failed(&self, _: &RunFacts, _: &str, _: i64) -> Result<Transition, LedgerError> {
+        self.write();
+        Ok(Transition::Applied)
+    }
+    async fn mark_stored(
+        &self,
+        _: &RunFacts,
+        _: &StoredObject,
+        _: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.write();
+        Ok(Transition::Applied)
+    }
+    async fn claim_event(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<EventClaim, LedgerError> {
+        self.write();
+        Ok(EventClaim::Claimed)
+    }
+    async fn finish_event(&self, _: &str, _: i64) -> Result<(), LedgerError> {
+        self.write();
+        Ok(())
+    }
+    async fn release_event(&self, _: &str) -> Result<(), LedgerError> {
+        // Undoes the claim: a refused event leaves the ledger as it was.
+        self.writes.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+        Ok(Vec::new())
+    }
+}
+
+#[derive(Default)]
+struct CountingQueue {
+    sent: AtomicUsize,
+}
+
+impl DownloadQueue for CountingQueue {
+    async fn enqueue_download(&self, _: &str) -> Result<(), QueueError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl ScheduleQueue for CountingQueue {
+    async fn enqueue_schedule(&self, _: &str, _: i64) -> Result<(), QueueError> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fuzz_target!(|body: &[u8]| {
+    let parsed = parse_event(body);
+    let service = WebhookService::new(
+        CountingLedger::default(),
+        CountingQueue::default(),
+        CountingQueue::default(),
+        vec![SecretString::new(SECRET)],
+        ["balance.summary.1".to_owned()],
+    );
+    let header = signature::signature_header(&service.secrets, NOW, body);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+    let answer = runtime.block_on(service.handle(body, Some(&header), NOW));
+    let writes = service.ledger.writes.load(Ordering::Relaxed);
+    let sent = service.downloads.sent.load(Ordering::Relaxed)
+        + service.schedules.sent.load(Ordering::Relaxed);
+    match &answer {
+        WebhookAnswer::Rejected(reason) => {
+            assert_eq!((writes, sent), (0, 0), "a refused event changed something");
+            // The reason never echoes the body (it may carry customer data);
+            // shorter bodies can be substrings of the fixed messages themselves.
+            assert!(body.len() < 100 || !reason.as_bytes().windows(body.len()).any(|w| w == body));
+        }
+        WebhookAnswer::Received(_) => {
+            assert!(parsed.is_ok(), "received an event the parser refuses")
+        }
+        WebhookAnswer::Failed(reason) => panic!("fakes never fail, yet: {reason}"),
+    }
+});
