@@ -323,6 +323,56 @@ async fn a_truncated_download_leaves_no_object_no_upload_and_the_ledger_as_it_wa
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_left_open_by_a_dead_attempt_are_aborted_once_the_run_is_stored() {
+    let env = env(vec![kind("balance.summary.1", 12 * MIB)]).await;
+    let run_id = env.finished_run("balance.summary.1", 3).await;
+    let run = stripe(&env.emulator, "127.0.0.1")
+        .report_run(&run_id)
+        .await
+        .unwrap();
+    let key = stripe_reports::downloader::object_key("stripe/", &run);
+    // What a process killed mid-stream (or cut off from S3) leaves behind: an
+    // open upload with a part, under the run's key; and one under another key.
+    for other in [key.as_str(), "stripe/unrelated.csv"] {
+        let upload = env
+            .s3
+            .create_multipart_upload()
+            .bucket(&env.bucket)
+            .key(other)
+            .send()
+            .await
+            .unwrap();
+        env.s3
+            .upload_part()
+            .bucket(&env.bucket)
+            .key(other)
+            .upload_id(upload.upload_id().unwrap())
+            .part_number(1)
+            .body(vec![b'x'; 5 * MIB as usize].into())
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(env.open_uploads().await, 2);
+    assert!(env.batch(&[("m1", message(&run_id))]).await.is_empty());
+    let record = env.ledger.run(&run_id).await.unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Stored);
+    let uploads = env
+        .s3
+        .list_multipart_uploads()
+        .bucket(&env.bucket)
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<&str> = uploads.uploads().iter().filter_map(|u| u.key()).collect();
+    assert_eq!(
+        left,
+        ["stripe/unrelated.csv"],
+        "only the run's own leftovers are aborted"
+    );
+}
+
 #[tokio::test]
 async fn a_file_host_off_the_allow_list_gets_no_request_at_all() {
     let env = env_with(

@@ -167,7 +167,9 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
             sha256: written.sha256,
             file_id: file.id.clone(),
         };
-        match self.ledger.mark_stored(&facts, &stored, now).await? {
+        let outcome = self.ledger.mark_stored(&facts, &stored, now).await?;
+        self.abort_leftover_uploads(&stored.s3_key).await;
+        match outcome {
             Transition::Applied => {
                 info!(
                     bytes = stored.bytes,
@@ -185,6 +187,24 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                 current: RunStatus::Stored,
             } => Ok(Stored::Already),
             Transition::Refused { current } => Err(DownloadError::Refused(current)),
+        }
+    }
+}
+
+impl<L, S> Downloader<L, S> {
+    /// Earlier attempts on this run that died mid-upload left their multipart
+    /// uploads open (their own abort failed or never ran); with the object
+    /// stored they are only cost. Best effort: the lifecycle rule is the backstop.
+    async fn abort_leftover_uploads(&self, key: &str) {
+        match self.sink.abort_leftover_uploads(key).await {
+            Ok(0) => {}
+            Ok(aborted) => info!(
+                s3_key = key,
+                aborted, "aborted multipart uploads left by earlier attempts"
+            ),
+            Err(err) => {
+                warn!(s3_key = key, error = %err, "cannot list leftover multipart uploads; the lifecycle rule removes them")
+            }
         }
     }
 }

@@ -298,6 +298,51 @@ impl S3Sink {
         Ok(())
     }
 
+    /// Aborts every unfinished multipart upload of `key`: those left by an
+    /// earlier attempt that could not abort its own (S3 unreachable, process
+    /// killed). Called once the object is stored, so nothing of value is lost:
+    /// a concurrent attempt on the same run loses its upload, fails, and on
+    /// its retry finds the run stored. Returns how many were aborted.
+    pub async fn abort_leftover_uploads(&self, key: &str) -> Result<usize, SinkError> {
+        let mut aborted = 0;
+        let mut key_marker: Option<String> = None;
+        let mut upload_id_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await
+                .map_err(s3_error("ListMultipartUploads"))?;
+            for upload in page.uploads() {
+                let (Some(upload_key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                if upload_key != key {
+                    continue; // a longer key with the same prefix
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .send()
+                    .await
+                    .map_err(s3_error("AbortMultipartUpload"))?;
+                aborted += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            upload_id_marker = page.next_upload_id_marker().map(str::to_owned);
+        }
+    }
+
     /// Best effort: the bucket's lifecycle rule removes what this misses.
     async fn abort(&self, object: &ObjectSpec, upload_id: &str) {
         if let Err(err) = self
