@@ -404,10 +404,14 @@ async fn redirects_are_followed_only_to_allow_listed_hosts() {
         Duration::from_millis(20),
     )
     .await;
-    let port = emulator.addr().port();
-    // result.url is on 127.0.0.1 and redirects to localhost (the same server).
+    // result.url is on 127.0.0.1 and redirects to 127.0.0.2, the same
+    // emulator on a second address that is not on the allow-list.
+    let off_list = emulator
+        .also_listen("127.0.0.2:0".parse().unwrap())
+        .await
+        .unwrap();
     emulator.set_faults(Faults {
-        file_redirect_base: Some(format!("http://localhost:{port}")),
+        file_redirect_base: Some(format!("http://{off_list}")),
         ..Faults::default()
     });
     let refused = env_with(emulator, "127.0.0.1").await;
@@ -417,6 +421,17 @@ async fn redirects_are_followed_only_to_allow_listed_hosts() {
         refused.emulator.stats().file_downloads,
         0,
         "the redirect target was never asked"
+    );
+    let requests = refused.emulator.requests();
+    assert!(
+        requests.iter().any(|r| r.path.ends_with("/contents")),
+        "the allow-listed file URL was asked (and answered with the redirect)"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.listener == refused.emulator.addr().to_string()),
+        "no request at all reached the off-list host: {requests:?}"
     );
     assert!(refused.keys().await.is_empty());
 

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use config::{
     EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats, WebhookConfig,
 };
+pub use state::RequestRecord;
 use state::State;
 
 /// The Stripe API version the emulator's objects follow.
@@ -49,7 +50,27 @@ impl Shared {
 pub struct Emulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Set to `true` to stop every listener.
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = server::router(shared, server::Listener(addr.to_string()));
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "emulator server stopped");
+        }
+    });
 }
 
 impl Emulator {
@@ -71,23 +92,33 @@ impl Emulator {
             files_base,
             http,
         });
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(shared.clone());
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "emulator server stopped");
-            }
-        });
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        serve(listener, addr, shared.clone(), rx);
         Ok(Self {
             addr,
             shared,
-            shutdown: Some(tx),
+            shutdown: tx,
         })
+    }
+
+    /// Serves the same emulator on a second address too, e.g. `127.0.0.2:0`
+    /// as a file host that is not on the client's allow-list. Requests are
+    /// recorded with the listener they arrived on (`/_emulator/requests`).
+    pub async fn also_listen(&self, listen: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        serve(
+            listener,
+            addr,
+            self.shared.clone(),
+            self.shutdown.subscribe(),
+        );
+        Ok(addr)
+    }
+
+    /// Every API and file request received so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -132,17 +163,13 @@ impl Emulator {
     }
 
     /// Stops serving and waits briefly for open connections.
-    pub fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub fn stop(self) {
+        // Drop sends the signal.
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.send_replace(true);
     }
 }

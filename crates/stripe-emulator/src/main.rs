@@ -17,6 +17,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "EMULATOR_LISTEN", default_value = "127.0.0.1:12111")]
     listen: SocketAddr,
+    /// A second address serving the same emulator, e.g. 127.0.0.2:12112: a
+    /// file host off the client's allow-list, for redirect tests.
+    #[arg(long, env = "EMULATOR_ALSO_LISTEN")]
+    also_listen: Option<SocketAddr>,
     /// The API key clients must present.
     #[arg(long, env = "EMULATOR_API_KEY", default_value = "sk_test_emulator")]
     api_key: String,
@@ -94,6 +98,15 @@ async fn main() {
         }
     };
     println!("stripe-emulator listening on {}", emulator.base_url());
+    if let Some(also) = args.also_listen {
+        match emulator.also_listen(also).await {
+            Ok(addr) => println!("stripe-emulator also listening on http://{addr}"),
+            Err(err) => {
+                eprintln!("stripe-emulator: cannot listen on {also}: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
     let _ = tokio::signal::ctrl_c().await;
     emulator.stop();
 }

@@ -18,11 +18,46 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::config::Faults;
 use crate::csv::{CsvGenerator, seed_for};
-use crate::state::{ReportTypeState, RunState, RunStatus, new_id, now};
+use crate::state::{
+    MAX_REQUEST_RECORDS, ReportTypeState, RequestRecord, RunState, RunStatus, new_id, now,
+};
 use crate::webhooks;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(dispatch).with_state(shared)
+/// The listener a request arrived on, so that the request log can tell an
+/// allow-listed host from an off-list one served by the same emulator.
+#[derive(Clone)]
+pub struct Listener(pub String);
+
+pub fn router(shared: Arc<Shared>, listener: Listener) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .layer(axum::Extension(listener))
+        .with_state(shared)
+}
+
+fn record_request(
+    shared: &Shared,
+    listener: &Listener,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) {
+    let record = RequestRecord {
+        listener: listener.0.clone(),
+        host: headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        authorization: headers.contains_key(header::AUTHORIZATION),
+    };
+    let mut state = shared.lock();
+    if state.requests.len() >= MAX_REQUEST_RECORDS {
+        state.requests.drain(..MAX_REQUEST_RECORDS / 2);
+    }
+    state.requests.push(record);
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -190,6 +225,7 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
 
 async fn dispatch(
     Extract(shared): Extract<Arc<Shared>>,
+    axum::Extension(listener): axum::Extension<Listener>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -200,6 +236,7 @@ async fn dispatch(
     if segments.first() == Some(&"_emulator") {
         return admin(&shared, &method, &segments[1..], &body);
     }
+    record_request(&shared, &listener, &method, &uri, &headers);
     if let ["v1", "files", file_id, "contents"] = segments.as_slice() {
         if method != Method::GET {
             return invalid(None, "Unrecognized request URL.");
@@ -760,6 +797,10 @@ fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) 
         (Method::GET, ["stats"]) => {
             let stats = shared.lock().stats.clone();
             json_response(StatusCode::OK, json!(stats))
+        }
+        (Method::GET, ["requests"]) => {
+            let requests = shared.lock().requests.clone();
+            json_response(StatusCode::OK, json!(requests))
         }
         (Method::GET, ["faults"]) => {
             let faults = shared.lock().faults.clone();

@@ -147,7 +147,26 @@ pub struct State {
     pub storm_until: Option<Instant>,
     /// (unix second, requests in it) for the rate limit.
     pub rate_window: (i64, u32),
+    /// Every API and file request, for checks of where the key was sent.
+    pub requests: Vec<RequestRecord>,
 }
+
+/// One request as the emulator received it (the admin routes are not recorded).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The address of the listener it arrived on.
+    pub listener: String,
+    /// The `Host` header the client sent.
+    pub host: String,
+    pub method: String,
+    /// Without the query.
+    pub path: String,
+    /// Whether an `Authorization` header came with it.
+    pub authorization: bool,
+}
+
+/// Older records are dropped beyond this (a fan-out test makes thousands).
+pub const MAX_REQUEST_RECORDS: usize = 200_000;
 
 impl State {
     pub fn new(report_types: Vec<ReportTypeConfig>) -> Self {
@@ -166,6 +185,7 @@ impl State {
             faults: Faults::default(),
             storm_until: None,
             rate_window: (0, 0),
+            requests: Vec::new(),
         }
     }
 
