@@ -3,6 +3,7 @@
 //! need only `STRIPE_API_KEY`.
 
 mod fetch;
+mod invoke;
 mod local;
 
 use std::net::SocketAddr;
@@ -44,6 +45,14 @@ enum Command {
         /// How often the scheduler runs, e.g. 1h, 15m, 30s (it also runs at start).
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         schedule_every: Duration,
+    },
+    /// Invoke one function's handler once, here, and print its answer as JSON
+    /// (same environment and event shapes as on Lambda; see events/).
+    Invoke {
+        function: invoke::Function,
+        /// The event as a JSON file, or - for stdin (default for the scheduler: a scheduled run).
+        #[arg(long)]
+        event: Option<String>,
     },
     /// Run reports now and save their files (in a folder by default).
     Fetch {
@@ -193,6 +202,9 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Invoke { function, event } => invoke::run(function, event.as_deref())
+            .await
+            .map(|answer| println!("{answer}")),
         Command::Fetch {
             report_type,
             date,

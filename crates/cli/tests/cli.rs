@@ -497,3 +497,32 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
         );
     }
 }
+
+#[test]
+fn invoke_explains_a_missing_or_unreadable_event_in_one_line() {
+    for (args, expected) in [
+        (
+            vec!["invoke", "webhook"],
+            "--event FILE is required for the webhook and downloader",
+        ),
+        (
+            vec!["invoke", "downloader", "--event", "/nonexistent.json"],
+            "--event /nonexistent.json:",
+        ),
+        (
+            vec!["invoke", "downloader", "--event", "Cargo.toml"],
+            "not JSON",
+        ),
+    ] {
+        let output = bin()
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
