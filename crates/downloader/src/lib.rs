@@ -90,10 +90,12 @@ pub async fn handle_batch<L: Ledger, S: StripeApi>(
     let mut response = SqsBatchResponse::default();
     let mut bytes = 0u64;
     let mut failures = 0u64;
+    let mut failed_runs = 0u64;
     for (id, outcome) in outcomes {
         match outcome {
             Ok(Stored::Now(stored)) => bytes += stored.bytes,
-            Ok(Stored::Already | Stored::RunFailed) => {}
+            Ok(Stored::RunFailed { recorded_now }) => failed_runs += u64::from(recorded_now),
+            Ok(Stored::Already) => {}
             Err(err) => {
                 // A pending run is normal (redelivered later); the rest is logged
                 // as a failure, and after maxReceiveCount lands in the DLQ.
@@ -114,6 +116,11 @@ pub async fn handle_batch<L: Ledger, S: StripeApi>(
             Metric {
                 name: "DownloadFailures",
                 value: failures as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "FailedRuns",
+                value: failed_runs as f64,
                 unit: "Count",
             },
         ],

@@ -30,8 +30,10 @@ pub enum Stored {
     Now(StoredObject),
     /// The run was stored before (or by a concurrent downloader).
     Already,
-    /// Stripe reports the run failed; recorded, nothing to download.
-    RunFailed,
+    /// Stripe reports the run failed: nothing to download. `recorded_now`
+    /// when this call moved the ledger to `failed` (the `FailedRuns` metric
+    /// counts each failure once, wherever it was first seen).
+    RunFailed { recorded_now: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,9 +142,11 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                     .error
                     .as_deref()
                     .unwrap_or("Stripe reported the run failed without an error message");
-                self.ledger.mark_failed(&facts, error, now).await?;
+                let transition = self.ledger.mark_failed(&facts, error, now).await?;
                 warn!(error, "report run failed at Stripe: nothing to download");
-                return Ok(Stored::RunFailed);
+                return Ok(Stored::RunFailed {
+                    recorded_now: transition == Transition::Applied,
+                });
             }
             StripeRunStatus::Pending => return Err(DownloadError::NotFinished("pending".into())),
             StripeRunStatus::Other(status) => {

@@ -9,7 +9,8 @@ use lambda_http::{Body, Error, Request, Response};
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::env::Environment;
-use stripe_reports::webhook::WebhookService;
+use stripe_reports::metrics::{self, Metric};
+use stripe_reports::webhook::{Outcome, WebhookAnswer, WebhookService};
 
 /// The service with its real adapters.
 pub type Service = WebhookService<DynamoLedger, SqsQueue, SqsQueue>;
@@ -85,6 +86,17 @@ where
     // lambda_http has already decoded a body the gateway marked base64.
     let body: &[u8] = request.body().as_ref();
     let answer = service.handle(body, signature.as_deref(), now).await;
+    if answer == WebhookAnswer::Received(Outcome::RecordedFailure) {
+        // Each failure is counted once, by whichever function recorded it.
+        metrics::emit(
+            "webhook",
+            &[Metric {
+                name: "FailedRuns",
+                value: 1.0,
+                unit: "Count",
+            }],
+        );
+    }
     let status =
         StatusCode::from_u16(answer.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(status, answer.body())
