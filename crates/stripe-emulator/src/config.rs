@@ -109,6 +109,10 @@ pub struct Injection {
     pub should_retry: Option<bool>,
     #[serde(default = "one")]
     pub times: u32,
+    /// Answer with this body (as JSON) instead of Stripe's error object: a
+    /// `200` with missing fields or wrong types, or a body that is not JSON.
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 fn one() -> u32 {

@@ -180,11 +180,23 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
                 .as_deref()
                 .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
     });
-    let mut chosen = matching.map(|index| {
+    let mut chosen = None;
+    if let Some(index) = matching {
         let injection = &mut state.faults.inject[index];
         injection.times -= 1;
-        (injection.status, injection.should_retry)
-    });
+        if let Some(body) = injection.body.clone() {
+            let status = StatusCode::from_u16(injection.status).unwrap_or(StatusCode::OK);
+            state.stats.injected_errors += 1;
+            return Some(
+                Response::builder()
+                    .status(status)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+            );
+        }
+        chosen = Some((injection.status, injection.should_retry));
+    }
     if chosen.is_none()
         && let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until)
         && Instant::now() < until

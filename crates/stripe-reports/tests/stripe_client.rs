@@ -46,6 +46,7 @@ fn inject(path_prefix: &str, status: u16, should_retry: Option<bool>, times: u32
             status,
             should_retry,
             times,
+            body: None,
         }],
         ..Faults::default()
     }
@@ -97,6 +98,7 @@ async fn retries_429_and_500_then_succeeds() {
                 status: 429,
                 should_retry: None,
                 times: 1,
+                body: None,
             },
             Injection {
                 path_prefix: "/v1/reporting".into(),
@@ -104,6 +106,7 @@ async fn retries_429_and_500_then_succeeds() {
                 status: 500,
                 should_retry: None,
                 times: 1,
+                body: None,
             },
         ],
         ..Faults::default()
@@ -113,6 +116,57 @@ async fn retries_429_and_500_then_succeeds() {
     let stats = emulator.stats();
     assert_eq!(stats.injected_errors, 2);
     assert_eq!(stats.api_requests, 3);
+}
+
+#[tokio::test]
+async fn answers_with_missing_fields_wrong_types_or_no_json_are_one_clear_error() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(3));
+    for (status, body, expected) in [
+        (
+            200,
+            r#"{"id": "frr_1", "object": "reporting.report_run"}"#,
+            "missing field",
+        ),
+        (
+            200,
+            r#"{"id": 5, "object": "reporting.report_run", "created": "yesterday"}"#,
+            "invalid type",
+        ),
+        (200, "<html>maintenance</html>", "expected value"),
+        (
+            200,
+            r#"{"object": "list", "data": [{"id": "frr_1"}], "has_more": false}"#,
+            "missing field",
+        ),
+    ] {
+        let mut faults = inject("/v1/reporting/report_runs", status, None, 1);
+        faults.inject[0].body = Some(body.to_owned());
+        emulator.set_faults(faults);
+        let err = if body.contains("list") {
+            client
+                .report_runs_created_since(0)
+                .await
+                .map(|_| ())
+                .unwrap_err()
+        } else {
+            client.report_run("frr_1").await.map(|_| ()).unwrap_err()
+        };
+        assert!(
+            matches!(err, StripeError::Decode { status: 200, .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("unexpected answer from Stripe (HTTP 200): "),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+        // A 200 that does not parse is not retried: the same answer would come again.
+        assert!(!err.is_transient());
+    }
+    assert_eq!(emulator.stats().runs_created, 0, "nothing was created");
 }
 
 #[tokio::test]
