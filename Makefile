@@ -54,6 +54,12 @@ demo: venv
 	cargo build -p cli -p stripe-emulator
 	$(LOCAL_AWS) $(PYTHON) scripts/demo.py
 
+## reliability: the fault scenarios end to end on the local stack (moto, emulator,
+## `stripe-reports local`), each with the same audit, then a scan of every log for secrets
+reliability: venv
+	cargo build -p cli -p stripe-emulator
+	$(PYTHON) scripts/reliability.py $(if $(ONLY),--only $(ONLY))
+
 ## fuzz: libFuzzer on the signature-header parser and the webhook event parser/router,
 ## FUZZ_SECONDS per target (CI: 60). Stable Rust: cargo fuzz with --sanitizer none.
 FUZZ_SECONDS ?= 60

@@ -11,6 +11,7 @@ SCHEDULE_QUEUE_URL (each with a DLQ, maxReceiveCount 5). The port comes from
 MOTO_PORT (default 5000). If a moto server already answers on that port it is
 reused and left running; a server this script started is always stopped.
 """
+import json
 import os
 import signal
 import socket
@@ -79,7 +80,7 @@ def stop(process):
         process.wait()
 
 
-def create_resources(env):
+def create_resources(env, visibility_timeout=30, max_receive_count=5):
     import boto3
 
     kwargs = dict(
@@ -113,8 +114,9 @@ def create_resources(env):
         url = sqs.create_queue(
             QueueName=name,
             Attributes={
-                "VisibilityTimeout": "30",
-                "RedrivePolicy": '{"deadLetterTargetArn":"%s","maxReceiveCount":"5"}' % dlq_arn,
+                "VisibilityTimeout": str(visibility_timeout),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                             "maxReceiveCount": str(max_receive_count)}),
             },
         )["QueueUrl"]
         env[var] = url

@@ -163,7 +163,22 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
             Ok::<_, DownloadError>(self.sink.store(&object, download.body).await?)
         })
         .await
-        .map_err(|_| DownloadError::Timeout(self.timeout))??;
+        .map_err(|_| DownloadError::Timeout(self.timeout))
+        .and_then(|inner| inner);
+        let written = match written {
+            Ok(written) => written,
+            Err(err) => {
+                // A concurrent attempt that stored the run first also aborts
+                // this one's upload (see `abort_leftover_uploads`): that is done, not failed.
+                if let Ok(Some(record)) = self.ledger.run(run_id).await
+                    && record.status == RunStatus::Stored
+                {
+                    info!(error = %err, "stored meanwhile by a concurrent attempt");
+                    return Ok(Stored::Already);
+                }
+                return Err(err);
+            }
+        };
         let seconds = started.elapsed().as_secs_f64();
         let stored = StoredObject {
             s3_key: key,

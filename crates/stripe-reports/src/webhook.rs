@@ -336,6 +336,9 @@ fn err_without_input(err: &serde_json::Error) -> String {
     let text = err.to_string();
     if text.starts_with("missing field") {
         text.split(" at line").next().unwrap_or_default().to_owned()
+    } else if err.line() == 0 {
+        // From a `Value` (data.object), where there is no position to give.
+        format!("{:?} error (a field has the wrong type)", err.classify())
     } else {
         format!(
             "{:?} error at line {} column {}",

@@ -1,0 +1,748 @@
+#!/usr/bin/env python3
+"""`make reliability`: faults injected end to end on the local stack.
+
+Every scenario starts from empty AWS state (moto's server, reset), a fresh
+Stripe emulator and a fresh `stripe-reports local`, injects its fault, waits
+for the pipeline to settle and ends with the same audit:
+
+  * every planned (report type, interval) has exactly one `stored` run item;
+  * exactly one S3 object per stored run, whose bytes hash to the emulator's
+    SHA-256 for that file (and to the ledger's), and no other object;
+  * no open multipart upload;
+  * no message left on the download or schedule queue, nor on their DLQs
+    unless the scenario expects one there;
+  * the emulator created exactly as many runs as the ledger holds distinct
+    requests, and as many as the scenario planned;
+  * every request that carried the API key reached the emulator's allow-listed
+    address, none reached the off-list one (127.0.0.2).
+
+Then the security checks (a file redirect off the allow-list, malformed input
+at every edge), and last a scan of every log line the suite captured for the
+API key and both webhook secrets. One line per scenario, then `N passed, N
+failed`; exit 1 if any failed.
+
+S3 goes through a TCP proxy in front of moto (`AWS_ENDPOINT_URL_S3`) so that a
+scenario can cut S3 off and bring it back with its state intact (killing moto
+itself would also erase the bucket, which S3 never does).
+
+Run by `make reliability` (it builds the binaries and the venv). Logs:
+.local/reliability/.
+"""
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+import boto3
+import stripe
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import local_aws  # noqa: E402
+
+TARGET = os.path.join(ROOT, "target", "debug")
+LOGS = os.path.join(ROOT, ".local", "reliability")
+EMULATOR = "127.0.0.1:12111"
+OFF_LIST = "127.0.0.2:12112"
+RUNNER = "127.0.0.1:9000"
+MOTO_PORT = int(os.environ.get("MOTO_PORT", "5000"))
+S3_PROXY_PORT = MOTO_PORT + 100
+DAY = 86400
+MIB = 1024 * 1024
+# SQS settings of the suite's queues: redelivery after 10 s (the production
+# template uses 6× the downloader's timeout), DLQ after 5 receives.
+VISIBILITY_TIMEOUT = 10
+MAX_RECEIVE_COUNT = 5
+
+# Credentials of this run only, so that the leak scan cannot be fooled by
+# a value that also appears in the code or the docs.
+API_KEY = "sk_test_rel_" + secrets.token_hex(12)
+NEW_SECRET = "whsec_relnew_" + secrets.token_hex(12)
+OLD_SECRET = "whsec_relold_" + secrets.token_hex(12)
+SECRETS_TO_HIDE = [API_KEY, NEW_SECRET, OLD_SECRET]
+
+TODAY = int(time.time()) // DAY * DAY
+
+
+class Failed(Exception):
+    """A check of a scenario did not hold."""
+
+
+def check(condition, message):
+    if not condition:
+        raise Failed(message)
+
+
+def http(method, url, body=None, headers=None, timeout=10):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def emulator_json(path, body=None):
+    status, data = http("POST" if body is not None else "GET", f"http://{EMULATOR}{path}", body)
+    check(status == 200, f"emulator {path} answered {status}: {data[:200]!r}")
+    return json.loads(data)
+
+
+def wait_for(predicate, timeout, what, interval=0.5):
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise Failed(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class TcpProxy:
+    """A TCP forwarder that can be cut (listener closed, every connection
+    reset) and restored, standing in for S3 becoming unreachable."""
+
+    def __init__(self, listen_port, target_port):
+        self.listen_port = listen_port
+        self.target_port = target_port
+        self.listener = None
+        self.connections = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.listen_port))
+        listener.listen(128)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self):
+        listener, self.listener = self.listener, None
+        if listener:
+            listener.close()
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for sock in connections:
+            try:
+                # RST, not FIN: a connection cut, not a polite close.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.close()
+            except OSError:
+                pass
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while True:
+                data = source.recv(256 * 1024)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Stack:
+    """moto (shared, reset per scenario), the S3 proxy, and per scenario the
+    emulator and the runner."""
+
+    def __init__(self, moto_endpoint):
+        self.moto = moto_endpoint
+        self.proxy = TcpProxy(S3_PROXY_PORT, MOTO_PORT)
+        self.proxy.start()
+        kwargs = dict(endpoint_url=moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.dynamodb = boto3.client("dynamodb", **kwargs)
+        self.s3 = boto3.client("s3", **kwargs)  # direct: sees S3 even while the proxy is cut
+        self.sqs = boto3.client("sqs", **kwargs)
+        self.secretsmanager = boto3.client("secretsmanager", **kwargs)
+        self.processes = []
+        self.logdir = None
+        self.env = {}
+
+    # ---- per scenario -------------------------------------------------
+    def begin(self, slug, types, lookback_days, run_delay_ms=1000, emulator_secrets=(NEW_SECRET,),
+              faults=None, runner_secret=NEW_SECRET):
+        self.logdir = os.path.join(LOGS, slug)
+        os.makedirs(self.logdir, exist_ok=True)
+        self.types = types
+        self.lookback_days = lookback_days
+        http("POST", f"{self.moto}/moto-api/reset")
+        env = dict(local_aws.DEFAULTS)
+        env["AWS_ENDPOINT_URL"] = self.moto
+        local_aws.create_resources(env, visibility_timeout=VISIBILITY_TIMEOUT,
+                                   max_receive_count=MAX_RECEIVE_COUNT)
+        arn = self.secretsmanager.create_secret(
+            Name="stripe-reports/reliability",
+            SecretString=json.dumps({"api_key": API_KEY, "webhook_secret": runner_secret}),
+        )["ARN"]
+        env.update({
+            "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{S3_PROXY_PORT}",
+            "STRIPE_SECRET_ARN": arn,
+            "STRIPE_API_BASE": f"http://{EMULATOR}",
+            "STRIPE_FILE_HOSTS": "127.0.0.1",
+            "REPORTS": json.dumps([{"report_type": t["id"]} for t in types]),
+            "LOOKBACK_DAYS": str(lookback_days),
+            "REPORTS_PREFIX": "stripe/",
+            # Our crates at debug: more lines for the leak scan to read.
+            "RUST_LOG": "info,stripe_reports=debug,scheduler=debug,webhook=debug,downloader=debug",
+            "PATH": os.environ.get("PATH", ""),
+        })
+        self.env = env
+        emulator_types = [dict(t, data_available_start=TODAY - 365 * DAY, data_available_end=TODAY)
+                          for t in types]
+        self.spawn("emulator", [
+            os.path.join(TARGET, "stripe-emulator"), "--listen", EMULATOR, "--also-listen", OFF_LIST,
+            "--api-key", API_KEY, "--webhook-url", f"http://{RUNNER}/webhooks/stripe",
+            "--webhook-secret", ",".join(emulator_secrets), "--run-delay-ms", str(run_delay_ms),
+            "--report-types", json.dumps(emulator_types)], env={"PATH": env["PATH"], "RUST_LOG": "info"})
+        wait_for(lambda: http_ok(f"http://{EMULATOR}/_emulator/stats"), 20, "the emulator")
+        if faults:
+            self.faults(faults)
+
+    def faults(self, faults):
+        emulator_json("/_emulator/faults", faults)
+
+    def spawn(self, name, argv, env=None):
+        log = open(os.path.join(self.logdir, f"{name}.log"), "ab")
+        process = subprocess.Popen(argv, env=self.env if env is None else env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def start_runner(self, schedule_every="1h", name="runner"):
+        process = self.spawn(name, [os.path.join(TARGET, "stripe-reports"), "local", "--listen", RUNNER,
+                                    "--schedule-every", schedule_every])
+        wait_for(lambda: port_open(RUNNER) or process.poll() is not None, 30, "the runner")
+        check(process.poll() is None, f"the runner exited with {process.returncode} (see {self.logdir})")
+        return process
+
+    def invoke(self, function, event=None, env=None, name=None):
+        """`stripe-reports invoke`: (exit code, stdout, stderr)."""
+        argv = [os.path.join(TARGET, "stripe-reports"), "invoke", function]
+        stdin = None
+        if event is not None:
+            argv += ["--event", "-"]
+            stdin = json.dumps(event).encode()
+        result = subprocess.run(argv, env=env or self.env, input=stdin, capture_output=True, timeout=120)
+        with open(os.path.join(self.logdir, f"{name or 'invoke-' + function}.log"), "ab") as log:
+            log.write(result.stdout + result.stderr)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    def end(self):
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        self.processes = []
+        if self.proxy.listener is None:
+            self.proxy.start()
+
+    # ---- what the stack holds -----------------------------------------
+    def items(self):
+        items, start = [], None
+        while True:
+            kwargs = {"TableName": self.env["RUNS_TABLE"], "ConsistentRead": True}
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = self.dynamodb.scan(**kwargs)
+            items += page["Items"]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    def runs(self):
+        return [i for i in self.items() if i["pk"]["S"].startswith("run#")]
+
+    def planned(self):
+        return {(t["id"], TODAY - k * DAY) for t in self.types for k in range(1, self.lookback_days + 1)}
+
+    def stored_planned(self):
+        stored = {(r["report_type"]["S"], int(r["interval_start"]["N"]))
+                  for r in self.runs() if r["status"]["S"] == "stored"}
+        return self.planned() <= stored
+
+    def queue_depth(self, url):
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+    def open_uploads(self):
+        return self.s3.list_multipart_uploads(Bucket=self.env["REPORTS_BUCKET"]).get("Uploads", [])
+
+    def settled(self):
+        """All planned reports stored and both queues drained."""
+        if not self.stored_planned():
+            return False
+        return all(self.queue_depth(self.env[q]) == 0 for q in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL"))
+
+    def wait_settled(self, timeout=120):
+        wait_for(self.settled, timeout, "every planned report stored and the queues drained")
+
+    # ---- the audit ------------------------------------------------------
+    def audit(self, expected_requests, expect_dlq=()):
+        problems = []
+        items = self.items()
+        runs = [i for i in items if i["pk"]["S"].startswith("run#")]
+        requests = [i for i in items if i["pk"]["S"].startswith("request#")]
+        stored = [r for r in runs if r["status"]["S"] == "stored"]
+        by_interval = {}
+        for run in stored:
+            key = (run["report_type"]["S"], int(run["interval_start"]["N"]))
+            by_interval.setdefault(key, []).append(run)
+        for key in sorted(self.planned()):
+            count = len(by_interval.get(key, []))
+            if count != 1:
+                problems.append(f"{key[0]} {time.strftime('%Y-%m-%d', time.gmtime(key[1]))}: {count} stored runs")
+        extra = set(by_interval) - self.planned()
+        if extra:
+            problems.append(f"stored runs nobody planned: {sorted(extra)}")
+
+        bucket = self.env["REPORTS_BUCKET"]
+        objects = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            objects += page.get("Contents", [])
+        if len(objects) != len(stored):
+            problems.append(f"{len(objects)} objects in S3 for {len(stored)} stored runs")
+        emulator_runs = {r["id"]: r for r in emulator_json("/_emulator/runs")}
+        for run in stored:
+            run_id = run["pk"]["S"][len("run#"):]
+            digest, size = hashlib.sha256(), 0
+            try:
+                body = self.s3.get_object(Bucket=bucket, Key=run["s3_key"]["S"])["Body"]
+                for chunk in iter(lambda: body.read(8 * MIB), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+            except Exception as err:  # noqa: BLE001 - reported as a finding
+                problems.append(f"{run_id}: object {run['s3_key']['S']} unreadable: {err}")
+                continue
+            file_id = (emulator_runs.get(run_id, {}).get("result") or {}).get("id")
+            truth = emulator_json(f"/_emulator/files/{file_id}/sha256") if file_id else {}
+            if not (digest.hexdigest() == run["sha256"]["S"] == truth.get("sha256") and size == truth.get("size")):
+                problems.append(f"{run_id}: object sha256 {digest.hexdigest()[:12]} ({size} B), ledger "
+                                f"{run['sha256']['S'][:12]}, Stripe {str(truth.get('sha256'))[:12]} ({truth.get('size')} B)")
+        uploads = self.open_uploads()
+        if uploads:
+            problems.append(f"{len(uploads)} open multipart upload(s): {[u['Key'] for u in uploads]}")
+        for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "DOWNLOAD_QUEUE_DLQ_URL", "SCHEDULE_QUEUE_DLQ_URL"):
+            depth = self.queue_depth(self.env[queue])
+            expected = 1 if queue in expect_dlq else 0
+            if (depth > 0) != (expected > 0):
+                problems.append(f"{queue}: {depth} message(s) left")
+        stats = emulator_json("/_emulator/stats")
+        if not (stats["runs_created"] == len(requests) == len(emulator_runs) == expected_requests):
+            problems.append(f"runs created at Stripe {stats['runs_created']}, listed {len(emulator_runs)}, "
+                            f"requests in the ledger {len(requests)}, planned {expected_requests}")
+        problems += self.key_destinations()
+        return problems
+
+    def key_destinations(self):
+        """Every request that carried the key went to the allow-listed address."""
+        problems = []
+        for record in emulator_json("/_emulator/requests"):
+            if record["listener"] == OFF_LIST:
+                problems.append(f"a request reached the off-list host: {record}")
+            elif record["authorization"] and record["listener"] != EMULATOR:
+                problems.append(f"the key went to {record['listener']}: {record}")
+        return problems
+
+    def log_text(self, name):
+        with open(os.path.join(self.logdir, f"{name}.log"), errors="replace") as log:
+            return log.read()
+
+
+def http_ok(url):
+    try:
+        return http("GET", url, timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+def port_open(address):
+    host, port = address.split(":")
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def answer(stdout):
+    """What `stripe-reports invoke` printed last: the function's answer (the
+    lines before it are EMF metric documents, as on Lambda)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def kind(report_type, size=64_000, fail_first_runs=0):
+    return {"id": report_type, "file_size": size, "fail_first_runs": fail_first_runs}
+
+
+THREE_TYPES = ["balance.summary.1", "balance_change_from_activity.itemized.3", "payouts.itemized.3"]
+
+
+# ---- the scenarios ---------------------------------------------------------
+
+def webhooks_five_times_shuffled(stack):
+    """1. Every webhook delivered 5 times, in shuffled order, interleaved with
+    `failed` and `report_type.updated` events."""
+    types = [kind(THREE_TYPES[0], fail_first_runs=1), kind(THREE_TYPES[1], 300_000), kind(THREE_TYPES[2])]
+    stack.begin("01-webhooks-x5", types, lookback_days=2,
+                faults={"webhook_duplicates": 4, "webhook_shuffle_ms": 3000})
+    stack.start_runner(schedule_every="4s")
+    for _ in range(2):
+        time.sleep(1.5)
+        for t in THREE_TYPES:  # report_type.updated, ×5 each, among the run events
+            emulator_json(f"/_emulator/report_types/{t}", {"data_available_end": TODAY})
+    stack.wait_settled()
+    # Give late duplicates (up to 3 s of shuffle, retries) time to arrive; they must change nothing.
+    time.sleep(4)
+    stack.wait_settled()
+    stats = emulator_json("/_emulator/stats")
+    check(stats["webhook_deliveries"] >= 5 * stats["events"], f"deliveries {stats['webhook_deliveries']} "
+          f"for {stats['events']} events: duplicates were not sent")
+    failed = [r for r in stack.runs() if r["status"]["S"] == "failed"]
+    check(len(failed) == 1, f"{len(failed)} failed runs recorded (expected the one failure)")
+    return stack.audit(expected_requests=7)
+
+
+def scheduler_five_times(stack):
+    """2. Scheduler invoked 5 times for the same day, two of them concurrently."""
+    stack.begin("02-scheduler-x5", [kind(t) for t in THREE_TYPES], lookback_days=2)
+    env = dict(stack.env)
+    # Invocations 1 and 2 at once, before anything exists; then 3, 4, 5.
+    started = [subprocess.Popen([os.path.join(TARGET, "stripe-reports"), "invoke", "scheduler"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in started]
+    with open(os.path.join(stack.logdir, "invoke-concurrent.log"), "ab") as log:
+        for out, _ in outputs:
+            log.write(out)
+    codes = [p.returncode for p in started]
+    for _ in range(3):
+        code, _, err = stack.invoke("scheduler")
+        codes.append(code)
+    check(codes == [0] * 5, f"scheduler exit codes {codes}")
+    check(emulator_json("/_emulator/stats")["runs_created"] == 6, "not one run per interval after 5 invocations")
+    stack.start_runner()  # webhooks and downloads (its own first tick is a sixth invocation)
+    stack.wait_settled()
+    return stack.audit(expected_requests=6)
+
+
+def downloader_killed_mid_stream(stack):
+    """3. Downloader process killed (SIGKILL) in the middle of a 200 MiB stream;
+    the message is redelivered; the run ends stored once."""
+    stack.begin("03-sigkill", [kind(THREE_TYPES[0], 200 * MIB)], lookback_days=1,
+                faults={"file_bytes_per_sec": 60 * MIB})
+    runner = stack.start_runner()
+    wait_for(lambda: emulator_json("/_emulator/stats")["file_downloads"] >= 1, 60, "the download to start")
+    wait_for(lambda: stack.open_uploads(), 30, "the multipart upload to start")
+    time.sleep(1.0)
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    check(not stack.stored_planned(), "the run was stored before the kill: not mid-stream")
+    check(stack.open_uploads(), "no upload open at the kill")
+    stack.start_runner(name="runner-restarted")
+    stack.wait_settled(timeout=120)
+    stats = emulator_json("/_emulator/stats")
+    check(stats["file_downloads"] >= 2, "the file was not downloaded again")
+    return stack.audit(expected_requests=1)
+
+
+def stripe_429_storm(stack):
+    """4. Stripe 429 storm (half of all API calls for 30 s) and intermittent
+    500s with `Stripe-Should-Retry`."""
+    stack.begin("04-429-storm", [kind(t) for t in THREE_TYPES], lookback_days=2, faults={
+        "storm": {"status": 429, "fraction": 0.5, "seconds": 30},
+        "inject": [{"path_prefix": "/v1/reporting/report_runs", "status": 500, "should_retry": True, "times": 3},
+                   {"path_prefix": "/v1/reporting/report_runs", "method": "GET", "status": 500,
+                    "should_retry": True, "times": 3}],
+    })
+    stack.start_runner(schedule_every="3s")
+    stack.wait_settled(timeout=150)
+    stats = emulator_json("/_emulator/stats")
+    check(stats["injected_errors"] >= 10, f"only {stats['injected_errors']} errors were injected")
+    return stack.audit(expected_requests=6)
+
+
+def truncated_twice(stack):
+    """5. File stream truncated on the first two attempts, whole on the third."""
+    stack.begin("05-truncated", [kind(THREE_TYPES[0], 20 * MIB)], lookback_days=1,
+                faults={"truncate_files": 2})
+    stack.start_runner()
+    stack.wait_settled(timeout=120)
+    stats = emulator_json("/_emulator/stats")
+    check((stats["files_truncated"], stats["file_downloads"]) == (2, 3),
+          f"truncated {stats['files_truncated']} of {stats['file_downloads']} downloads (expected 2 of 3)")
+    return stack.audit(expected_requests=1)
+
+
+def s3_unavailable_mid_upload(stack):
+    """6. S3 unavailable during an upload (cut off mid-stream, then back): the
+    multipart upload is aborted, the retry stores."""
+    stack.begin("06-s3-outage", [kind(THREE_TYPES[0], 100 * MIB)], lookback_days=1,
+                faults={"file_bytes_per_sec": 40 * MIB})
+    stack.start_runner()
+    wait_for(lambda: stack.open_uploads(), 60, "the multipart upload to start")
+    time.sleep(0.5)
+    stack.proxy.stop()
+    time.sleep(8)
+    check(not stack.stored_planned(), "stored while S3 was unreachable")
+    left = stack.open_uploads()
+    stack.proxy.start()
+    stack.wait_settled(timeout=120)
+    check("S3" in stack.log_text("runner"), "the runner never saw an S3 failure")
+    check(left, "the cut left no upload open (nothing to clean up: not mid-upload)")
+    return stack.audit(expected_requests=1)
+
+
+def webhooks_never_delivered(stack):
+    """7. Webhooks never delivered (emulator webhooks off): the scheduler's
+    reconcile stores every report anyway."""
+    stack.begin("07-no-webhooks", [kind(t) for t in THREE_TYPES], lookback_days=2,
+                faults={"webhooks_enabled": False})
+    stack.start_runner(schedule_every="3s")
+    stack.wait_settled(timeout=90)
+    check(emulator_json("/_emulator/stats")["webhook_deliveries"] == 0, "webhooks were delivered")
+    return stack.audit(expected_requests=6)
+
+
+def run_failed_at_stripe(stack):
+    """8. A run that fails at Stripe: recorded `failed`, re-requested once,
+    the second attempt stored; an alarm metric emitted for the first."""
+    stack.begin("08-failed-run", [kind(THREE_TYPES[0], fail_first_runs=1)], lookback_days=1)
+    stack.start_runner(schedule_every="3s")
+    stack.wait_settled(timeout=90)
+    statuses = sorted(r["status"]["S"] for r in stack.runs())
+    check(statuses == ["failed", "stored"], f"run statuses {statuses}")
+    failed_metric = 0
+    for line in stack.log_text("runner").splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            failed_metric += json.loads(line).get("FailedRuns", 0)
+    check(failed_metric == 1, f"FailedRuns metric summed to {failed_metric} (expected 1)")
+    return stack.audit(expected_requests=2)
+
+
+def secret_rolled(stack):
+    """9. Secret rolled: the emulator signs with old and new secrets while the
+    system has only the new one, then only the new."""
+    stack.begin("09-secret-rolled", [kind(t) for t in THREE_TYPES], lookback_days=2,
+                emulator_secrets=(OLD_SECRET, NEW_SECRET))
+    stack.start_runner()
+    stack.wait_settled(timeout=90)
+    stack.faults({"webhook_secrets": [NEW_SECRET]})
+    before = emulator_json("/_emulator/stats")
+    for t in THREE_TYPES:
+        emulator_json(f"/_emulator/report_types/{t}", {"data_available_end": TODAY})
+    wait_for(lambda: emulator_json("/_emulator/stats")["webhook_deliveries"] >= before["webhook_deliveries"] + 3,
+             30, "the deliveries signed with the new secret only")
+    stack.wait_settled(timeout=30)
+    stats = emulator_json("/_emulator/stats")
+    check(stats["webhook_failures"] == 0, f"{stats['webhook_failures']} deliveries were refused")
+    return stack.audit(expected_requests=6)
+
+
+def redirect_off_the_allow_list(stack):
+    """Security: a file URL that redirects to a host off the allow-list gets
+    no request at all (with or without the key); once the redirect stops, the
+    retry stores."""
+    stack.begin("10-redirect-off-list", [kind(THREE_TYPES[0], 2 * MIB)], lookback_days=1,
+                faults={"file_redirect_base": f"http://{OFF_LIST}"})
+    stack.start_runner()
+    wait_for(lambda: any(r["path"].endswith("/contents") for r in emulator_json("/_emulator/requests")),
+             60, "the download attempt")
+    time.sleep(2)
+    check("is not in STRIPE_FILE_HOSTS" in stack.log_text("runner"), "the refusal is not in the runner's log")
+    problems = stack.key_destinations()
+    check(not problems, "; ".join(problems))
+    stack.faults({})
+    stack.wait_settled(timeout=60)
+    return stack.audit(expected_requests=1)
+
+
+def malformed_inputs(stack):
+    """Security: malformed input at every edge (configuration, webhooks,
+    queue messages, Stripe answers) is one clear error and changes nothing."""
+    stack.begin("11-malformed", [kind(THREE_TYPES[0])], lookback_days=1)
+    # Configuration: one line naming the variable, exit code ≠ 0, nothing created.
+    for name, value in [("REPORTS", '[{"report_type": 5}]'), ("LOOKBACK_DAYS", "-3"),
+                        ("STRIPE_FILE_HOSTS", "http://files.example.com/x"), ("STRIPE_API_BASE", "ftp://x"),
+                        ("DOWNLOAD_PART_SIZE_MIB", "1")]:
+        env = dict(stack.env, **{name: value}, RUST_LOG="warn")
+        code, out, err = stack.invoke("scheduler", env=env, name="invoke-bad-config")
+        check(code != 0 and len(err.strip().splitlines()) == 1 and name in err and not out,
+              f"{name}={value}: exit {code}, stderr {err!r}")
+    check(emulator_json("/_emulator/stats")["api_requests"] == 0, "a bad configuration reached Stripe")
+
+    # The pipeline at rest, one report stored: what must not change from here.
+    stack.start_runner()
+    stack.wait_settled(timeout=60)
+    before = stack.items()
+    unchanged = lambda: sorted(map(json.dumps, stack.items())) == sorted(map(json.dumps, before))  # noqa: E731
+
+    # Webhooks: every malformed delivery is a 400 and writes nothing.
+    now = int(time.time())
+    event = {"id": "evt_malformed", "object": "event", "api_version": "2026-07-29.dahlia", "created": now,
+             "livemode": False, "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
+             "type": "reporting.report_run.succeeded",
+             "data": {"object": {"id": 42, "object": "reporting.report_run", "report_type": ["x"]}}}
+    signed = lambda body, t=None: {  # noqa: E731 - Stripe's own library signs
+        "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(body, NEW_SECRET, timestamp=t or now),
+        "Content-Type": "application/json"}
+    cases = [
+        ("no signature", b"{}", {}),
+        ("wrong secret", b"{}", {"Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
+            "{}", OLD_SECRET, timestamp=now)}),
+        ("malformed header", b"{}", {"Stripe-Signature": "t=,v1"}),
+        ("stale", b"{}", signed("{}", now - 3600)),
+        ("not JSON", b"not json", signed("not json")),
+        ("not an event", b'{"object": "charge"}', signed('{"object": "charge"}')),
+        ("wrong types in data.object", json.dumps(event).encode(), signed(json.dumps(event))),
+    ]
+    for what, body, headers in cases:
+        status, reply = http("POST", f"http://{RUNNER}/webhooks/stripe", body, headers)
+        check(status == 400, f"webhook {what}: {status} {reply!r}")
+        check(b"error" in reply and len(reply.splitlines()) == 1, f"webhook {what}: {reply!r}")
+    check(unchanged(), "a refused webhook wrote to the ledger")
+
+    # Queue messages: each malformed one fails alone; nothing written.
+    bodies = ["garbage", "{}", '{"run_id": 5}', '{"run_id": "frr_doesnotexist"}']
+    records = [{"messageId": f"m{i}", "receiptHandle": "r", "body": b, "attributes": {}, "messageAttributes": {},
+                "eventSource": "aws:sqs"} for i, b in enumerate(bodies)]
+    code, out, err = stack.invoke("downloader", {"Records": records})
+    failed = sorted(f["itemIdentifier"] for f in answer(out)["batchItemFailures"]) if code == 0 else None
+    check(failed == ["m0", "m1", "m2", "m3"], f"downloader answered {out!r} ({err[-300:]!r})")
+    schedule = [dict(records[0], body="not json"), dict(records[1], messageId="s1", body='{"report_type": 5}')]
+    code, out, err = stack.invoke("scheduler", {"Records": schedule})
+    check(code == 0 and sorted(f["itemIdentifier"] for f in answer(out)["batchItemFailures"]) == ["m0", "s1"],
+          f"scheduler answered {out!r}")
+    check(unchanged(), "a malformed message wrote to the ledger")
+
+    # Stripe answers with missing fields and wrong types: one clear error,
+    # nothing recorded; the next run goes on.
+    for body in ['{"object": "list", "data": [{"id": "frr_1"}], "has_more": false}',
+                 '{"object": "list", "data": "none", "has_more": "no"}']:
+        stack.faults({"inject": [{"path_prefix": "/v1/reporting/report_runs", "method": "GET", "status": 200,
+                                  "times": 1, "body": body}]})
+        code, out, err = stack.invoke("scheduler", env=dict(stack.env, RUST_LOG="warn"))
+        check(code != 0 and "unexpected answer from Stripe (HTTP 200)" in err,
+              f"scheduler with a bad Stripe answer: exit {code}, {err[-300:]!r}")
+    check(unchanged(), "a bad Stripe answer changed the ledger")
+    code, _, _ = stack.invoke("scheduler")
+    check(code == 0, "the next scheduler run failed")
+    stack.wait_settled(timeout=30)
+    return stack.audit(expected_requests=1)
+
+
+SCENARIOS = [webhooks_five_times_shuffled, scheduler_five_times, downloader_killed_mid_stream, stripe_429_storm,
+             truncated_twice, s3_unavailable_mid_upload, webhooks_never_delivered, run_failed_at_stripe,
+             secret_rolled, redirect_off_the_allow_list, malformed_inputs]
+
+
+def scan_logs():
+    """No captured log line carries the API key or a webhook secret (nor the
+    random part of one, in case it was cut or re-encoded)."""
+    needles = []
+    for value in SECRETS_TO_HIDE:
+        needles += [value, value.rsplit("_", 1)[1]]
+    paths = [os.path.join(ROOT, ".local", "moto.log")]
+    for folder, _, files in os.walk(LOGS):
+        paths += [os.path.join(folder, f) for f in files]
+    found, lines = [], 0
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as log:
+            for number, line in enumerate(log, 1):
+                lines += 1
+                if any(n in line for n in needles):
+                    found.append(f"{os.path.relpath(path, ROOT)}:{number}")
+    return found, lines, len(paths)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help="comma-separated scenario numbers, e.g. 3,6")
+    args = parser.parse_args()
+    chosen = [(n, s) for n, s in enumerate(SCENARIOS, 1)
+              if not args.only or str(n) in args.only.split(",")]
+    if os.path.isdir(LOGS):
+        for folder, _, files in os.walk(LOGS):
+            for f in files:
+                os.remove(os.path.join(folder, f))
+    os.makedirs(LOGS, exist_ok=True)
+    endpoint, moto = local_aws.start_moto(MOTO_PORT)
+    passed = failed = 0
+    started_all = time.time()
+    try:
+        stack = Stack(endpoint)
+        for number, scenario in chosen:
+            # The docstring's first paragraph, without its number.
+            title = " ".join(scenario.__doc__.split("\n\n")[0].split()).split(". ", 1)[-1]
+            started = time.time()
+            try:
+                problems = scenario(stack)
+            except Failed as err:
+                problems = [str(err)]
+            except Exception:  # noqa: BLE001 - a crash of the suite is a failure too
+                problems = ["suite error: " + traceback.format_exc().strip().splitlines()[-1]]
+                traceback.print_exc(file=open(os.path.join(LOGS, "suite-errors.log"), "a"))
+            finally:
+                stack.end()
+            ok = not problems
+            passed, failed = passed + ok, failed + (not ok)
+            print(f"{'PASS' if ok else 'FAIL'} {number:>2}. {title} ({time.time() - started:.1f} s)",
+                  flush=True)
+            for problem in problems:
+                print(f"        {problem}", flush=True)
+    finally:
+        local_aws.stop(moto)
+    found, lines, files = scan_logs()
+    ok = not found
+    passed, failed = passed + ok, failed + (not ok)
+    print(f"{'PASS' if ok else 'FAIL'} {len(SCENARIOS) + 1:>2}. Security: no API key or webhook secret in any "
+          f"captured log line ({lines} lines in {files} files)")
+    for where in found[:20]:
+        print(f"        secret found at {where}")
+    print(f"\n{passed} passed, {failed} failed ({time.time() - started_all:.0f} s; logs in .local/reliability/)")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
