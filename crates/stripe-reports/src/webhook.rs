@@ -97,6 +97,74 @@ impl WebhookAnswer {
     }
 }
 
+/// What a verified, parsed event asks for, decided without I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// An event type this system does not act on, or a report type update
+    /// for a type that is not configured: answer 200, write nothing.
+    Ignore,
+    /// A configured report type has new data: plan it.
+    Schedule {
+        report_type: String,
+        data_available_end: i64,
+    },
+    /// A run finished. `configured` is false for a report type this system
+    /// does not request; such a run is still handled if the ledger knows it.
+    Run {
+        facts: RunFacts,
+        outcome: RunOutcome,
+        configured: bool,
+    },
+}
+
+/// How a run finished at Stripe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed { error: String },
+}
+
+/// The route decision for a parsed event: which effect it asks for, or why
+/// its `data.object` is not what its type says (a 400, nothing written).
+pub fn decide(event: &Event, report_types: &HashSet<String>) -> Result<Decision, String> {
+    match event.event_type.as_str() {
+        TYPE_UPDATED => {
+            let kind: TypeInEvent = read_object(event)?;
+            if !report_types.contains(&kind.id) {
+                return Ok(Decision::Ignore);
+            }
+            Ok(Decision::Schedule {
+                report_type: kind.id,
+                data_available_end: kind.data_available_end,
+            })
+        }
+        RUN_SUCCEEDED | RUN_FAILED => {
+            let run: RunInEvent = read_object(event)?;
+            let outcome = if event.event_type == RUN_SUCCEEDED {
+                RunOutcome::Succeeded
+            } else {
+                RunOutcome::Failed {
+                    error: run.error.unwrap_or_else(|| {
+                        "Stripe reported the run failed without an error message".to_owned()
+                    }),
+                }
+            };
+            let configured = report_types.contains(&run.report_type);
+            Ok(Decision::Run {
+                facts: RunFacts {
+                    interval_start: run.parameters.as_ref().and_then(|p| p.interval_start),
+                    interval_end: run.parameters.as_ref().and_then(|p| p.interval_end),
+                    run_id: run.id,
+                    report_type: run.report_type,
+                },
+                outcome,
+                configured,
+            })
+        }
+        _ => Ok(Decision::Ignore),
+    }
+}
+
 /// Why routing a verified event failed.
 #[derive(Debug, thiserror::Error)]
 enum RouteError {
@@ -104,8 +172,6 @@ enum RouteError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("{0}")]
-    BadObject(String),
 }
 
 /// The webhook function's dependencies: the ledger, both queues, the secrets
@@ -174,13 +240,19 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         let span =
             tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type);
         let _entered = span.enter();
-        if !matches!(
-            event.event_type.as_str(),
-            RUN_SUCCEEDED | RUN_FAILED | TYPE_UPDATED
-        ) {
-            info!("event type not handled: ignored");
-            return WebhookAnswer::Received(Outcome::Ignored);
-        }
+        // Decided before anything is written: an unreadable object is refused
+        // with the ledger untouched, an ignored event costs no write.
+        let decision = match decide(&event, &self.report_types) {
+            Ok(Decision::Ignore) => {
+                info!("event type, or report type, not handled: ignored");
+                return WebhookAnswer::Received(Outcome::Ignored);
+            }
+            Ok(decision) => decision,
+            Err(reason) => {
+                warn!(reason = %reason, "event object unreadable");
+                return WebhookAnswer::Rejected(reason);
+            }
+        };
         match self
             .ledger
             .claim_event(&event.id, &event.event_type, now, CLAIM_STALE_AFTER_SECS)
@@ -201,7 +273,7 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 return WebhookAnswer::Failed("ledger unavailable".into());
             }
         }
-        match self.route(&event, now).await {
+        match self.route(decision, now).await {
             Ok(outcome) => {
                 if let Err(err) = self.ledger.finish_event(&event.id, now).await {
                     // The effects are in place; an unfinished claim only means a
@@ -210,13 +282,6 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 }
                 info!(outcome = ?outcome, "event handled");
                 WebhookAnswer::Received(outcome)
-            }
-            Err(RouteError::BadObject(reason)) => {
-                // A verified event with an object we cannot read: keep the claim
-                // released so a fixed deployment can process the redelivery.
-                let _ = self.ledger.release_event(&event.id).await;
-                warn!(reason = %reason, "event object unreadable");
-                WebhookAnswer::Rejected(reason)
             }
             Err(err) => {
                 if let Err(release) = self.ledger.release_event(&event.id).await {
@@ -232,56 +297,48 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         }
     }
 
-    async fn route(&self, event: &Event, now: i64) -> Result<Outcome, RouteError> {
-        match event.event_type.as_str() {
-            TYPE_UPDATED => {
-                let kind: TypeInEvent = read_object(event)?;
-                if !self.report_types.contains(&kind.id) {
-                    return Ok(Outcome::Ignored);
-                }
+    async fn route(&self, decision: Decision, now: i64) -> Result<Outcome, RouteError> {
+        match decision {
+            Decision::Ignore => Ok(Outcome::Ignored),
+            Decision::Schedule {
+                report_type,
+                data_available_end,
+            } => {
                 self.schedules
-                    .enqueue_schedule(&kind.id, kind.data_available_end)
+                    .enqueue_schedule(&report_type, data_available_end)
                     .await?;
                 Ok(Outcome::Scheduled)
             }
-            event_type => {
-                let run: RunInEvent = read_object(event)?;
-                let span =
-                    tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
+            Decision::Run {
+                facts,
+                outcome,
+                configured,
+            } => {
+                let span = tracing::info_span!("run", run_id = %facts.run_id, report_type = %facts.report_type);
                 let _entered = span.enter();
-                let known = self.ledger.run(&run.id).await?.is_some();
-                if !known && !self.report_types.contains(&run.report_type) {
+                if !configured && self.ledger.run(&facts.run_id).await?.is_none() {
                     info!("run of a report type that is not configured: ignored");
                     return Ok(Outcome::Ignored);
                 }
-                let facts = RunFacts {
-                    run_id: run.id.clone(),
-                    report_type: run.report_type.clone(),
-                    interval_start: run.parameters.as_ref().and_then(|p| p.interval_start),
-                    interval_end: run.parameters.as_ref().and_then(|p| p.interval_end),
-                };
-                if event_type == RUN_SUCCEEDED {
-                    match self.ledger.mark_succeeded(&facts, now).await? {
+                match outcome {
+                    RunOutcome::Succeeded => match self.ledger.mark_succeeded(&facts, now).await? {
                         Transition::Applied => {
-                            self.downloads.enqueue_download(&run.id).await?;
+                            self.downloads.enqueue_download(&facts.run_id).await?;
                             Ok(Outcome::Enqueued)
                         }
                         Transition::Refused { current } => {
                             info!(status = %current, "run already final");
                             Ok(Outcome::AlreadyFinal)
                         }
-                    }
-                } else {
-                    let error = run
-                        .error
-                        .as_deref()
-                        .unwrap_or("Stripe reported the run failed without an error message");
-                    match self.ledger.mark_failed(&facts, error, now).await? {
-                        Transition::Applied => Ok(Outcome::RecordedFailure),
-                        Transition::Refused { current } => {
-                            debug_assert!(current != RunStatus::Pending);
-                            info!(status = %current, "run already final: failure not recorded");
-                            Ok(Outcome::AlreadyFinal)
+                    },
+                    RunOutcome::Failed { error } => {
+                        match self.ledger.mark_failed(&facts, &error, now).await? {
+                            Transition::Applied => Ok(Outcome::RecordedFailure),
+                            Transition::Refused { current } => {
+                                debug_assert!(current != RunStatus::Pending);
+                                info!(status = %current, "run already final: failure not recorded");
+                                Ok(Outcome::AlreadyFinal)
+                            }
                         }
                     }
                 }
@@ -319,13 +376,13 @@ pub fn parse_event(body: &[u8]) -> Result<Event, String> {
     Ok(event)
 }
 
-fn read_object<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, RouteError> {
-    serde_json::from_value(event.data.object.clone()).map_err(|err| {
-        RouteError::BadObject(format!(
+fn read_object<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, String> {
+    T::deserialize(&event.data.object).map_err(|err| {
+        format!(
             "data.object of {} is not what the type says: {}",
             event.event_type,
             err_without_input(&err)
-        ))
+        )
     })
 }
 
@@ -346,5 +403,104 @@ fn err_without_input(err: &serde_json::Error) -> String {
             err.line(),
             err.column()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(event_type: &str, object: serde_json::Value) -> Event {
+        parse_event(
+            json!({
+                "id": "evt_1", "object": "event", "created": 1_796_000_000, "livemode": false,
+                "type": event_type, "data": {"object": object}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn configured() -> HashSet<String> {
+        ["balance.summary.1".to_owned()].into()
+    }
+
+    #[test]
+    fn decisions_follow_the_event_and_report_type() {
+        let updated = |id: &str| {
+            event(
+                TYPE_UPDATED,
+                json!({"id": id, "object": "reporting.report_type", "data_available_end": 1_795_910_400}),
+            )
+        };
+        assert_eq!(
+            decide(&updated("balance.summary.1"), &configured()),
+            Ok(Decision::Schedule {
+                report_type: "balance.summary.1".into(),
+                data_available_end: 1_795_910_400
+            })
+        );
+        assert_eq!(
+            decide(&updated("payouts.itemized.3"), &configured()),
+            Ok(Decision::Ignore)
+        );
+        let run = json!({"id": "frr_1", "object": "reporting.report_run", "report_type": "payouts.itemized.3",
+                         "parameters": {"interval_start": 1, "interval_end": 2}});
+        let Ok(Decision::Run {
+            facts,
+            outcome,
+            configured: false,
+        }) = decide(&event(RUN_FAILED, run), &configured())
+        else {
+            panic!("a failed run of an unconfigured type is still a run decision");
+        };
+        assert_eq!(
+            (
+                facts.run_id.as_str(),
+                facts.interval_start,
+                facts.interval_end
+            ),
+            ("frr_1", Some(1), Some(2))
+        );
+        assert_eq!(
+            outcome,
+            RunOutcome::Failed {
+                error: "Stripe reported the run failed without an error message".into()
+            }
+        );
+        assert_eq!(
+            decide(
+                &event("charge.succeeded", json!({"id": "ch_1"})),
+                &configured()
+            ),
+            Ok(Decision::Ignore)
+        );
+    }
+
+    #[test]
+    fn an_object_of_the_wrong_shape_is_refused_without_echoing_it() {
+        let wrong = event(
+            RUN_SUCCEEDED,
+            json!({"id": 42, "report_type": "sk_live_not_to_be_echoed"}),
+        );
+        let reason = decide(&wrong, &configured()).unwrap_err();
+        assert!(
+            reason.starts_with(
+                "data.object of reporting.report_run.succeeded is not what the type says"
+            ),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("42") && !reason.contains("sk_live"),
+            "{reason}"
+        );
+        let missing = event(RUN_SUCCEEDED, json!({"id": "frr_1"}));
+        assert!(
+            decide(&missing, &configured())
+                .unwrap_err()
+                .ends_with("missing field `report_type`")
+        );
     }
 }
