@@ -5,7 +5,7 @@ PYTHON := $(abspath $(VENV))/bin/python
 LOCAL_AWS := $(PYTHON) scripts/local_aws.py run --
 export STRIPE_REPORTS_PYTHON := $(PYTHON)
 
-.PHONY: venv tools-venv deploy-checks build test lint demo reliability fuzz emulator local-aws bench-downloader bench-webhook clean
+.PHONY: venv tools-venv bench-tools deploy-checks build test lint demo reliability fuzz bench emulator local-aws clean
 
 ## venv: the Python tools of tests, demo and CI (moto[server], stripe, cfn-lint, jsonschema)
 venv: $(VENV)/.installed
@@ -77,13 +77,25 @@ fuzz:
 			|| { echo "fuzz: $$target FAILED (crash input in fuzz/artifacts/$$target)"; exit 1; }; \
 	done
 
-## bench-downloader: MiB/s and peak RSS for 10 MiB, 100 MiB and 1 GiB reports (not part of make test)
-bench-downloader: venv
-	$(LOCAL_AWS) bash bench/downloader.sh
+## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test)
+bench: venv bench-tools
+	cargo build --release -p stripe-emulator -p scheduler -p webhook -p downloader -p hello-lambda
+	cargo build --release -p downloader --example download_one
+	$(PYTHON) bench/run.py
 
-## bench-webhook: verify + parse per event, ours vs stripe-python construct_event
-bench-webhook: venv
-	cargo bench -p stripe-reports --bench webhook_verify
+## bench-tools: the AWS CLI (PyPI) in .venv-bench, and stripe-node when Node.js is present
+AWSCLI_VERSION := 1.46.3
+STRIPE_NODE_VERSION := 23.1.0
+bench-tools: .venv-bench/.installed
+.venv-bench/.installed:
+	python3 -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --upgrade pip
+	.venv-bench/bin/pip install --quiet awscli==$(AWSCLI_VERSION)
+	@if command -v npm >/dev/null; then \
+		mkdir -p bench/.node && cd bench/.node && \
+		npm install --silent --no-audit --no-fund --no-save stripe@$(STRIPE_NODE_VERSION) >/dev/null; \
+	else echo "bench: no npm; the webhook table will have no Node column"; fi
+	touch $@
 
 ## emulator: the Stripe emulator on 127.0.0.1:12111
 emulator:
@@ -95,4 +107,4 @@ local-aws: venv
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .venv-tools .local .aws-sam
+	rm -rf $(VENV) .venv-tools .venv-bench bench/.node .local .aws-sam

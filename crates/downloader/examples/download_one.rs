@@ -1,6 +1,6 @@
 //! Stores one report run through the real downloader (same configuration as
 //! the Lambda function) and prints one JSON line: bytes, seconds, MiB/s and
-//! the process's peak resident memory. Used by `bench/downloader.sh`.
+//! the process's peak resident memory. Used by `make bench` (`bench/run.py`).
 //!
 //! usage: download_one RUN_ID
 

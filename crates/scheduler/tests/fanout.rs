@@ -45,15 +45,16 @@ async fn a_thousand_runs_are_created_once_each_under_the_rate_limit() {
     .unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let stats = emulator.stats();
+    // One line, key=value, which `make bench` (bench/run.py) reads.
     println!(
-        "fan-out: {} runs in {seconds:.1} s at {DEFAULT_MAX_RPS}/s (floor at 25/s: 40 s, ratio {:.2}); \
-         {} API requests, {} answered 429, {} errors, {} runs created at Stripe",
+        "fan-out: created={} seconds={seconds:.1} max_rps={DEFAULT_MAX_RPS} requests={} rate_limited={} \
+         errors={} runs_at_stripe={} (floor at 25/s: 40 s, ratio {:.2})",
         result.created,
-        seconds / 40.0,
         stats.api_requests,
         stats.rate_limited,
         result.errors,
-        stats.runs_created
+        stats.runs_created,
+        seconds / 40.0
     );
     assert_eq!(result.planned, 1000);
     assert_eq!(result.created, 1000);
