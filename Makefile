@@ -79,7 +79,7 @@ fuzz:
 
 ## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test)
 bench: venv bench-tools
-	cargo build --release -p stripe-emulator -p scheduler -p webhook -p downloader -p hello-lambda
+	cargo build --release -p stripe-emulator -p scheduler -p webhook -p downloader -p cli -p hello-lambda
 	cargo build --release -p downloader --example download_one
 	$(PYTHON) bench/run.py
 

@@ -266,13 +266,7 @@ class Stack:
 
     def end(self):
         for process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            local_aws.stop(process)  # SIGTERM to its process group, SIGKILL after 10 s
         self.processes = []
         if self.proxy.listener is None:
             self.proxy.start()

@@ -205,6 +205,10 @@ impl Env {
     }
 
     async fn open_uploads(&self) -> usize {
+        self.open_upload_keys().await.len()
+    }
+
+    async fn open_upload_keys(&self) -> Vec<String> {
         let uploads = self
             .s3
             .list_multipart_uploads()
@@ -212,7 +216,11 @@ impl Env {
             .send()
             .await
             .unwrap();
-        uploads.uploads().len()
+        uploads
+            .uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_owned))
+            .collect()
     }
 
     async fn file_of(&self, run_id: &str) -> (String, u64) {
@@ -358,16 +366,8 @@ async fn uploads_left_open_by_a_dead_attempt_are_aborted_once_the_run_is_stored(
     assert!(env.batch(&[("m1", message(&run_id))]).await.is_empty());
     let record = env.ledger.run(&run_id).await.unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Stored);
-    let uploads = env
-        .s3
-        .list_multipart_uploads()
-        .bucket(&env.bucket)
-        .send()
-        .await
-        .unwrap();
-    let left: Vec<&str> = uploads.uploads().iter().filter_map(|u| u.key()).collect();
     assert_eq!(
-        left,
+        env.open_upload_keys().await,
         ["stripe/unrelated.csv"],
         "only the run's own leftovers are aborted"
     );
