@@ -61,17 +61,17 @@ reliability: venv
 	$(PYTHON) scripts/reliability.py $(if $(ONLY),--only $(ONLY))
 
 ## fuzz: libFuzzer on the signature-header parser and the webhook event parser/router,
-## FUZZ_SECONDS per target (CI: 60). Stable Rust: cargo fuzz with --sanitizer none.
+## FUZZ_SECONDS per target (CI: 60). Stable Rust: cargo fuzz with --sanitizer none, overflow and debug checks on.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= signature_header webhook_event
 CARGO_FUZZ_VERSION := 0.13.2
 fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)" || cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
-	cd fuzz && cargo fuzz build --sanitizer none
+	cd fuzz && cargo fuzz build --sanitizer none --debug-assertions
 	@set -o pipefail; for target in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/corpus/$$target; \
 		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
-		(cd fuzz && cargo fuzz run --sanitizer none $$target corpus/$$target seeds/$$target -- \
+		(cd fuzz && cargo fuzz run --sanitizer none --debug-assertions $$target corpus/$$target seeds/$$target -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 2>&1 | \
 			grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+== ERROR|thread .* panicked|SUMMARY)") \
 			|| { echo "fuzz: $$target FAILED (crash input in fuzz/artifacts/$$target)"; exit 1; }; \
