@@ -18,6 +18,7 @@ writes bench/RESULTS.md (machine, date, commit, one table per benchmark).
 
 Ratios within this run are what to read: absolute numbers move with the machine.
 """
+import contextlib
 import datetime
 import http.server
 import json
@@ -104,6 +105,21 @@ def timed(argv, env=None):
     return time.perf_counter() - started
 
 
+@contextlib.contextmanager
+def emulator(types, run_delay_ms):
+    """The release Stripe emulator serving `types`, until the block ends."""
+    process = subprocess.Popen([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}",
+                                "--api-key", KEY, "--run-delay-ms", str(run_delay_ms),
+                                "--report-types", json.dumps(types)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(EMULATOR_PORT)
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
 # ---- 1. downloader --------------------------------------------------------
 
 def bench_downloader(aws_env):
@@ -111,12 +127,8 @@ def bench_downloader(aws_env):
              ("1 GiB", "bench.1gib.1", 1024 * MIB)]
     types = [{"id": t, "file_size": n, "data_available_start": 1700000000, "data_available_end": 1800000000}
              for _, t, n in sizes]
-    emulator = subprocess.Popen([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}",
-                                 "--api-key", KEY, "--run-delay-ms", "10", "--report-types", json.dumps(types)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []
-    try:
-        wait_port(EMULATOR_PORT)
+    with emulator(types, run_delay_ms=10):
         env = dict(aws_env, STRIPE_API_KEY=KEY, STRIPE_API_BASE=EMULATOR, STRIPE_FILE_HOSTS="127.0.0.1",
                    REPORTS_PREFIX="bench/", RUST_LOG="warn")
         cli_env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -137,9 +149,6 @@ def bench_downloader(aws_env):
             curl = curl_bps / MIB
             cli = size / MIB / seconds
             rows.append((label, ours["mib_per_s"], ours["peak_rss_mib"], curl, cli, cli_rss))
-    finally:
-        emulator.terminate()
-        emulator.wait()
     table = ["| size | ours MiB/s | ours peak RSS MiB | curl → /dev/null MiB/s | AWS CLI (`curl \\| aws s3 cp -`) MiB/s "
              "| AWS CLI peak RSS MiB | ours / curl | ours / AWS CLI |", "|---|---|---|---|---|---|---|---|"]
     for label, ours, rss, curl, cli, cli_rss in rows:
@@ -275,11 +284,7 @@ def bench_fanout(aws_env):
     types = [{"id": f"fanout.type_{i:02}.1", "file_size": 1024, "data_available_start": today - 365 * 86400,
               "data_available_end": today} for i in range(50)]
     # Runs stay pending for the whole benchmark: this measures creating them.
-    emulator = subprocess.Popen([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}",
-                                 "--api-key", KEY, "--run-delay-ms", "600000", "--report-types", json.dumps(types)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(EMULATOR_PORT)
+    with emulator(types, run_delay_ms=600_000):
         request = urllib.request.Request(f"{EMULATOR}/_emulator/faults", data=b'{"rate_limit_rps": 25}', method="POST")
         urllib.request.urlopen(request, timeout=10).close()
         env = dict(aws_env, RUNS_TABLE=f"bench-fanout-{time.time_ns()}")
@@ -295,9 +300,6 @@ def bench_fanout(aws_env):
             raise RuntimeError(f"the scheduler failed: {result.stderr[-500:]}")
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         stats = stripe_api("GET", "/_emulator/stats")
-    finally:
-        emulator.terminate()
-        emulator.wait()
     return [
         "| runs planned | created | seconds | floor at 25 requests/s | ratio to the floor "
         "| at the scheduler's 20/s default: floor, ratio | API requests | answered 429 | errors | runs at Stripe |",

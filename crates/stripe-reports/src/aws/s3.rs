@@ -301,8 +301,9 @@ impl S3Sink {
     /// Aborts every unfinished multipart upload of `key`: those left by an
     /// earlier attempt that could not abort its own (S3 unreachable, process
     /// killed). Called once the object is stored, so nothing of value is lost:
-    /// a concurrent attempt on the same run loses its upload, fails, and on
-    /// its retry finds the run stored. Returns how many were aborted.
+    /// a concurrent attempt on the same run loses its upload, and the
+    /// downloader then finds the run stored and answers "already stored".
+    /// Returns how many were aborted.
     pub async fn abort_leftover_uploads(&self, key: &str) -> Result<usize, SinkError> {
         let mut aborted = 0;
         let mut key_marker: Option<String> = None;
