@@ -17,9 +17,11 @@ for the pipeline to settle and ends with the same audit:
     address, none reached the off-list one (127.0.0.2).
 
 Then the security checks (a file redirect off the allow-list, malformed input
-at every edge), and last a scan of every log line the suite captured for the
-API key and both webhook secrets. One line per scenario, then `N passed, N
-failed`; exit 1 if any failed.
+at every edge), an orphaned run meeting Stripe's idempotency window, and last
+a scan of every log line the suite captured for the API key and both webhook
+secrets (which fails, too, when a scenario left fewer lines than a floor: a
+scan of nothing finds nothing). One line per scenario, then `N passed, N
+failed`; exit 1 if any failed, 2 for an unknown scenario number in `--only`.
 
 S3 goes through a TCP proxy in front of moto (`AWS_ENDPOINT_URL_S3`) so that a
 scenario can cut S3 off and bring it back with its state intact (killing moto
@@ -32,6 +34,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -42,6 +45,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from http import client as http_client, server as http_server  # `http` is the suite's helper below
 
 import boto3
 import stripe
@@ -177,6 +181,79 @@ class TcpProxy:
                 pass
 
 
+class LedgerWriteRefuser:
+    """An HTTP proxy in front of moto's DynamoDB that forwards every request
+    except `PutItem` of a `request#` item, which it answers with HTTP 500 (an
+    internal error the SDK retries, every retry refused too): the ledger
+    unreachable for the scheduler's request write, and only for that."""
+
+    TARGET = "DynamoDB_20120810.PutItem"
+
+    def __init__(self, target_port):
+        self.refused = 0
+        self.forwarded = 0
+        proxy = self
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet: the suite prints one line per scenario
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("X-Amz-Target") == LedgerWriteRefuser.TARGET and \
+                        self._pk(body).startswith("request#"):
+                    proxy.refused += 1
+                    self._answer(500, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps({
+                        "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                        "message": "refused by the reliability suite"}).encode())
+                    return
+                proxy.forwarded += 1
+                upstream = http_client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                    headers = {k: v for k, v in response.getheaders()
+                               if k.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                                    "content-length")}
+                    self._answer(response.status, headers, data)
+                finally:
+                    upstream.close()
+
+            do_GET = do_POST
+
+            @staticmethod
+            def _pk(body):
+                try:
+                    return json.loads(body)["Item"]["pk"]["S"]
+                except (ValueError, KeyError, TypeError):
+                    return ""
+
+            def _answer(self, status, headers, data):
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class Stack:
     """moto (shared, reset per scenario), the S3 proxy, and per scenario the
     emulator and the runner."""
@@ -194,12 +271,14 @@ class Stack:
         self.processes = []
         self.logdir = None
         self.env = {}
+        self.slugs = []  # the scenarios begun, for the log scan
 
     # ---- per scenario -------------------------------------------------
     def begin(self, slug, types, lookback_days, run_delay_ms=1000, emulator_secrets=(NEW_SECRET,),
               faults=None, runner_secret=NEW_SECRET):
         self.logdir = os.path.join(LOGS, slug)
         os.makedirs(self.logdir, exist_ok=True)
+        self.slugs.append(slug)
         self.types = types
         self.lookback_days = lookback_days
         http("POST", f"{self.moto}/moto-api/reset")
@@ -288,7 +367,11 @@ class Stack:
         return [i for i in self.items() if i["pk"]["S"].startswith("run#")]
 
     def planned(self):
-        return {(t["id"], TODAY - k * DAY) for t in self.types for k in range(1, self.lookback_days + 1)}
+        planned = {(t["id"], TODAY - k * DAY) for t in self.types for k in range(1, self.lookback_days + 1)}
+        # Every check "for each planned interval" would hold for an empty plan.
+        check(len(planned) == len(self.types) * self.lookback_days > 0,
+              f"the plan has {len(planned)} intervals for {len(self.types)} types × {self.lookback_days} days")
+        return planned
 
     def stored_planned(self):
         stored = {(r["report_type"]["S"], int(r["interval_start"]["N"]))
@@ -308,7 +391,8 @@ class Stack:
         """All planned reports stored and both queues drained."""
         if not self.stored_planned():
             return False
-        return all(self.queue_depth(self.env[q]) == 0 for q in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL"))
+        return self.queue_depth(self.env["DOWNLOAD_QUEUE_URL"]) == 0 == self.queue_depth(
+            self.env["SCHEDULE_QUEUE_URL"])
 
     def wait_settled(self, timeout=120):
         wait_for(self.settled, timeout, "every planned report stored and the queues drained")
@@ -371,13 +455,45 @@ class Stack:
         return problems
 
     def key_destinations(self):
-        """Every request that carried the key went to the allow-listed address."""
+        """Every request that carried the key went to the allow-listed address
+        (and some did: an empty request log proves nothing)."""
         problems = []
-        for record in emulator_json("/_emulator/requests"):
+        records = emulator_json("/_emulator/requests")
+        if not any(r["authorization"] and r["listener"] == EMULATOR for r in records):
+            problems.append(f"no request with the key reached the emulator ({len(records)} recorded)")
+        for record in records:
             if record["listener"] == OFF_LIST:
                 problems.append(f"a request reached the off-list host: {record}")
             elif record["authorization"] and record["listener"] != EMULATOR:
                 problems.append(f"the key went to {record['listener']}: {record}")
+        return problems
+
+    def webhooks_accepted(self, copies_per_event):
+        """Every event the emulator sent was delivered `copies_per_event`
+        times, and every copy was accepted (its last attempt answered 200),
+        none refused (4xx). An attempt answered 5xx and retried is how the
+        webhook asks Stripe to deliver again (e.g. while a duplicate is in
+        progress), so it is counted, not a failure. Returns problems."""
+        problems = []
+        stats = emulator_json("/_emulator/stats")
+        log = emulator_json("/_emulator/webhooks")
+        copies = {}
+        for delivery in log:
+            copies.setdefault((delivery["event"], delivery["copy"]), []).append(delivery)
+        events = {event for event, _ in copies}
+        if not (len(log) == stats["webhook_deliveries"] > 0):
+            problems.append(f"{len(log)} deliveries logged, {stats['webhook_deliveries']} counted")
+        if not (len(events) == stats["events"] > 0 and len(copies) == copies_per_event * stats["events"]):
+            problems.append(f"{len(copies)} copies of {len(events)} events delivered for {stats['events']} "
+                            f"events × {copies_per_event}")
+        refused = [d for d in log if d["status"] is not None and 400 <= d["status"] < 500]
+        if refused:
+            problems.append(f"{len(refused)} of {len(log)} delivery attempts refused, e.g. {refused[0]}")
+        last_attempts = [max(attempts, key=lambda d: d["attempt"]) for attempts in copies.values()]
+        unaccepted = [d for d in last_attempts if d["status"] != 200]
+        if unaccepted:
+            problems.append(f"{len(unaccepted)} of {len(copies)} deliveries never answered 200, "
+                            f"e.g. {unaccepted[0]}")
         return problems
 
     def log_text(self, name):
@@ -410,6 +526,8 @@ def kind(report_type, size=64_000, fail_first_runs=0):
 
 
 THREE_TYPES = ["balance.summary.1", "balance_change_from_activity.itemized.3", "payouts.itemized.3"]
+# `SinkError::S3`'s message (crates/stripe-reports/src/aws/s3.rs): "S3 {operation} failed: {reason}".
+S3_FAILURE = re.compile(r"S3 [A-Za-z]+ failed: ")
 
 
 # ---- the scenarios ---------------------------------------------------------
@@ -430,11 +548,15 @@ def webhooks_five_times_shuffled(stack):
     time.sleep(4)
     stack.wait_settled()
     stats = emulator_json("/_emulator/stats")
-    check(stats["webhook_deliveries"] >= 5 * stats["events"], f"deliveries {stats['webhook_deliveries']} "
-          f"for {stats['events']} events: duplicates were not sent")
+    # One event per finished run (7) and one per report_type.updated (2 × 3).
+    check(stats["events"] == stats["runs_created"] + 6,
+          f"{stats['events']} events for {stats['runs_created']} runs and 6 report_type.updated")
+    # Reconcile would store everything even if the webhook refused every
+    # delivery: each of the 5 copies of every event must have been accepted.
+    problems = stack.webhooks_accepted(copies_per_event=5)
     failed = [r for r in stack.runs() if r["status"]["S"] == "failed"]
     check(len(failed) == 1, f"{len(failed)} failed runs recorded (expected the one failure)")
-    return stack.audit(expected_requests=7)
+    return problems + stack.audit(expected_requests=7)
 
 
 def scheduler_five_times(stack):
@@ -521,7 +643,11 @@ def s3_unavailable_mid_upload(stack):
     left = stack.open_uploads()
     stack.proxy.start()
     stack.wait_settled(timeout=120)
-    check("S3" in stack.log_text("runner"), "the runner never saw an S3 failure")
+    # The downloader's own line for it: the message not handled because of
+    # `SinkError::S3` ("S3 <operation> failed: ..."), not any line naming S3.
+    s3_failures = [line for line in stack.log_text("runner").splitlines()
+                   if "message not handled" in line and S3_FAILURE.search(line)]
+    check(s3_failures, "the runner never logged a message not handled because of an S3 failure")
     check(left, "the cut left no upload open (nothing to clean up: not mid-upload)")
     return stack.audit(expected_requests=1)
 
@@ -569,7 +695,7 @@ def secret_rolled(stack):
     stack.wait_settled(timeout=30)
     stats = emulator_json("/_emulator/stats")
     check(stats["webhook_failures"] == 0, f"{stats['webhook_failures']} deliveries were refused")
-    return stack.audit(expected_requests=6)
+    return stack.webhooks_accepted(copies_per_event=1) + stack.audit(expected_requests=6)
 
 
 def redirect_off_the_allow_list(stack):
@@ -664,38 +790,115 @@ def malformed_inputs(stack):
     return stack.audit(expected_requests=1)
 
 
+def orphan_not_created_twice(stack):
+    """12. An orphaned run is never created a second time: the request write
+    refused after the create at Stripe, the run stored through the webhook,
+    Stripe's idempotency keys expired, the scheduler run again.
+
+    The orphan is made by `stripe-reports invoke scheduler` with DynamoDB
+    behind `LedgerWriteRefuser` (PutItem of `request#` answered 500). The
+    runner then stores the run through the webhook with the normal endpoint;
+    its own first tick (a scheduler run between the create and the webhook,
+    not the sequence under test) is kept from touching the run by making its
+    first Stripe calls fail. Every step checks that it did what the sequence
+    needs, so that the final audit cannot pass for another reason."""
+    stack.begin("12-orphan", [kind(THREE_TYPES[0])], lookback_days=1, run_delay_ms=8000)
+    with LedgerWriteRefuser(MOTO_PORT) as refuser:
+        env = dict(stack.env, AWS_ENDPOINT_URL_DYNAMODB=refuser.url)
+        code, _, err = stack.invoke("scheduler", env=env, name="invoke-ledger-refuses")
+    check(code != 0, f"the scheduler exited 0 with its request write refused: {err[-300:]!r}")
+    check(refuser.refused >= 1 and refuser.forwarded >= 1,
+          f"the proxy refused {refuser.refused} request writes and forwarded {refuser.forwarded} calls")
+    created = emulator_json("/_emulator/runs")
+    check(len(created) == 1 and created[0]["status"] == "pending",
+          f"after the refused write Stripe has {[(r['id'], r['status']) for r in created]} (expected 1 pending)")
+    orphan = created[0]["id"]
+    requests = [i["pk"]["S"] for i in stack.items() if i["pk"]["S"].startswith("request#")]
+    check(not requests, f"the refused request write is in the ledger: {requests}")
+
+    stack.faults({"inject": [
+        {"path_prefix": "/v1/reporting/report_runs", "method": "GET", "status": 400, "should_retry": False,
+         "times": 1},
+        {"path_prefix": "/v1/reporting/report_types", "method": "GET", "status": 400, "should_retry": False,
+         "times": 1}]})
+    stack.start_runner()
+    wait_for(lambda: emulator_json("/_emulator/stats")["injected_errors"] >= 2, 30,
+             "the runner's first tick to meet the injected errors")
+    check(emulator_json("/_emulator/runs")[0]["status"] == "pending",
+          "the run finished before the runner's first tick was over (raise run_delay_ms)")
+    stack.wait_settled(timeout=60)
+    runs = stack.runs()
+    check([(r["pk"]["S"], r["status"]["S"]) for r in runs] == [(f"run#{orphan}", "stored")],
+          f"the webhook did not store the orphan: {[(r['pk']['S'], r['status']['S']) for r in runs]}")
+
+    expired = emulator_json("/_emulator/idempotency/expire", {})["expired"]
+    check(expired == 1, f"{expired} idempotency keys expired (expected the orphan's)")
+    code, _, err = stack.invoke("scheduler", name="invoke-after-expiry")
+    check(code == 0, f"the scheduler after the expiry exited {code}: {err[-300:]!r}")
+    stack.wait_settled(timeout=30)
+    return stack.audit(expected_requests=1)
+
+
 SCENARIOS = [webhooks_five_times_shuffled, scheduler_five_times, downloader_killed_mid_stream, stripe_429_storm,
              truncated_twice, s3_unavailable_mid_upload, webhooks_never_delivered, run_failed_at_stripe,
-             secret_rolled, redirect_off_the_allow_list, malformed_inputs]
+             secret_rolled, redirect_off_the_allow_list, malformed_inputs, orphan_not_created_twice]
 
 
-def scan_logs():
+# Every scenario leaves at least a dozen log lines (the emulator's start, the
+# runner's or the invocations' lines; most leave far more); fewer means the
+# scan read the wrong place or the logs are missing, and a clean scan of
+# nothing proves nothing.
+MIN_LOG_LINES_PER_SCENARIO = 8
+
+
+def scan_logs(scenarios):
     """No captured log line carries the API key or a webhook secret (nor the
-    random part of one, in case it was cut or re-encoded)."""
+    random part of one, in case it was cut or re-encoded). Returns the places
+    found and the problems of the scan itself: moto's log and each scenario's
+    folder must be there and hold at least a floor of lines, or a clean scan
+    means nothing."""
     needles = []
     for value in SECRETS_TO_HIDE:
         needles += [value, value.rsplit("_", 1)[1]]
-    paths = [os.path.join(ROOT, ".local", "moto.log")]
+    problems = [] if len(needles) == 2 * len(SECRETS_TO_HIDE) > 0 and all(needles) else ["nothing to look for"]
+    moto_log = os.path.join(ROOT, ".local", "moto.log")
+    paths = [moto_log] if os.path.exists(moto_log) else []
     for folder, _, files in os.walk(LOGS):
         paths += [os.path.join(folder, f) for f in files]
-    found, lines = [], 0
+    found, lines, per_folder = [], 0, {}
     for path in paths:
-        if not os.path.exists(path):
-            continue
         with open(path, errors="replace") as log:
             for number, line in enumerate(log, 1):
                 lines += 1
+                per_folder[os.path.dirname(path)] = per_folder.get(os.path.dirname(path), 0) + 1
                 if any(n in line for n in needles):
                     found.append(f"{os.path.relpath(path, ROOT)}:{number}")
-    return found, lines, len(paths)
+    if moto_log not in paths:
+        problems.append("no moto log (.local/moto.log)")
+    folders = [os.path.join(LOGS, slug) for slug in scenarios]
+    thin = [f"{os.path.basename(f)} ({per_folder.get(f, 0)} lines)" for f in folders
+            if per_folder.get(f, 0) < MIN_LOG_LINES_PER_SCENARIO]
+    if not folders or thin:
+        problems.append(f"too few log lines to scan (at least {MIN_LOG_LINES_PER_SCENARIO} per scenario): "
+                        f"{', '.join(thin) or 'no scenario ran'}")
+    return found, problems, lines, len(paths)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="comma-separated scenario numbers, e.g. 3,6")
     args = parser.parse_args()
-    chosen = [(n, s) for n, s in enumerate(SCENARIOS, 1)
-              if not args.only or str(n) in args.only.split(",")]
+    chosen = list(enumerate(SCENARIOS, 1))
+    if args.only is not None:
+        wanted = [part.strip() for part in args.only.split(",")]
+        known = {str(n) for n, _ in chosen}
+        unknown = [part for part in wanted if part not in known]
+        if unknown or not wanted:
+            print(f"reliability.py: --only {args.only!r}: no scenario {', '.join(unknown) or '(none given)'}; "
+                  f"scenarios are 1-{len(SCENARIOS)} (the log scan, {len(SCENARIOS) + 1}, always runs)",
+                  file=sys.stderr)
+            return 2
+        chosen = [(n, s) for n, s in chosen if str(n) in wanted]
     if os.path.isdir(LOGS):
         for folder, _, files in os.walk(LOGS):
             for f in files:
@@ -704,6 +907,7 @@ def main():
     endpoint, moto = local_aws.start_moto(MOTO_PORT)
     passed = failed = 0
     started_all = time.time()
+    stack = None
     try:
         stack = Stack(endpoint)
         for number, scenario in chosen:
@@ -727,11 +931,13 @@ def main():
                 print(f"        {problem}", flush=True)
     finally:
         local_aws.stop(moto)
-    found, lines, files = scan_logs()
-    ok = not found
+    found, problems, lines, files = scan_logs(stack.slugs if stack else [])
+    ok = not found and not problems
     passed, failed = passed + ok, failed + (not ok)
     print(f"{'PASS' if ok else 'FAIL'} {len(SCENARIOS) + 1:>2}. Security: no API key or webhook secret in any "
           f"captured log line ({lines} lines in {files} files)")
+    for problem in problems:
+        print(f"        {problem}")
     for where in found[:20]:
         print(f"        secret found at {where}")
     print(f"\n{passed} passed, {failed} failed ({time.time() - started_all:.0f} s; logs in .local/reliability/)")

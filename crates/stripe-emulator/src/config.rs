@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
 
+/// The longest error storm; a longer (or infinite) `seconds` is cut to this.
+pub const MAX_STORM: Duration = Duration::from_secs(7 * 86_400);
+
+/// `seconds` as a [`Duration`] without panicking: negative or NaN is zero,
+/// anything above `cap` (infinity included) is `cap`.
+pub fn duration_from_secs(seconds: f64, cap: Duration) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).map_or(cap, |d| d.min(cap))
+}
+
 /// One report type the emulator knows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +93,10 @@ pub struct EmulatorConfig {
     /// Base URL of file contents in `result.url`; defaults to the emulator's own address.
     pub files_base_url: Option<String>,
     pub livemode: bool,
+    /// Seeds the emulator's random decisions (error-storm draws, webhook
+    /// shuffle delays): the same seed makes the same decisions. Unseeded
+    /// (from the OS) when `None`. Object ids stay random either way.
+    pub seed: Option<u64>,
 }
 
 impl Default for EmulatorConfig {
@@ -92,6 +108,7 @@ impl Default for EmulatorConfig {
             webhook: None,
             files_base_url: None,
             livemode: false,
+            seed: None,
         }
     }
 }
@@ -131,7 +148,8 @@ pub struct ErrorStorm {
     pub fraction: f64,
     #[serde(default)]
     pub should_retry: Option<bool>,
-    /// Seconds the storm lasts from when it is set.
+    /// Seconds the storm lasts from when it is set (at most [`MAX_STORM`];
+    /// a negative or NaN value is no storm).
     pub seconds: f64,
 }
 
@@ -166,6 +184,11 @@ pub struct Faults {
     /// Replaces the configured webhook signing secrets (secret rolling).
     #[serde(default)]
     pub webhook_secrets: Option<Vec<String>>,
+    /// Reseeds the random decisions (error-storm draws, webhook shuffle
+    /// delays) when these faults are applied, so that the same seed makes
+    /// the same decisions from here on. `None` keeps the current generator.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 impl Default for Faults {
@@ -181,6 +204,7 @@ impl Default for Faults {
             webhook_shuffle_ms: 0,
             file_redirect_base: None,
             webhook_secrets: None,
+            seed: None,
         }
     }
 }
@@ -199,4 +223,21 @@ pub struct Stats {
     pub webhook_deliveries: u64,
     pub webhook_failures: u64,
     pub events: u64,
+}
+
+/// One webhook delivery attempt and how the endpoint answered it
+/// (`GET /_emulator/webhooks`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// The event's id and type.
+    pub event: String,
+    pub event_type: String,
+    /// Which copy of the event (0 is the original, then the duplicates).
+    pub copy: u32,
+    /// 1 for the first attempt of this copy, then each retry.
+    pub attempt: u32,
+    /// The HTTP status the endpoint answered, or `None` when no answer came.
+    pub status: Option<u16>,
+    /// Why no answer came (connection refused, timeout).
+    pub error: Option<String>,
 }

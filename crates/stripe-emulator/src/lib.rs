@@ -7,7 +7,9 @@
 //! contract test). It checks the API key, honours `Idempotency-Key`, moves runs
 //! from `pending` to `succeeded` (or `failed`) after a delay, and delivers
 //! signed webhooks. Fault knobs (`/_emulator/faults`) inject 429s, 500s,
-//! truncated or slow files, duplicated and reordered webhooks.
+//! truncated or slow files, duplicated and reordered webhooks; a seed
+//! ([`EmulatorConfig::seed`], [`Faults::seed`]) makes their random draws
+//! repeatable.
 //!
 //! Start it in-process with [`Emulator::start`], or as the `stripe-emulator` binary.
 
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use config::{
     EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats, WebhookConfig,
+    WebhookDelivery,
 };
 pub use state::RequestRecord;
 use state::State;
@@ -87,7 +90,7 @@ impl Emulator {
             .build()
             .map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(config.report_types.clone())),
+            state: Mutex::new(State::new(config.report_types.clone(), config.seed)),
             config,
             files_base,
             http,
@@ -140,6 +143,18 @@ impl Emulator {
 
     pub fn set_faults(&self, faults: Faults) {
         server::apply_faults(&self.shared, faults);
+    }
+
+    /// Forgets every idempotency key, as if Stripe's 24-hour window had
+    /// passed: a create with a key seen before makes a new run. Returns how
+    /// many keys were forgotten (`POST /_emulator/idempotency/expire`).
+    pub fn expire_idempotency_keys(&self) -> usize {
+        server::expire_idempotency_keys(&self.shared)
+    }
+
+    /// Every webhook delivery attempt so far and its answer, oldest first.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.shared.lock().webhook_log.clone()
     }
 
     /// Moves a report type's `data_available_end` and sends `reporting.report_type.updated`.

@@ -46,6 +46,10 @@ struct Args {
     /// Base URL put into result.url (default: this emulator's own address).
     #[arg(long, env = "EMULATOR_FILES_BASE_URL")]
     files_base_url: Option<String>,
+    /// Seed of the random decisions (error-storm draws, webhook shuffle
+    /// delays): the same seed makes the same decisions (default: from the OS).
+    #[arg(long, env = "EMULATOR_SEED")]
+    seed: Option<u64>,
 }
 
 #[tokio::main]
@@ -89,6 +93,7 @@ async fn main() {
         }),
         files_base_url: args.files_base_url,
         livemode: false,
+        seed: args.seed,
     };
     let emulator = match Emulator::start(config, args.listen).await {
         Ok(emulator) => emulator,

@@ -16,10 +16,10 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::config::Faults;
+use crate::config::{Faults, MAX_STORM, duration_from_secs};
 use crate::csv::{CsvGenerator, seed_for};
 use crate::state::{
-    MAX_REQUEST_RECORDS, ReportTypeState, RequestRecord, RunState, RunStatus, new_id, now,
+    MAX_REQUEST_RECORDS, ReportTypeState, RequestRecord, RunState, RunStatus, new_id, now, rng_for,
 };
 use crate::webhooks;
 
@@ -154,7 +154,10 @@ fn check_key(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 
 /// Rate limit, injected responses and error storms, in that order.
 fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
-    let mut state = shared.lock();
+    let mut guard = shared.lock();
+    // Through a plain reference, so that the storm and the generator (two
+    // fields) can be borrowed at once.
+    let state = &mut *guard;
     if let Some(limit) = state.faults.rate_limit_rps {
         let second = now();
         if state.rate_window.0 != second {
@@ -200,7 +203,7 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
     if chosen.is_none()
         && let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until)
         && Instant::now() < until
-        && rand::rng().random::<f64>() < storm.fraction
+        && state.rng.random::<f64>() < storm.fraction
     {
         chosen = Some((storm.status, storm.should_retry));
     }
@@ -535,6 +538,9 @@ fn parse_create(body: &[u8]) -> Result<(String, Value, String), Response> {
                 .parse()
                 .map_err(|_| invalid(Some(name), &format!("Invalid integer: {value}")))?;
             json!(n)
+        } else if field == "currency" {
+            // Stripe stores and echoes currencies as lowercase ISO codes.
+            json!(value.to_ascii_lowercase())
         } else {
             json!(value)
         };
@@ -765,7 +771,7 @@ fn file_contents(shared: &Shared, file_id: &str) -> Response {
                 cut = true;
             }
             if let Some(rate) = rate.filter(|r| *r > 0) {
-                let wait = Duration::from_secs_f64(chunk.len() as f64 / rate as f64);
+                let wait = duration_from_secs(chunk.len() as f64 / rate as f64, MAX_CHUNK_WAIT);
                 tokio::time::sleep(wait).await;
             }
             let sent = sent + chunk.len() as u64;
@@ -795,13 +801,29 @@ fn file_contents(shared: &Shared, file_id: &str) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// The longest a slow file waits before one chunk (`file_bytes_per_sec`).
+const MAX_CHUNK_WAIT: Duration = Duration::from_secs(3600);
+
 pub fn apply_faults(shared: &Shared, faults: Faults) {
     let mut state = shared.lock();
-    state.storm_until = faults
-        .storm
-        .as_ref()
-        .map(|storm| Instant::now() + Duration::from_secs_f64(storm.seconds.max(0.0)));
+    let now = Instant::now();
+    state.storm_until = faults.storm.as_ref().map(|storm| {
+        let lasts = duration_from_secs(storm.seconds, MAX_STORM);
+        now.checked_add(lasts).unwrap_or(now)
+    });
+    if let Some(seed) = faults.seed {
+        state.rng = rng_for(Some(seed));
+    }
     state.faults = faults;
+}
+
+/// Forgets every idempotency key (Stripe's 24-hour window moved forward).
+pub fn expire_idempotency_keys(shared: &Shared) -> usize {
+    let mut state = shared.lock();
+    let forgotten = state.idempotency.len();
+    state.idempotency.clear();
+    tracing::info!(forgotten, "idempotency keys expired");
+    forgotten
 }
 
 fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) -> Response {
@@ -813,6 +835,14 @@ fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) 
         (Method::GET, ["requests"]) => {
             let requests = shared.lock().requests.clone();
             json_response(StatusCode::OK, json!(requests))
+        }
+        (Method::GET, ["webhooks"]) => {
+            let deliveries = shared.lock().webhook_log.clone();
+            json_response(StatusCode::OK, json!(deliveries))
+        }
+        (Method::POST, ["idempotency", "expire"]) => {
+            let expired = expire_idempotency_keys(shared);
+            json_response(StatusCode::OK, json!({ "expired": expired }))
         }
         (Method::GET, ["faults"]) => {
             let faults = shared.lock().faults.clone();

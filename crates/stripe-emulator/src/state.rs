@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::config::{DAY, Faults, ReportTypeConfig, Stats};
+use crate::config::{DAY, Faults, ReportTypeConfig, Stats, WebhookDelivery};
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -149,6 +150,11 @@ pub struct State {
     pub rate_window: (i64, u32),
     /// Every API and file request, for checks of where the key was sent.
     pub requests: Vec<RequestRecord>,
+    /// Every webhook delivery attempt and its answer, oldest first.
+    pub webhook_log: Vec<WebhookDelivery>,
+    /// The random decisions (error-storm draws, webhook shuffle delays);
+    /// seeded from the configuration or the faults, else from the OS.
+    pub rng: StdRng,
 }
 
 /// One request as the emulator received it (the admin routes are not recorded).
@@ -168,8 +174,16 @@ pub struct RequestRecord {
 /// Older records are dropped beyond this (a fan-out test makes thousands).
 pub const MAX_REQUEST_RECORDS: usize = 200_000;
 
+/// A random generator from `seed`, or from the OS when there is none.
+pub fn rng_for(seed: Option<u64>) -> StdRng {
+    match seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_os_rng(),
+    }
+}
+
 impl State {
-    pub fn new(report_types: Vec<ReportTypeConfig>) -> Self {
+    pub fn new(report_types: Vec<ReportTypeConfig>, seed: Option<u64>) -> Self {
         let now = now();
         Self {
             report_types: report_types
@@ -186,6 +200,8 @@ impl State {
             storm_until: None,
             rate_window: (0, 0),
             requests: Vec::new(),
+            webhook_log: Vec::new(),
+            rng: rng_for(seed),
         }
     }
 

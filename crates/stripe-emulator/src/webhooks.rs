@@ -10,7 +10,8 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::Shared;
-use crate::state::now;
+use crate::config::WebhookDelivery;
+use crate::state::{MAX_REQUEST_RECORDS, now};
 
 /// `t=<now>,v1=<hmac>` with one `v1` per secret: Stripe's scheme, written here
 /// independently of the library under test.
@@ -33,12 +34,23 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
     let Some(config) = shared.config.webhook.clone() else {
         return;
     };
-    let (enabled, copies, shuffle_ms, secrets) = {
-        let state = shared.lock();
+    let (enabled, delays, secrets) = {
+        let mut state = shared.lock();
+        let copies = 1 + state.faults.webhook_duplicates;
+        let shuffle_ms = state.faults.webhook_shuffle_ms;
+        // Drawn here, in order, from the state's (possibly seeded) generator.
+        let delays: Vec<u64> = (0..copies)
+            .map(|_| {
+                if shuffle_ms > 0 {
+                    state.rng.random_range(0..=shuffle_ms)
+                } else {
+                    0
+                }
+            })
+            .collect();
         (
             state.faults.webhooks_enabled,
-            1 + state.faults.webhook_duplicates,
-            state.faults.webhook_shuffle_ms,
+            delays,
             state
                 .faults
                 .webhook_secrets
@@ -50,16 +62,15 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
         return;
     }
     let payload = serde_json::to_vec_pretty(&event).unwrap_or_default();
-    for _ in 0..copies {
+    let event_id = event["id"].as_str().unwrap_or_default().to_owned();
+    let event_type = event["type"].as_str().unwrap_or_default().to_owned();
+    for (copy, delay) in (0u32..).zip(delays) {
         let shared = shared.clone();
         let config = config.clone();
         let payload = payload.clone();
         let secrets = secrets.clone();
-        let delay = if shuffle_ms > 0 {
-            rand::rng().random_range(0..=shuffle_ms)
-        } else {
-            0
-        };
+        let event_id = event_id.clone();
+        let event_type = event_type.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let mut wait = config.retry_delay;
@@ -80,6 +91,17 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
                     if !ok {
                         state.stats.webhook_failures += 1;
                     }
+                    if state.webhook_log.len() >= MAX_REQUEST_RECORDS {
+                        state.webhook_log.drain(..MAX_REQUEST_RECORDS / 2);
+                    }
+                    state.webhook_log.push(WebhookDelivery {
+                        event: event_id.clone(),
+                        event_type: event_type.clone(),
+                        copy,
+                        attempt,
+                        status: sent.as_ref().ok().map(|r| r.status().as_u16()),
+                        error: sent.as_ref().err().map(|e| e.to_string()),
+                    });
                 }
                 if ok {
                     return;
