@@ -6,7 +6,7 @@
     scripts/local_aws.py serve               the same, until interrupted
 
 Resources (names overridable by the same environment variables the functions read):
-RUNS_TABLE (pk string, TTL expires_at), REPORTS_BUCKET, DOWNLOAD_QUEUE_URL and
+RUNS_TABLE (pk string, TTL expires_at, the sparse `unfinished` index), REPORTS_BUCKET, DOWNLOAD_QUEUE_URL and
 SCHEDULE_QUEUE_URL (each with a DLQ, maxReceiveCount 5). The port comes from
 MOTO_PORT (default 5000). If a moto server already answers on that port it is
 reused and left running; a server this script started is always stopped.
@@ -52,21 +52,23 @@ def start_moto(port):
         return endpoint, None
     if port_busy(port):
         sys.exit(f"local_aws: port {port} is taken by something that is not moto (set MOTO_PORT)")
-    moto = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    # moto's server with DynamoDB's conditional writes made atomic, as they
+    # are at AWS (see moto_serialized.py).
+    moto = [sys.executable, os.path.join(HERE, "moto_serialized.py")]
     log = open(os.path.join(ROOT, ".local", "moto.log"), "ab")
     process = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        moto + ["-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.time() + 30
     while time.time() < deadline:
         if process.poll() is not None:
-            sys.exit(f"local_aws: moto_server exited with {process.returncode} (see .local/moto.log)")
+            sys.exit(f"local_aws: moto exited with {process.returncode} (see .local/moto.log)")
         if moto_alive(endpoint):
             return endpoint, process
         time.sleep(0.2)
     stop(process)
-    sys.exit("local_aws: moto_server did not answer within 30 s (see .local/moto.log)")
+    sys.exit("local_aws: moto did not answer within 30 s (see .local/moto.log)")
 
 
 def stop(process):
@@ -95,7 +97,14 @@ def create_resources(env, visibility_timeout=30, max_receive_count=5):
         dynamodb.create_table(
             TableName=table,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "unfinished", "AttributeType": "S"}],
+            # The sparse index of unfinished runs, as in template.yaml.
+            GlobalSecondaryIndexes=[{
+                "IndexName": "unfinished",
+                "KeySchema": [{"AttributeName": "unfinished", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
             BillingMode="PAY_PER_REQUEST",
         )
         dynamodb.update_time_to_live(
