@@ -15,8 +15,8 @@ use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::signature;
 use stripe_reports::ports::{
-    DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, Recorded, RunFacts, RunRecord,
-    ScheduleQueue, Transition,
+    ClaimEnd, ClaimToken, DownloadLease, DownloadQueue, EventClaim, Ledger, LedgerError,
+    QueueError, Recorded, RunFacts, RunRecord, ScheduleQueue, Transition,
 };
 use stripe_reports::webhook::{WebhookAnswer, WebhookService, parse_event};
 
@@ -59,6 +59,24 @@ impl Ledger for CountingLedger {
         self.write();
         Ok(Transition::Applied)
     }
+    async fn mark_retired(&self, _: &RunFacts, _: &str, _: i64) -> Result<Transition, LedgerError> {
+        self.write();
+        Ok(Transition::Applied)
+    }
+    async fn lease_download(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<DownloadLease, LedgerError> {
+        self.write();
+        Ok(DownloadLease::Acquired)
+    }
+    async fn release_download(&self, _: &str, _: &str) -> Result<(), LedgerError> {
+        self.write();
+        Ok(())
+    }
     async fn mark_stored(
         &self,
         _: &RunFacts,
@@ -76,16 +94,16 @@ impl Ledger for CountingLedger {
         _: i64,
     ) -> Result<EventClaim, LedgerError> {
         self.write();
-        Ok(EventClaim::Claimed)
+        Ok(EventClaim::Claimed(ClaimToken("fuzz".into())))
     }
-    async fn finish_event(&self, _: &str, _: i64) -> Result<(), LedgerError> {
+    async fn finish_event(&self, _: &str, _: &ClaimToken, _: i64) -> Result<ClaimEnd, LedgerError> {
         self.write();
-        Ok(())
+        Ok(ClaimEnd::Owned)
     }
-    async fn release_event(&self, _: &str) -> Result<(), LedgerError> {
+    async fn release_event(&self, _: &str, _: &ClaimToken) -> Result<ClaimEnd, LedgerError> {
         // Undoes the claim: a refused event leaves the ledger as it was.
         self.writes.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
+        Ok(ClaimEnd::Owned)
     }
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
         Ok(Vec::new())

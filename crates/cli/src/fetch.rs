@@ -15,6 +15,9 @@ use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{object_key, object_spec};
 use stripe_reports::stripe::{CreateReportRun, ReportRun, StripeClient, StripeRunStatus};
 
+/// How long one file's upload to S3 may take (no Lambda deadline here).
+const FETCH_BUDGET: Duration = Duration::from_secs(24 * 3600);
+
 /// Where files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -204,7 +207,12 @@ async fn save(
             let sink = s3.ok_or("no S3 client")?;
             let object = object_spec(prefix, run, file.size);
             let written = sink
-                .store(&object, download.body)
+                // A command run by hand has no invocation deadline.
+                .store(
+                    &object,
+                    download.body,
+                    tokio::time::Instant::now() + FETCH_BUDGET,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!(

@@ -58,7 +58,8 @@ pub async fn run(function: Function, event: Option<&str>) -> Result<Value, Strin
             let deps = downloader::deps_from_env()
                 .await
                 .map_err(|e| e.to_string())?;
-            let response = downloader::handle_batch(&deps, batch, now).await;
+            let deadline = stripe_reports::downloader::work_deadline(0, 0);
+            let response = downloader::handle_batch(&deps, batch, now, deadline).await;
             serde_json::to_value(response).map_err(|e| e.to_string())
         }
         Function::Webhook => {

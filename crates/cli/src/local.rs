@@ -237,12 +237,19 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
         let failed: Vec<String> = match queue {
             Queue::Download => match serde_json::from_value(batch) {
                 Ok(event) => {
-                    downloader::handle_batch(&runner.downloader, event, scheduler::unix_now())
-                        .await
-                        .batch_item_failures
-                        .into_iter()
-                        .map(|f| f.item_identifier)
-                        .collect()
+                    // No Lambda deadline here: the same budget as an invocation without one.
+                    let deadline = stripe_reports::downloader::work_deadline(0, 0);
+                    downloader::handle_batch(
+                        &runner.downloader,
+                        event,
+                        scheduler::unix_now(),
+                        deadline,
+                    )
+                    .await
+                    .batch_item_failures
+                    .into_iter()
+                    .map(|f| f.item_identifier)
+                    .collect()
                 }
                 // Unreadable as a batch: keep every message for redelivery.
                 Err(_) => messages

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use jiff::civil::Date;
 use stripe_reports::Config;
 use stripe_reports::domain::config::SecretSource;
-use stripe_reports::domain::spec::{Frequency, ReportSpec, validate_specs};
+use stripe_reports::domain::spec::{Frequency, ReportSpec, read_specs};
 use stripe_reports::stripe::{StripeClient, StripeClientConfig};
 
 #[derive(Parser, Debug)]
@@ -223,9 +223,10 @@ async fn main() -> ExitCode {
             spec.timezone = timezone;
             spec.columns = (!columns.is_empty()).then_some(columns);
             spec.currency = currency;
-            if let Err(err) = validate_specs(std::slice::from_ref(&spec)) {
-                return usage(&err.to_string());
-            }
+            let spec = match read_specs(vec![spec]) {
+                Ok(mut specs) => specs.remove(0),
+                Err(err) => return usage(&err.to_string()),
+            };
             let dates = match (date, from, to) {
                 (Some(date), _, _) => fetch::Dates::One(date),
                 (None, Some(from), Some(to)) if from <= to => fetch::Dates::Range { from, to },

@@ -26,12 +26,15 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The UTC midnight that starts today. Read once per test, and every date of
+/// the test derived from that one reading, so a test running across midnight
+/// does not mix two days.
 fn today() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    now - now % DAY
+    now - now.rem_euclid(DAY)
 }
 
 fn date(unix: i64) -> String {
@@ -42,22 +45,32 @@ fn date(unix: i64) -> String {
         .to_string()
 }
 
-fn kind(id: &str, size: u64) -> ReportTypeConfig {
+/// A report type with data from 400 days before `today` up to `data_end`.
+fn kind(id: &str, size: u64, today: i64, data_end: i64) -> ReportTypeConfig {
     let mut kind = ReportTypeConfig::new(id);
     kind.file_size = Some(size);
-    kind.data_available_start = Some(today() - 400 * DAY);
-    kind.data_available_end = Some(today());
+    kind.data_available_start = Some(today - 400 * DAY);
+    kind.data_available_end = Some(data_end);
     kind
 }
 
-async fn emulator(webhook: Option<WebhookConfig>, delay_ms: u64) -> Emulator {
+/// Both report types with data up to `today`'s midnight.
+fn kinds(today: i64) -> Vec<ReportTypeConfig> {
+    vec![
+        kind("balance.summary.1", 70_000, today, today),
+        kind("payouts.itemized.3", 6 * 1024 * 1024, today, today),
+    ]
+}
+
+async fn emulator(
+    report_types: Vec<ReportTypeConfig>,
+    webhook: Option<WebhookConfig>,
+    delay_ms: u64,
+) -> Emulator {
     Emulator::start(
         EmulatorConfig {
             api_key: KEY.into(),
-            report_types: vec![
-                kind("balance.summary.1", 70_000),
-                kind("payouts.itemized.3", 6 * 1024 * 1024),
-            ],
+            report_types,
             run_delay: Duration::from_millis(delay_ms),
             webhook,
             ..EmulatorConfig::default()
@@ -91,7 +104,8 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
-    let emulator = emulator(None, 300).await;
+    let today = today();
+    let emulator = emulator(kinds(today), None, 300).await;
     let out = std::env::temp_dir().join(unique("fetch"));
     let base = emulator.base_url();
     let run = |args: Vec<String>| {
@@ -117,7 +131,7 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
         "--report-type".into(),
         "balance.summary.1".into(),
         "--date".into(),
-        date(today() - 2 * DAY),
+        date(today - 2 * DAY),
         "--out".into(),
         out_arg.clone(),
     ])
@@ -131,7 +145,7 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let expected = out.join(format!(
         "report_type=balance.summary.1/date={}",
-        date(today() - 2 * DAY)
+        date(today - 2 * DAY)
     ));
     assert!(stdout.contains(expected.to_str().unwrap()), "{stdout}");
     // A range of three days.
@@ -140,9 +154,9 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
         "--report-type".into(),
         "payouts.itemized.3".into(),
         "--from".into(),
-        date(today() - 5 * DAY),
+        date(today - 5 * DAY),
         "--to".into(),
-        date(today() - 3 * DAY),
+        date(today - 3 * DAY),
         "--out".into(),
         out_arg.clone(),
     ])
@@ -161,9 +175,9 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
         "--frequency".into(),
         "weekly".into(),
         "--from".into(),
-        date(today() - 35 * DAY),
+        date(today - 35 * DAY),
         "--to".into(),
-        date(today() - 8 * DAY),
+        date(today - 8 * DAY),
         "--column".into(),
         "id".into(),
         "--column".into(),
@@ -337,6 +351,36 @@ impl Drop for Child {
     }
 }
 
+/// Waits until the emulator has `count` runs and the ledger has each stored.
+async fn wait_until_stored(
+    emulator: &Emulator,
+    ledger: &stripe_reports::aws::DynamoLedger,
+    count: usize,
+    within: Duration,
+) {
+    use stripe_reports::ports::Ledger;
+    let deadline = Instant::now() + within;
+    loop {
+        let runs = emulator.runs();
+        let mut stored = 0;
+        for run in &runs {
+            if let Some(record) = ledger.run(run["id"].as_str().unwrap()).await.unwrap() {
+                stored +=
+                    usize::from(record.status == stripe_reports::domain::ledger::RunStatus::Stored);
+            }
+        }
+        if runs.len() == count && stored == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {within:?}: {stored} of {} runs stored, expected {count}",
+            runs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
     assert!(
@@ -374,7 +418,15 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
         .local_addr()
         .unwrap()
         .port();
+    let today = today();
+    // Stripe has yesterday's payouts but balance data only up to the day
+    // before: the first tick plans 2 + 1 runs, and yesterday's balance run
+    // waits for Stripe's `report_type.updated`.
     let emulator = emulator(
+        vec![
+            kind("balance.summary.1", 70_000, today, today - DAY),
+            kind("payouts.itemized.3", 6 * 1024 * 1024, today, today),
+        ],
         Some(WebhookConfig {
             url: format!("http://127.0.0.1:{port}/webhooks/stripe"),
             secrets: vec![SECRET.into()],
@@ -412,32 +464,42 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
             .spawn()
             .unwrap(),
     );
-    // 2 types × 2 days; then a report type update goes through the schedule queue.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // The tick: payouts for 2 days, balance for the 1 day Stripe has.
     use stripe_reports::ports::Ledger;
-    let stored = loop {
-        let runs = emulator.runs();
-        let mut stored = 0;
-        for run in &runs {
-            if let Some(record) = ledger.run(run["id"].as_str().unwrap()).await.unwrap() {
-                stored +=
-                    usize::from(record.status == stripe_reports::domain::ledger::RunStatus::Stored);
-            }
-        }
-        if runs.len() == 4 && stored == 4 {
-            break stored;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {stored} of {} runs stored",
-            runs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_stored(&emulator, &ledger, 3, Duration::from_secs(90)).await;
+    assert_eq!(emulator.stats().runs_created, 3);
+    let balance_runs = || -> Vec<(i64, i64)> {
+        let mut intervals: Vec<(i64, i64)> = emulator
+            .runs()
+            .iter()
+            .filter(|r| r["report_type"] == "balance.summary.1")
+            .map(|r| {
+                let p = &r["parameters"];
+                (
+                    p["interval_start"].as_i64().unwrap(),
+                    p["interval_end"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        intervals.sort();
+        intervals
     };
-    assert_eq!(stored, 4);
+    assert_eq!(balance_runs(), [(today - 2 * DAY, today - DAY)]);
     assert!(
-        emulator.stats().webhook_deliveries >= 4,
+        emulator.stats().webhook_deliveries >= 3,
         "the files came through webhooks"
+    );
+    // New data announced by Stripe: the webhook puts `report_type.updated`
+    // on the schedule queue, the runner's schedule-queue poller plans the
+    // type again, and yesterday's balance run is created (no tick is due for
+    // an hour: nothing else plans), downloaded and stored.
+    emulator.set_data_available_end("balance.summary.1", today);
+    wait_until_stored(&emulator, &ledger, 4, Duration::from_secs(60)).await;
+    assert_eq!(emulator.stats().runs_created, 4);
+    assert_eq!(
+        balance_runs(),
+        [(today - 2 * DAY, today - DAY), (today - DAY, today)],
+        "the new day's run"
     );
     // Objects: one per run, bytes equal to the emulator's file.
     for run in emulator.runs() {
@@ -466,14 +528,6 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
     }
     let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     assert_eq!(listed.contents().len(), 4);
-    // New data announced by Stripe: the webhook queues it, the runner's
-    // schedule-queue poller plans it, and a new day's run is created.
-    emulator.set_data_available_end("balance.summary.1", today() + DAY);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while emulator.stats().runs_created < 4 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     // Queues end empty: every message handled was deleted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for url in [&downloads, &schedules] {

@@ -35,7 +35,8 @@ async fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    match deps.downloader.store_run(&run_id, now).await {
+    let deadline = stripe_reports::downloader::work_deadline(0, 0);
+    match deps.downloader.store_run(&run_id, now, deadline).await {
         Ok(stripe_reports::downloader::Stored::Now(stored)) => {
             let seconds = started.elapsed().as_secs_f64();
             println!(

@@ -9,11 +9,14 @@ use futures_util::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 use stripe_reports::aws::{self, DynamoLedger};
 use stripe_reports::domain::config::ConfigError;
-use stripe_reports::downloader::{DEFAULT_TIMEOUT, DownloadError, Downloader, Stored};
+use stripe_reports::downloader::{
+    ANSWER_RESERVE, DownloadError, Downloader, Stored, work_deadline,
+};
 use stripe_reports::env::Environment;
 use stripe_reports::metrics::{self, Metric};
 use stripe_reports::ports::{Ledger, StripeApi};
 use stripe_reports::stripe::{StripeClient, StripeClientConfig};
+use tokio::time::Instant;
 use tracing::warn;
 
 pub type Service = Downloader<DynamoLedger, StripeClient>;
@@ -49,40 +52,53 @@ pub async fn deps_from_env() -> Result<Deps<DynamoLedger, StripeClient>, ConfigE
             stripe,
             sink,
             prefix: config.reports_prefix.clone(),
-            timeout: DEFAULT_TIMEOUT,
         },
         concurrency: config.download_concurrency as usize,
     })
 }
 
-fn unix_now() -> i64 {
+fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }
 
-/// The Lambda handler.
+/// The Lambda handler: every budget comes from the time the invocation has
+/// left (`Context.deadline`), so the batch answer is always sent in time.
 pub async fn handle<L: Ledger, S: StripeApi>(
     deps: &Deps<L, S>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    Ok(handle_batch(deps, event.payload, unix_now()).await)
+    let now_ms = unix_now_ms();
+    let deadline = work_deadline(event.context.deadline, now_ms);
+    Ok(handle_batch(deps, event.payload, (now_ms / 1000) as i64, deadline).await)
 }
 
 /// Handles every record (a bounded number at once), each with its own
-/// outcome; the answer lists exactly the failed message ids.
+/// outcome; the answer lists exactly the failed message ids. Stripe reads
+/// and uploads end by `deadline`; a message still busy shortly after it
+/// (a ledger write that hangs) is reported failed rather than losing the
+/// whole answer.
 pub async fn handle_batch<L: Ledger, S: StripeApi>(
     deps: &Deps<L, S>,
     batch: SqsEvent,
     now: i64,
+    deadline: Instant,
 ) -> SqsBatchResponse {
+    let answer_by = deadline + ANSWER_RESERVE / 2;
     let outcomes: Vec<(String, Result<Stored, DownloadError>)> =
         futures_util::stream::iter(batch.records)
             .map(|record| async move {
                 let id = record.message_id.clone().unwrap_or_default();
                 let body = record.body.as_deref().unwrap_or_default();
-                (id, deps.downloader.handle_message(body, now).await)
+                let outcome = tokio::time::timeout_at(
+                    answer_by,
+                    deps.downloader.handle_message(body, now, deadline),
+                )
+                .await
+                .unwrap_or(Err(DownloadError::Deadline("writing the ledger")));
+                (id, outcome)
             })
             .buffer_unordered(deps.concurrency.max(1))
             .collect()
@@ -95,7 +111,7 @@ pub async fn handle_batch<L: Ledger, S: StripeApi>(
         match outcome {
             Ok(Stored::Now(stored)) => bytes += stored.bytes,
             Ok(Stored::RunFailed { recorded_now }) => failed_runs += u64::from(recorded_now),
-            Ok(Stored::Already) => {}
+            Ok(Stored::Already | Stored::Gone) => {}
             Err(err) => {
                 // A pending run is normal (redelivered later); the rest is logged
                 // as a failure, and after maxReceiveCount lands in the DLQ.

@@ -14,7 +14,7 @@ use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::spec::ReportSpec;
-use stripe_reports::downloader::Downloader;
+use stripe_reports::downloader::{DownloadError, Downloader, Stored};
 use stripe_reports::ports::{Ledger, RunFacts};
 use stripe_reports::stripe::{
     CreateReportRun, RetryPolicy, StripeClient, StripeClientConfig, StripeRunStatus,
@@ -33,6 +33,11 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// The time a message may take: two minutes from now.
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(120)
 }
 
 fn kind(id: &str, size: u64) -> ReportTypeConfig {
@@ -97,7 +102,6 @@ async fn env_with(emulator: Emulator, hosts: &str) -> Env {
             stripe: stripe(&emulator, hosts),
             sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
-            timeout: Duration::from_secs(120),
         },
         concurrency: 4,
     };
@@ -160,7 +164,7 @@ impl Env {
             .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}))
             .collect();
         let event: SqsEvent = serde_json::from_value(json!({"Records": records})).unwrap();
-        let response = downloader::handle_batch(&self.deps, event, now()).await;
+        let response = downloader::handle_batch(&self.deps, event, now(), deadline()).await;
         let mut failed: Vec<String> = response
             .batch_item_failures
             .into_iter()
@@ -455,15 +459,77 @@ async fn redirects_are_followed_only_to_allow_listed_hosts() {
     );
 }
 
+/// GETs of a file's contents the emulator received: each is one download.
+fn downloads_of(emulator: &Emulator, file_id: &str) -> usize {
+    let path = format!("/v1/files/{file_id}/contents");
+    emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == path)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_message_twice_at_once_stores_once() {
     let env = env(vec![kind("balance.summary.1", 12 * MIB)]).await;
+    // With versioning, every write of the object leaves a version behind.
+    env.s3
+        .put_bucket_versioning()
+        .bucket(&env.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let run_id = env.finished_run("balance.summary.1", 6).await;
-    // Two messages for one run in one batch, handled concurrently.
-    assert!(
-        env.batch(&[("m1", message(&run_id)), ("m2", message(&run_id))])
-            .await
-            .is_empty()
+    let file_id = stripe(&env.emulator, "127.0.0.1")
+        .report_run(&run_id)
+        .await
+        .unwrap()
+        .result
+        .unwrap()
+        .id;
+    // Two deliveries of one message handled at once (as a batch handles its
+    // messages): one stores the file, the other finds it stored; the file
+    // is downloaded once. Object keys are deterministic, so one object in
+    // S3 alone would not tell one store from two.
+    let body = message(&run_id);
+    let (now, deadline) = (now(), deadline());
+    let (a, b) = tokio::join!(
+        env.deps.downloader.handle_message(&body, now, deadline),
+        env.deps.downloader.handle_message(&body, now, deadline)
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Stored::Now(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains(&Stored::Already), "{outcomes:?}");
+    assert_eq!(
+        downloads_of(&env.emulator, &file_id),
+        1,
+        "the file was downloaded once"
+    );
+    assert_eq!(env.emulator.stats().file_downloads, 1);
+    let versions = env
+        .s3
+        .list_object_versions()
+        .bucket(&env.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.versions().len(),
+        1,
+        "the object was written once: {:?}",
+        versions.versions()
     );
     let record = env.ledger.run(&run_id).await.unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Stored);
@@ -473,10 +539,11 @@ async fn the_same_message_twice_at_once_stores_once() {
     let (sha256, _) = env.file_of(&run_id).await;
     assert_eq!(hex::encode(Sha256::digest(&bytes)), sha256);
     assert_eq!(record.stored.unwrap().sha256, sha256);
-    // And a third delivery later is acknowledged without a download.
-    let downloads = env.emulator.stats().file_downloads;
+    // A third delivery later, through the batch handler, is acknowledged
+    // without a download.
     assert!(env.batch(&[("m3", message(&run_id))]).await.is_empty());
-    assert_eq!(env.emulator.stats().file_downloads, downloads);
+    assert_eq!(downloads_of(&env.emulator, &file_id), 1);
+    assert_eq!(env.emulator.stats().file_downloads, 1);
 }
 
 #[tokio::test]
@@ -504,8 +571,26 @@ async fn a_pending_run_is_reported_failed_for_redelivery() {
         )
         .await
         .unwrap();
+    // Not finished yet, and said so: not "no file", which would be a run
+    // that succeeded without one.
+    let err = env
+        .deps
+        .downloader
+        .handle_message(&message(&run.id), now(), deadline())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DownloadError::NotFinished(status) if status == "pending"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "report run is not finished yet (status pending)"
+    );
+    // Through the batch handler: reported failed, so SQS delivers it again.
     assert_eq!(env.batch(&[("m1", message(&run.id))]).await, ["m1"]);
     assert!(env.keys().await.is_empty());
+    assert_eq!(env.emulator.stats().file_downloads, 0);
 }
 
 #[tokio::test]
@@ -553,7 +638,7 @@ async fn the_sample_event_parses_and_its_run_is_handled() {
         .to_owned();
     // As written, its run does not exist at the emulator: that message fails.
     let event: SqsEvent = serde_json::from_value(sample.clone()).unwrap();
-    let response = downloader::handle_batch(&env.deps, event, now()).await;
+    let response = downloader::handle_batch(&env.deps, event, now(), deadline()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, id);
     // Pointing it at a real finished run stores the file.
@@ -561,7 +646,7 @@ async fn the_sample_event_parses_and_its_run_is_handled() {
     sample["Records"][0]["body"] = json!(message(&run_id));
     let event: SqsEvent = serde_json::from_value(sample).unwrap();
     assert!(
-        downloader::handle_batch(&env.deps, event, now())
+        downloader::handle_batch(&env.deps, event, now(), deadline())
             .await
             .batch_item_failures
             .is_empty()

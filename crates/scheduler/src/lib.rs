@@ -147,8 +147,11 @@ fn log_summary(input: &str, summary: &Summary) {
         created = summary.created,
         already_requested = summary.already_requested,
         unavailable = summary.unavailable,
+        adopted = summary.adopted,
+        deferred = summary.deferred,
         enqueued = summary.enqueued,
         failed = summary.failed,
+        retired = summary.retired,
         stuck = summary.stuck,
         errors = summary.errors,
         "scheduler summary"
@@ -169,6 +172,11 @@ fn log_summary(input: &str, summary: &Summary) {
             Metric {
                 name: "FailedRuns",
                 value: summary.failed as f64,
+                unit: "Count",
+            },
+            Metric {
+                name: "RetiredRuns",
+                value: summary.retired as f64,
                 unit: "Count",
             },
             Metric {

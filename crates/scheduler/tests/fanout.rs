@@ -21,8 +21,9 @@ async fn a_thousand_runs_are_created_once_each_under_the_rate_limit() {
         .with_max_level(tracing::Level::WARN)
         .with_test_writer()
         .try_init();
+    let clock = Clock::read();
     let types: Vec<_> = (0..50)
-        .map(|i| report_type(&format!("fanout.type_{i:02}.1")))
+        .map(|i| report_type(&clock, &format!("fanout.type_{i:02}.1")))
         .collect();
     let specs: Vec<ReportSpec> = types
         .iter()
@@ -38,7 +39,7 @@ async fn a_thousand_runs_are_created_once_each_under_the_rate_limit() {
     service.limiter = Arc::new(RateLimiter::new(DEFAULT_MAX_RPS));
     let started = Instant::now();
     let result: Summary = serde_json::from_value(
-        scheduler::handle_at(&service, event_file("scheduler-scheduled.json"), now())
+        scheduler::handle_at(&service, event_file("scheduler-scheduled.json"), clock.now)
             .await
             .unwrap(),
     )

@@ -8,20 +8,47 @@
 //! behind, so the message can simply be retried.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::tz::TimeZone;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{Instrument, info, warn};
 
 use crate::aws::s3::{ObjectSpec, S3Sink, SinkError};
 use crate::domain::calendar::local_date;
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::messages::DownloadMessage;
 use crate::domain::spec::DEFAULT_TIMEZONE;
-use crate::ports::{Ledger, LedgerError, RunFacts, StripeApi, Transition};
+use crate::ports::{DownloadLease, Ledger, LedgerError, RunFacts, StripeApi, Transition};
 use crate::stripe::{ReportRun, StripeError, StripeRunStatus};
 
+/// The budget of one message when the invocation has no deadline (tests,
+/// `stripe-reports invoke`); on Lambda it comes from `Context.deadline`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(14 * 60);
+/// Kept back from the invocation's deadline: the ledger writes after an
+/// upload, aborting leftover uploads, and the batch answer itself.
+pub const ANSWER_RESERVE: Duration = Duration::from_secs(10);
+/// How long cleaning up leftover uploads may take once a run is stored.
+const LEFTOVER_BUDGET: Duration = Duration::from_secs(5);
+/// The download lease: held this long, renewed every third of it while the
+/// file streams, so an attempt that dies (killed, out of memory) blocks a
+/// redelivery for at most this long.
+const LEASE_SECS: i64 = 30;
+const LEASE_RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often an attempt that found the lease held looks again.
+const LEASE_POLL: Duration = Duration::from_millis(500);
+
+/// The time by which a message's Stripe reads and upload must be done: the
+/// invocation's deadline (Unix milliseconds, `Context.deadline`) less
+/// [`ANSWER_RESERVE`], or [`DEFAULT_TIMEOUT`] from now without a deadline
+/// (`deadline_ms` 0, as in `Context::default()`).
+pub fn work_deadline(deadline_ms: u64, now_ms: u64) -> Instant {
+    if deadline_ms == 0 {
+        return Instant::now() + DEFAULT_TIMEOUT;
+    }
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(ANSWER_RESERVE)
+}
 
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +61,10 @@ pub enum Stored {
     /// when this call moved the ledger to `failed` (the `FailedRuns` metric
     /// counts each failure once, wherever it was first seen).
     RunFailed { recorded_now: bool },
+    /// Stripe no longer has a run the ledger waits for (404): nothing to
+    /// download, and no point retrying the message. The scheduler's
+    /// reconcile retires the run (once, counted) and requests it again.
+    Gone,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +81,12 @@ pub enum DownloadError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
-    #[error("download took longer than {0:?}; aborted")]
-    Timeout(Duration),
+    #[error("the invocation's time ran out while {0}; nothing was kept, SQS delivers it again")]
+    Deadline(&'static str),
     #[error("run is {0} in the ledger; not stored")]
     Refused(RunStatus),
+    #[error("another attempt is downloading this run and the time ran out waiting for it")]
+    InProgress,
 }
 
 pub struct Downloader<L, S> {
@@ -61,7 +94,26 @@ pub struct Downloader<L, S> {
     pub stripe: S,
     pub sink: S3Sink,
     pub prefix: String,
-    pub timeout: Duration,
+}
+
+/// The invocation's clock: the `now` it was handed (tests replay their own
+/// time) moved on by the time elapsed since.
+struct Clock {
+    now: i64,
+    since: std::time::Instant,
+}
+
+impl Clock {
+    fn starting_at(now: i64) -> Self {
+        Self {
+            now,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.now + self.since.elapsed().as_secs() as i64
+    }
 }
 
 /// `<prefix>report_type=<type>/date=<YYYY-MM-DD>/<run id>.csv` (SPEC "S3 objects"):
@@ -112,23 +164,55 @@ pub fn object_spec(prefix: &str, run: &ReportRun, expected_size: u64) -> ObjectS
 }
 
 impl<L: Ledger, S: StripeApi> Downloader<L, S> {
-    /// Handles one download-queue message body.
-    pub async fn handle_message(&self, body: &str, now: i64) -> Result<Stored, DownloadError> {
+    /// Handles one download-queue message body; the Stripe reads and the
+    /// upload must be done by `deadline` (see [`work_deadline`]).
+    pub async fn handle_message(
+        &self,
+        body: &str,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Stored, DownloadError> {
         let message: DownloadMessage =
             serde_json::from_str(body).map_err(|err| DownloadError::BadMessage(err.to_string()))?;
-        self.store_run(&message.run_id, now).await
+        self.store_run(&message.run_id, now, deadline).await
     }
 
     /// Stores one run's file, exactly once.
-    pub async fn store_run(&self, run_id: &str, now: i64) -> Result<Stored, DownloadError> {
-        if let Some(record) = self.ledger.run(run_id).await?
-            && record.status == RunStatus::Stored
-        {
-            return Ok(Stored::Already);
+    pub async fn store_run(
+        &self,
+        run_id: &str,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Stored, DownloadError> {
+        // Attached with `instrument`, never entered across an await: several
+        // messages share one task under `buffer_unordered`.
+        let span =
+            tracing::info_span!("run", run_id = %run_id, report_type = tracing::field::Empty);
+        self.store_run_in_span(run_id, now, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn store_run_in_span(
+        &self,
+        run_id: &str,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<Stored, DownloadError> {
+        let record = self.ledger.run(run_id).await?;
+        if let Some(record) = &record {
+            tracing::Span::current().record("report_type", record.facts.report_type.as_str());
+            if record.status == RunStatus::Stored {
+                return Ok(Stored::Already);
+            }
         }
-        let run = self.stripe.report_run(run_id).await?;
-        let span = tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
-        let _entered = span.enter();
+        let run = match tokio::time::timeout_at(deadline, self.stripe.report_run(run_id)).await {
+            Err(_) => return Err(DownloadError::Deadline("reading the run from Stripe")),
+            Ok(Ok(run)) => run,
+            Ok(Err(err)) if err.status() == Some(404) => return self.gone(record.as_ref(), err),
+            Ok(Err(err)) => return Err(err.into()),
+        };
+        tracing::Span::current().record("report_type", run.report_type.as_str());
         let facts = RunFacts {
             run_id: run.id.clone(),
             report_type: run.report_type.clone(),
@@ -157,17 +241,24 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         let url = file.url.clone().ok_or(DownloadError::NoFile)?;
         let object = object_spec(&self.prefix, &run, file.size);
         let key = object.key.clone();
-        let started = Instant::now();
-        let written = tokio::time::timeout(self.timeout, async {
-            let download = self.stripe.download_file(&url).await?;
-            Ok::<_, DownloadError>(self.sink.store(&object, download.body).await?)
-        })
-        .await
-        .map_err(|_| DownloadError::Timeout(self.timeout))
-        .and_then(|inner| inner);
+        // One attempt downloads at a time: a duplicate delivery handled at
+        // the same moment waits for it (and then finds the run stored)
+        // instead of downloading and writing the same file again.
+        let clock = Clock::starting_at(now);
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        if !self.lease(run_id, &owner, &clock, deadline).await? {
+            return Ok(Stored::Already);
+        }
+        let started = std::time::Instant::now();
+        let written = self
+            .download_holding_lease(run_id, &owner, &url, &object, &clock, deadline)
+            .await;
         let written = match written {
             Ok(written) => written,
             Err(err) => {
+                if let Err(release) = self.ledger.release_download(run_id, &owner).await {
+                    warn!(error = %release, "download lease not released; it expires on its own");
+                }
                 // A concurrent attempt that stored the run first also aborts
                 // this one's upload (see `abort_leftover_uploads`): that is done, not failed.
                 if let Ok(Some(record)) = self.ledger.run(run_id).await
@@ -208,6 +299,98 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
             Transition::Refused { current } => Err(DownloadError::Refused(current)),
         }
     }
+
+    /// Takes the download lease: `true` to go ahead, `false` when the run
+    /// turned out stored (by the attempt that held the lease). Waits while
+    /// another attempt holds it, until it is released, expires or the run
+    /// is stored, or the deadline comes.
+    async fn lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        clock: &Clock,
+        deadline: Instant,
+    ) -> Result<bool, DownloadError> {
+        let mut waited = false;
+        loop {
+            let now = clock.now();
+            match self
+                .ledger
+                .lease_download(run_id, owner, now, now + LEASE_SECS)
+                .await?
+            {
+                DownloadLease::Acquired | DownloadLease::Unrecorded => return Ok(true),
+                DownloadLease::Stored => return Ok(false),
+                DownloadLease::Final(status) => return Err(DownloadError::Refused(status)),
+                DownloadLease::Held => {
+                    if !waited {
+                        info!("another attempt is downloading this run: waiting for it");
+                        waited = true;
+                    }
+                    if Instant::now() + LEASE_POLL >= deadline {
+                        return Err(DownloadError::InProgress);
+                    }
+                    tokio::time::sleep(LEASE_POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Streams the file into S3 by `deadline`, renewing the lease while it runs.
+    async fn download_holding_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        url: &str,
+        object: &crate::aws::s3::ObjectSpec,
+        clock: &Clock,
+        deadline: Instant,
+    ) -> Result<crate::aws::s3::Written, DownloadError> {
+        let store = async {
+            let download = tokio::time::timeout_at(deadline, self.stripe.download_file(url))
+                .await
+                .map_err(|_| DownloadError::Deadline("starting the download"))??;
+            // The sink aborts its own upload when the deadline passes.
+            Ok::<_, DownloadError>(self.sink.store(object, download.body, deadline).await?)
+        };
+        tokio::pin!(store);
+        let mut renew =
+            tokio::time::interval_at(Instant::now() + LEASE_RENEW_EVERY, LEASE_RENEW_EVERY);
+        loop {
+            tokio::select! {
+                written = &mut store => return written,
+                _ = renew.tick() => {
+                    let now = clock.now();
+                    // A lost renewal only means a duplicate may start; the
+                    // store stays correct (same key, same bytes, one winner).
+                    match self.ledger.lease_download(run_id, owner, now, now + LEASE_SECS).await {
+                        Ok(DownloadLease::Acquired | DownloadLease::Unrecorded) => {}
+                        Ok(other) => warn!(lease = ?other, "download lease lost while downloading"),
+                        Err(err) => warn!(error = %err, "download lease not renewed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stripe answered 404 for the run. For a run the ledger waits for, the
+    /// message is done (retrying cannot help): the scheduler's reconcile,
+    /// which reads every unfinished run, retires it with the reason, counts
+    /// it once and requests the interval again. A run the ledger does not
+    /// know came from elsewhere: a failed message.
+    fn gone(
+        &self,
+        record: Option<&crate::ports::RunRecord>,
+        err: StripeError,
+    ) -> Result<Stored, DownloadError> {
+        match record {
+            Some(record) if !record.status.is_final() => {
+                warn!(error = %err, "Stripe no longer has this run: left to the scheduler's reconcile to retire");
+                Ok(Stored::Gone)
+            }
+            _ => Err(err.into()),
+        }
+    }
 }
 
 impl<L, S> Downloader<L, S> {
@@ -215,14 +398,20 @@ impl<L, S> Downloader<L, S> {
     /// uploads open (their own abort failed or never ran); with the object
     /// stored they are only cost. Best effort: the lifecycle rule is the backstop.
     async fn abort_leftover_uploads(&self, key: &str) {
-        match self.sink.abort_leftover_uploads(key).await {
-            Ok(0) => {}
-            Ok(aborted) => info!(
+        match tokio::time::timeout(LEFTOVER_BUDGET, self.sink.abort_leftover_uploads(key)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(aborted)) => info!(
                 s3_key = key,
                 aborted, "aborted multipart uploads left by earlier attempts"
             ),
-            Err(err) => {
-                warn!(s3_key = key, error = %err, "cannot list leftover multipart uploads; the lifecycle rule removes them")
+            Ok(Err(err)) => {
+                warn!(s3_key = key, error = %err, "leftover multipart uploads not all aborted; the lifecycle rule removes them")
+            }
+            Err(_) => {
+                warn!(
+                    s3_key = key,
+                    "no time left to abort leftover multipart uploads; the lifecycle rule removes them"
+                )
             }
         }
     }

@@ -39,15 +39,49 @@ pub enum Recorded {
     AlreadyRequested { run_id: String },
 }
 
+/// Proof that one delivery owns the claim on an event: written with the
+/// claim and required to finish or release it, so a slow handler whose claim
+/// was taken over (after `stale_after_secs`) cannot delete or overwrite the
+/// claim of the handler that took over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken(pub String);
+
 /// The state of a webhook event in the ledger, as a delivery finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventClaim {
-    /// This delivery owns the event: route it, then finish or release it.
-    Claimed,
+    /// This delivery owns the event: route it, then finish or release it
+    /// with the token.
+    Claimed(ClaimToken),
     /// Handled before: a duplicate delivery, answer 200 and change nothing.
     Done,
     /// Another delivery is handling it right now.
     InProgress,
+}
+
+/// The answer to a request for a run's download lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadLease {
+    /// This attempt holds the lease (or renewed it) until the time asked.
+    Acquired,
+    /// Another attempt holds an unexpired lease: it is downloading now.
+    Held,
+    /// The run is stored: nothing to download.
+    Stored,
+    /// The ledger has no item for the run (a run created elsewhere, never
+    /// recorded): there is nothing to lease, and storing it records it.
+    Unrecorded,
+    /// The run is in a final state other than stored: it is not downloaded.
+    Final(RunStatus),
+}
+
+/// Whether finishing or releasing a claim found it still owned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimEnd {
+    /// The claim was this delivery's: it is now done (or released).
+    Owned,
+    /// Another delivery took the claim over (this one was slower than the
+    /// stale age): its claim was left as it is.
+    TakenOver,
 }
 
 /// The result of a status change.
@@ -105,6 +139,34 @@ pub trait Ledger: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
 
+    /// `pending|succeeded → retired` with the reason: Stripe no longer has the run.
+    fn mark_retired(
+        &self,
+        run: &RunFacts,
+        reason: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
+
+    /// Takes (or renews) the lease on downloading a run until `until`, for
+    /// the attempt `owner`: granted when nobody holds an unexpired lease, so
+    /// two deliveries of one message never download and write the file
+    /// twice at once. Only runs that may still become `stored` are leased.
+    fn lease_download(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> impl Future<Output = Result<DownloadLease, LedgerError>> + Send;
+
+    /// Gives the lease up (only while `owner` holds it), so a retry need not
+    /// wait for it to expire.
+    fn release_download(
+        &self,
+        run_id: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
     /// `pending|succeeded → stored` with where the file landed. Of two
     /// downloaders racing on one run, exactly one gets `Applied`.
     fn mark_stored(
@@ -126,19 +188,25 @@ pub trait Ledger: Send + Sync {
         stale_after_secs: i64,
     ) -> impl Future<Output = Result<EventClaim, LedgerError>> + Send;
 
-    /// Marks a claimed event as handled: later deliveries are duplicates.
+    /// Marks a claimed event as handled (only while `token` still owns the
+    /// claim): later deliveries are duplicates.
     fn finish_event(
         &self,
         event_id: &str,
+        token: &ClaimToken,
         now: i64,
-    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    ) -> impl Future<Output = Result<ClaimEnd, LedgerError>> + Send;
 
-    /// Releases a claim so that Stripe's next delivery is processed again
-    /// (when routing failed after the claim).
-    fn release_event(&self, event_id: &str)
-    -> impl Future<Output = Result<(), LedgerError>> + Send;
+    /// Releases a claim (only while `token` still owns it) so that Stripe's
+    /// next delivery is processed again (when routing failed after the claim).
+    fn release_event(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<ClaimEnd, LedgerError>> + Send;
 
-    /// Runs that are `pending` or `succeeded`.
+    /// Runs that are `pending` or `succeeded`, read without visiting the
+    /// finished ones (their number grows with history; these stay few).
     fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
 }
 

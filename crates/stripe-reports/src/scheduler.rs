@@ -4,9 +4,11 @@
 //! exist and creates only the missing ones, so running it twice, late,
 //! concurrently or after an outage is safe. Every create carries the request
 //! key as `Idempotency-Key`, so a crash between Stripe and the ledger write is
-//! healed by the next invocation (same key → Stripe returns the same run);
-//! beyond Stripe's 24 h key window, reconcile adopts the orphaned run from
-//! Stripe's run list before anything new is created.
+//! healed by the next invocation (same key → Stripe returns the same run).
+//! Beyond Stripe's 24 h key window that no longer holds, so before anything
+//! is created every entry point reads Stripe's runs for the window and adopts
+//! each run whose request the ledger does not hold (an orphan), whatever its
+//! state; when that list cannot be read, nothing new is created.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,15 +17,17 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::domain::calendar::{self, CalendarError, Interval};
 use crate::domain::ledger::RunStatus;
 use crate::domain::request_key::RequestKey;
 use crate::domain::spec::ReportSpec;
-use crate::ports::{DownloadQueue, Ledger, Recorded, RunFacts, StripeApi, Transition};
+use crate::ports::{
+    DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, RunRecord, StripeApi, Transition,
+};
 use crate::rate::RateLimiter;
-use crate::stripe::{CreateReportRun, ReportRun, ReportType, StripeRunStatus};
+use crate::stripe::{CreateReportRun, ReportRun, ReportType, StripeError, StripeRunStatus};
 
 /// A failed run is requested once more (attempt 1); a second failure is final.
 pub const MAX_ATTEMPTS: u32 = 2;
@@ -35,6 +39,7 @@ const DAY: i64 = 86_400;
 
 /// What one invocation did. Logged as one JSON line and returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     /// Intervals that should have a run (data available, inside the window).
     pub planned: u64,
@@ -44,10 +49,19 @@ pub struct Summary {
     pub already_requested: u64,
     /// Intervals inside the window whose data Stripe does not have yet.
     pub unavailable: u64,
+    /// Runs at Stripe recorded under the request they answer, which the
+    /// ledger did not hold (orphaned by a failed ledger write, or a
+    /// Dashboard run with a spec's exact parameters).
+    pub adopted: u64,
+    /// Planned intervals not requested because Stripe's run list could not
+    /// be read (an orphan could not be ruled out); the next invocation does.
+    pub deferred: u64,
     /// Finished runs put on the download queue by reconcile.
     pub enqueued: u64,
     /// Runs found failed at Stripe and recorded as such.
     pub failed: u64,
+    /// Unfinished runs Stripe no longer has (404), retired by this invocation.
+    pub retired: u64,
     /// Runs pending longer than the stuck age.
     pub stuck: u64,
     /// Requests that could not be made (retried by the next invocation).
@@ -61,10 +75,20 @@ impl Summary {
         self.created += other.created;
         self.already_requested += other.already_requested;
         self.unavailable += other.unavailable;
+        self.adopted += other.adopted;
+        self.deferred += other.deferred;
         self.enqueued += other.enqueued;
         self.failed += other.failed;
+        self.retired += other.retired;
         self.stuck += other.stuck;
         self.errors += other.errors;
+    }
+
+    fn error() -> Self {
+        Summary {
+            errors: 1,
+            ..Summary::default()
+        }
     }
 }
 
@@ -95,6 +119,28 @@ pub enum SchedulerError {
     UnknownReportType(String),
     #[error("{0}")]
     Calendar(#[from] CalendarError),
+}
+
+/// Whether this invocation may create runs at Stripe: only once Stripe's run
+/// list for the window was read and every orphan in it adopted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creates {
+    Allowed,
+    /// The list could not be read: a free request key may hide an orphan
+    /// older than Stripe's idempotency window.
+    Deferred,
+}
+
+/// The request (spec, interval, attempt) a run answers.
+type Request<'a> = (&'a ReportSpec, Interval, u32);
+
+fn facts_of(run: &ReportRun) -> RunFacts {
+    RunFacts {
+        run_id: run.id.clone(),
+        report_type: run.report_type.clone(),
+        interval_start: run.parameters.interval_start,
+        interval_end: run.parameters.interval_end,
+    }
 }
 
 /// The scheduler's dependencies and settings.
@@ -130,18 +176,46 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         }
     }
 
-    /// The scheduled invocation: reconcile, then plan every spec over the lookback.
+    /// Runs for intervals inside the lookback were created after the
+    /// interval ended (the scheduler requests nothing Stripe has no data
+    /// for), so none was created before this.
+    fn lookback_since(&self, now: i64) -> i64 {
+        now - i64::from(self.lookback_days) * DAY - DAY
+    }
+
+    /// The scheduled invocation: reconcile (adopting orphans first), then
+    /// plan every spec over the lookback.
     pub async fn run_scheduled(&self, now: i64) -> Summary {
-        let mut summary = self.reconcile(now).await;
+        let (listed, mut summary) = self.list_runs(self.lookback_since(now)).await;
+        let creates = if listed.is_some() {
+            Creates::Allowed
+        } else {
+            Creates::Deferred
+        };
+        summary.add(&self.reconcile_listed(listed, creates, now).await);
         let window = Window::Lookback {
             days: self.lookback_days,
         };
         let specs: Vec<&ReportSpec> = self.specs.iter().collect();
-        summary.add(&self.plan_and_create(&specs, &window, now).await);
+        summary.add(&self.plan_and_create(&specs, &window, creates, now).await);
         summary
     }
 
-    /// New data for one report type (the schedule queue): plan its specs.
+    /// The polling path alone: reads Stripe's runs of the lookback and the
+    /// ledger's unfinished runs, and settles each (see [`Self::run_scheduled`]).
+    pub async fn reconcile(&self, now: i64) -> Summary {
+        let (listed, mut summary) = self.list_runs(self.lookback_since(now)).await;
+        let creates = if listed.is_some() {
+            Creates::Allowed
+        } else {
+            Creates::Deferred
+        };
+        summary.add(&self.reconcile_listed(listed, creates, now).await);
+        summary
+    }
+
+    /// New data for one report type (the schedule queue): adopt its
+    /// orphans, then plan its specs.
     pub async fn run_for_type(
         &self,
         report_type: &str,
@@ -158,7 +232,9 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         let window = Window::Lookback {
             days: self.lookback_days,
         };
-        Ok(self.plan_and_create(&specs, &window, now).await)
+        Ok(self
+            .adopt_then_plan(&specs, &window, self.lookback_since(now), now)
+            .await)
     }
 
     /// A backfill: plan the given dates instead of the lookback.
@@ -191,16 +267,92 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             from: backfill.from,
             to: backfill.to,
         };
-        Ok(self.plan_and_create(&specs, &window, now).await)
+        // Every interval of the backfill ends after `from` in any timezone
+        // (offsets are under a day), and its run was created after it ended.
+        let since = calendar::start_of_day(backfill.from, &jiff::tz::TimeZone::UTC)
+            .map(|start| start - 2 * DAY)
+            .unwrap_or(0);
+        Ok(self.adopt_then_plan(&specs, &window, since, now).await)
     }
 
-    async fn report_type(&self, id: &str) -> Result<ReportType, crate::stripe::StripeError> {
+    /// Adopts the orphans among Stripe's runs created since `since` of the
+    /// given specs' types, then plans and creates what is still missing.
+    async fn adopt_then_plan(
+        &self,
+        specs: &[&ReportSpec],
+        window: &Window,
+        since: i64,
+        now: i64,
+    ) -> Summary {
+        let (listed, mut summary) = self.list_runs(since).await;
+        let creates = match listed {
+            Some(runs) => {
+                let types: HashSet<&str> = specs.iter().map(|s| s.report_type.as_str()).collect();
+                let outcomes: Vec<Summary> = futures_util::stream::iter(
+                    runs.into_iter()
+                        .filter(|run| types.contains(run.report_type.as_str())),
+                )
+                .map(|run| {
+                    let span = tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
+                    async move {
+                        let mut summary = Summary::default();
+                        let adopted = match self.ledger.run(&run.id).await {
+                            Ok(record) => self.adopt(&run, record.as_ref(), now).await,
+                            Err(err) => Err(err),
+                        };
+                        match adopted {
+                            Ok((_, newly)) => summary.adopted += u64::from(newly),
+                            Err(err) => {
+                                warn!(error = %err, "cannot read or write the ledger");
+                                summary.errors += 1;
+                            }
+                        }
+                        summary
+                    }
+                    .instrument(span)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
+                outcomes.iter().for_each(|outcome| summary.add(outcome));
+                if summary.errors == 0 {
+                    Creates::Allowed
+                } else {
+                    Creates::Deferred
+                }
+            }
+            None => Creates::Deferred,
+        };
+        summary.add(&self.plan_and_create(specs, window, creates, now).await);
+        summary
+    }
+
+    /// Stripe's runs created since `since`, or `None` (counted as an error)
+    /// when the list cannot be read.
+    async fn list_runs(&self, since: i64) -> (Option<Vec<ReportRun>>, Summary) {
+        self.limiter.acquire().await;
+        match self.stripe.report_runs_created_since(since).await {
+            Ok(runs) => (Some(runs), Summary::default()),
+            Err(err) => {
+                warn!(error = %err, "cannot list report runs: nothing new is created until it can be read");
+                (None, Summary::error())
+            }
+        }
+    }
+
+    async fn report_type(&self, id: &str) -> Result<ReportType, StripeError> {
         self.limiter.acquire().await;
         self.stripe.report_type(id).await
     }
 
     /// Plans each spec (reading its report type once) and creates what is missing.
-    async fn plan_and_create(&self, specs: &[&ReportSpec], window: &Window, now: i64) -> Summary {
+    async fn plan_and_create(
+        &self,
+        specs: &[&ReportSpec],
+        window: &Window,
+        creates: Creates,
+        now: i64,
+    ) -> Summary {
         let mut summary = Summary::default();
         let mut types: HashMap<&str, Option<ReportType>> = HashMap::new();
         for spec in specs {
@@ -240,16 +392,22 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 }
             }
         }
-        let outcomes: Vec<Summary> =
-            futures_util::stream::iter(work)
-                .map(|(spec, interval)| async move {
-                    self.ensure_requested(&spec, interval, 0, now).await
-                })
-                .buffer_unordered(self.concurrency.max(1))
-                .collect()
-                .await;
+        let outcomes: Vec<Summary> = futures_util::stream::iter(work)
+            .map(|(spec, interval)| async move {
+                self.ensure_requested(&spec, interval, 0, creates, now)
+                    .await
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
         for outcome in &outcomes {
             summary.add(outcome);
+        }
+        if summary.deferred > 0 {
+            warn!(
+                deferred = summary.deferred,
+                "planned intervals not requested: Stripe's run list could not be read"
+            );
         }
         summary
     }
@@ -261,6 +419,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         spec: &ReportSpec,
         interval: Interval,
         attempt: u32,
+        creates: Creates,
         now: i64,
     ) -> Summary {
         let mut summary = Summary::default();
@@ -276,6 +435,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 summary.errors += 1;
                 return summary;
             }
+        }
+        if creates == Creates::Deferred {
+            summary.deferred += 1;
+            return summary;
         }
         self.limiter.acquire().await;
         let run = match self
@@ -308,7 +471,8 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             }
             Err(err) => {
                 // Stripe has the run; the next invocation repeats the create with
-                // the same Idempotency-Key and records the same run.
+                // the same Idempotency-Key (or, past Stripe's key window, adopts
+                // the run from Stripe's list) and records the same run.
                 warn!(run_id = %run.id, request_key = %key, error = %err, "run created but not recorded");
                 summary.errors += 1;
             }
@@ -316,55 +480,72 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         summary
     }
 
-    /// The polling path: finished runs whose webhook never came, failed runs
-    /// to re-request, stuck runs, and runs created elsewhere (the Dashboard,
-    /// or orphaned by a crash) of configured types.
-    pub async fn reconcile(&self, now: i64) -> Summary {
+    /// The polling path over Stripe's listed runs (`None`: the list could
+    /// not be read) and the ledger's unfinished runs: orphans adopted,
+    /// finished runs whose webhook never came enqueued, failed runs recorded
+    /// and re-requested, stuck runs counted, runs Stripe no longer has
+    /// retired, and runs created elsewhere (the Dashboard) of configured
+    /// types recorded.
+    async fn reconcile_listed(
+        &self,
+        listed: Option<Vec<ReportRun>>,
+        creates: Creates,
+        now: i64,
+    ) -> Summary {
         let mut summary = Summary::default();
-        let since = now - i64::from(self.lookback_days) * DAY - DAY;
-        self.limiter.acquire().await;
-        let listed = match self.stripe.report_runs_created_since(since).await {
-            Ok(runs) => runs,
+        let unfinished = match self.ledger.unfinished_runs().await {
+            Ok(unfinished) => unfinished,
             Err(err) => {
-                warn!(error = %err, "cannot list report runs");
+                warn!(error = %err, "cannot list unfinished runs");
                 summary.errors += 1;
                 Vec::new()
             }
         };
+        let waiting: HashSet<&str> = unfinished
+            .iter()
+            .map(|record| record.facts.run_id.as_str())
+            .collect();
         let configured: HashSet<&str> = self.specs.iter().map(|s| s.report_type.as_str()).collect();
         let mut seen: HashSet<String> = HashSet::new();
         let mut runs: Vec<ReportRun> = Vec::new();
-        for run in listed {
+        for run in listed.unwrap_or_default() {
             seen.insert(run.id.clone());
-            if configured.contains(run.report_type.as_str()) {
+            // A run the ledger waits for is finished even when its report
+            // type was removed from REPORTS since it was requested.
+            if configured.contains(run.report_type.as_str()) || waiting.contains(run.id.as_str()) {
                 runs.push(run);
             }
         }
         // Runs the ledger still waits for but the list did not show (older
         // than the list window): read them one by one.
-        match self.ledger.unfinished_runs().await {
-            Ok(unfinished) => {
-                for record in unfinished
-                    .into_iter()
-                    .filter(|r| !seen.contains(&r.facts.run_id))
-                {
-                    self.limiter.acquire().await;
-                    match self.stripe.report_run(&record.facts.run_id).await {
-                        Ok(run) => runs.push(run),
-                        Err(err) => {
-                            warn!(run_id = %record.facts.run_id, error = %err, "cannot read report run");
-                            summary.errors += 1;
-                        }
-                    }
+        for record in unfinished
+            .iter()
+            .filter(|r| !seen.contains(&r.facts.run_id))
+        {
+            self.limiter.acquire().await;
+            match self.stripe.report_run(&record.facts.run_id).await {
+                Ok(run) => runs.push(run),
+                Err(err) if err.status() == Some(404) => {
+                    let span = tracing::info_span!("run", run_id = %record.facts.run_id, report_type = %record.facts.report_type);
+                    summary.add(
+                        &self
+                            .retire(record, &err, creates, now)
+                            .instrument(span)
+                            .await,
+                    );
                 }
-            }
-            Err(err) => {
-                warn!(error = %err, "cannot list unfinished runs");
-                summary.errors += 1;
+                Err(err) => {
+                    warn!(run_id = %record.facts.run_id, error = %err, "cannot read report run");
+                    summary.errors += 1;
+                }
             }
         }
         let outcomes: Vec<Summary> = futures_util::stream::iter(runs)
-            .map(|run| self.reconcile_run(run, now))
+            .map(|run| {
+                let span =
+                    tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
+                self.reconcile_run(run, creates, now).instrument(span)
+            })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
@@ -374,20 +555,128 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         summary
     }
 
-    async fn reconcile_run(&self, run: ReportRun, now: i64) -> Summary {
+    /// An unfinished run Stripe answers 404 for: moved to `retired` with the
+    /// reason, counted once (the transition is conditional), then quiet. Its
+    /// interval is still wanted, so like a failed run it is requested once
+    /// more (the next attempt, under the key Stripe now answers to).
+    async fn retire(
+        &self,
+        record: &RunRecord,
+        err: &StripeError,
+        creates: Creates,
+        now: i64,
+    ) -> Summary {
         let mut summary = Summary::default();
-        let span = tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
-        let _entered = span.enter();
-        let facts = RunFacts {
-            run_id: run.id.clone(),
-            report_type: run.report_type.clone(),
-            interval_start: run.parameters.interval_start,
-            interval_end: run.parameters.interval_end,
+        let reason = format!(
+            "Stripe no longer has this run with the configured key ({err}); \
+             was the key switched between test and live mode, or the test data deleted?"
+        );
+        match self.ledger.mark_retired(&record.facts, &reason, now).await {
+            Ok(Transition::Applied) => {
+                warn!(reason = %reason, "report run retired");
+                summary.retired += 1;
+            }
+            Ok(Transition::Refused { .. }) => {}
+            Err(err) => {
+                warn!(error = %err, "cannot retire report run");
+                summary.errors += 1;
+                return summary;
+            }
+        }
+        if let Some((spec, interval, attempt)) = self.request_of_record(record) {
+            if attempt + 1 < MAX_ATTEMPTS {
+                let retry = self
+                    .ensure_requested(spec, interval, attempt + 1, creates, now)
+                    .await;
+                summary.created += retry.created;
+                summary.deferred += retry.deferred;
+                summary.errors += retry.errors;
+            } else {
+                warn!(
+                    attempt,
+                    "retired run was the last attempt: not requested again"
+                );
+            }
+        }
+        summary
+    }
+
+    /// The request a ledger item was recorded for, from its `request_key`
+    /// (no Stripe read: the run may be gone).
+    fn request_of_record(&self, record: &RunRecord) -> Option<Request<'_>> {
+        let recorded = record.request_key.as_deref()?;
+        let interval = Interval {
+            start: record.facts.interval_start?,
+            end: record.facts.interval_end?,
         };
+        self.specs
+            .iter()
+            .filter(|spec| spec.report_type == record.facts.report_type)
+            .flat_map(|spec| (0..MAX_ATTEMPTS).map(move |attempt| (spec, attempt)))
+            .find(|(spec, attempt)| RequestKey::new(spec, interval, *attempt).as_str() == recorded)
+            .map(|(spec, attempt)| (spec, interval, attempt))
+    }
+
+    /// Records `run` under the request it answers when the ledger holds no
+    /// request for it (no item, or an item without `request_key`: a webhook
+    /// recorded it after the scheduler's own ledger write failed), whatever
+    /// its state. Returns the request the run answers, if any, and whether
+    /// this call adopted it.
+    async fn adopt(
+        &self,
+        run: &ReportRun,
+        record: Option<&RunRecord>,
+        now: i64,
+    ) -> Result<(Option<Request<'_>>, bool), LedgerError> {
+        let recorded_key = record.and_then(|r| r.request_key.as_deref());
+        let Some((spec, interval, attempt)) = self.request_of(run, recorded_key).await? else {
+            return Ok((None, false));
+        };
+        if recorded_key.is_some() {
+            return Ok((Some((spec, interval, attempt)), false));
+        }
+        let key = RequestKey::new(spec, interval, attempt);
+        match self
+            .ledger
+            .record_requested(&key, &facts_of(run), now)
+            .await?
+        {
+            Recorded::New => {
+                info!(
+                    attempt,
+                    request_key = %key,
+                    "adopted a run whose request the ledger did not hold"
+                );
+                Ok((Some((spec, interval, attempt)), true))
+            }
+            Recorded::AlreadyRequested { run_id } if run_id == run.id => {
+                Ok((Some((spec, interval, attempt)), false))
+            }
+            // Another run took this request meanwhile (a concurrent adoption):
+            // this one is looked at again on the next invocation.
+            Recorded::AlreadyRequested { .. } => Ok((None, false)),
+        }
+    }
+
+    async fn reconcile_run(&self, run: ReportRun, creates: Creates, now: i64) -> Summary {
+        let mut summary = Summary::default();
+        let facts = facts_of(&run);
         let record = match self.ledger.run(&run.id).await {
             Ok(record) => record,
             Err(err) => {
                 warn!(error = %err, "cannot read the ledger");
+                return Summary::error();
+            }
+        };
+        // Adoption comes first, whatever the run's state: a stored orphan
+        // whose request key is free would otherwise be requested again.
+        let request = match self.adopt(&run, record.as_ref(), now).await {
+            Ok((request, newly)) => {
+                summary.adopted += u64::from(newly);
+                request
+            }
+            Err(err) => {
+                warn!(error = %err, "cannot adopt run");
                 summary.errors += 1;
                 return summary;
             }
@@ -396,25 +685,6 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             && run.status != StripeRunStatus::Failed
         {
             return summary;
-        }
-        // Which of our requests this run answers (spec + attempt), if any.
-        let request = self
-            .request_of(&run, record.as_ref().and_then(|r| r.request_key.as_deref()))
-            .await;
-        if record.is_none()
-            && let Some((spec, interval, attempt)) = &request
-        {
-            // Orphaned by a crash between Stripe and the ledger: adopt it.
-            let key = RequestKey::new(spec, *interval, *attempt);
-            match self.ledger.record_requested(&key, &facts, now).await {
-                Ok(Recorded::New) => info!(attempt, "adopted a run missing from the ledger"),
-                Ok(Recorded::AlreadyRequested { .. }) => {}
-                Err(err) => {
-                    warn!(error = %err, "cannot record adopted run");
-                    summary.errors += 1;
-                    return summary;
-                }
-            }
         }
         match run.status {
             StripeRunStatus::Succeeded => {
@@ -469,9 +739,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                         // Only what the re-request did counts: finding it made
                         // by an earlier invocation is not news.
                         let retry = self
-                            .ensure_requested(spec, interval, attempt + 1, now)
+                            .ensure_requested(spec, interval, attempt + 1, creates, now)
                             .await;
                         summary.created += retry.created;
+                        summary.deferred += retry.deferred;
                         summary.errors += retry.errors;
                     } else {
                         warn!(
@@ -494,16 +765,19 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
 
     /// The spec, interval and attempt whose request key this run answers: the
     /// ledger's `request_key` when known, else the first attempt of the spec
-    /// (with the run's parameters) whose key is free or already names this run.
+    /// (with the run's parameters) whose key is free or already names this
+    /// run. A ledger read that fails is an error, never a guess: guessing
+    /// "free" could record the run under the wrong attempt.
     async fn request_of(
         &self,
         run: &ReportRun,
         recorded_key: Option<&str>,
-    ) -> Option<(&ReportSpec, Interval, u32)> {
-        let interval = Interval {
-            start: run.parameters.interval_start?,
-            end: run.parameters.interval_end?,
+    ) -> Result<Option<Request<'_>>, LedgerError> {
+        let (Some(start), Some(end)) = (run.parameters.interval_start, run.parameters.interval_end)
+        else {
+            return Ok(None);
         };
+        let interval = Interval { start, end };
         let candidates = self.specs.iter().filter(|spec| {
             spec.report_type == run.report_type
                 && CreateReportRun::for_spec(spec, interval).parameters == run.parameters
@@ -513,18 +787,17 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 let key = RequestKey::new(spec, interval, attempt);
                 let answers = match recorded_key {
                     Some(recorded) => recorded == key.as_str(),
-                    None => match self.ledger.requested_run(&key).await {
-                        Ok(None) => true,
-                        Ok(Some(run_id)) => run_id == run.id,
-                        Err(_) => false,
+                    None => match self.ledger.requested_run(&key).await? {
+                        None => true,
+                        Some(run_id) => run_id == run.id,
                     },
                 };
                 if answers {
-                    return Some((spec, interval, attempt));
+                    return Ok(Some((spec, interval, attempt)));
                 }
             }
         }
-        None
+        Ok(None)
     }
 }
 
@@ -618,6 +891,9 @@ mod tests {
             now,
         )
         .unwrap();
+        // Two whole days end in the window; the one ending at MAR10 is not
+        // available, so exactly one is left, and it ends before MAR10.
+        assert_eq!(short.available.len(), 1, "{short:?}");
         assert!(short.available.iter().all(|i| i.end < MAR10));
         assert_eq!(short.unavailable, 1);
         // data_available_start cuts the start of the window.

@@ -10,13 +10,14 @@
 use std::collections::HashSet;
 
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::domain::ledger::RunStatus;
 use crate::domain::secret::SecretString;
 use crate::domain::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
 use crate::ports::{
-    DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, RunFacts, ScheduleQueue, Transition,
+    ClaimEnd, DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, RunFacts, ScheduleQueue,
+    Transition,
 };
 use crate::stripe::types::{Event, RunParameters};
 
@@ -237,9 +238,15 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 return WebhookAnswer::Rejected(reason);
             }
         };
+        // A span attached with `instrument`, never entered across an await:
+        // deliveries handled concurrently on one task keep their own ids.
         let span =
             tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type);
-        let _entered = span.enter();
+        self.handle_event(event, now).instrument(span).await
+    }
+
+    /// Decides, claims, routes and finishes one verified event.
+    async fn handle_event(&self, event: Event, now: i64) -> WebhookAnswer {
         // Decided before anything is written: an unreadable object is refused
         // with the ledger untouched, an ignored event costs no write.
         let decision = match decide(&event, &self.report_types) {
@@ -253,12 +260,12 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 return WebhookAnswer::Rejected(reason);
             }
         };
-        match self
+        let token = match self
             .ledger
             .claim_event(&event.id, &event.event_type, now, CLAIM_STALE_AFTER_SECS)
             .await
         {
-            Ok(EventClaim::Claimed) => {}
+            Ok(EventClaim::Claimed(token)) => token,
             Ok(EventClaim::Done) => {
                 info!("duplicate delivery: already handled");
                 return WebhookAnswer::Received(Outcome::Duplicate);
@@ -272,21 +279,32 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 warn!(error = %err, "cannot claim event");
                 return WebhookAnswer::Failed("ledger unavailable".into());
             }
-        }
+        };
         match self.route(decision, now).await {
             Ok(outcome) => {
-                if let Err(err) = self.ledger.finish_event(&event.id, now).await {
+                match self.ledger.finish_event(&event.id, &token, now).await {
+                    Ok(ClaimEnd::Owned) => {}
+                    // Routing is idempotent: the delivery that took over does the same.
+                    Ok(ClaimEnd::TakenOver) => {
+                        info!("claim was taken over by a later delivery: left to it")
+                    }
                     // The effects are in place; an unfinished claim only means a
                     // later duplicate is routed again, which is idempotent.
-                    warn!(error = %err, "event routed but not marked done");
+                    Err(err) => warn!(error = %err, "event routed but not marked done"),
                 }
                 info!(outcome = ?outcome, "event handled");
                 WebhookAnswer::Received(outcome)
             }
             Err(err) => {
-                if let Err(release) = self.ledger.release_event(&event.id).await {
+                match self.ledger.release_event(&event.id, &token).await {
+                    Ok(ClaimEnd::Owned) => {}
+                    Ok(ClaimEnd::TakenOver) => {
+                        info!("claim was taken over by a later delivery: not released")
+                    }
                     // The claim goes stale after CLAIM_STALE_AFTER_SECS and is then taken over.
-                    warn!(error = %release, "claim not released; it expires on its own");
+                    Err(release) => {
+                        warn!(error = %release, "claim not released; it expires on its own")
+                    }
                 }
                 warn!(error = %err, "event not routed: answering 500 so Stripe retries");
                 WebhookAnswer::Failed(match err {
@@ -315,31 +333,42 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 configured,
             } => {
                 let span = tracing::info_span!("run", run_id = %facts.run_id, report_type = %facts.report_type);
-                let _entered = span.enter();
-                if !configured && self.ledger.run(&facts.run_id).await?.is_none() {
-                    info!("run of a report type that is not configured: ignored");
-                    return Ok(Outcome::Ignored);
+                self.route_run(facts, outcome, configured, now)
+                    .instrument(span)
+                    .await
+            }
+        }
+    }
+
+    async fn route_run(
+        &self,
+        facts: RunFacts,
+        outcome: RunOutcome,
+        configured: bool,
+        now: i64,
+    ) -> Result<Outcome, RouteError> {
+        if !configured && self.ledger.run(&facts.run_id).await?.is_none() {
+            info!("run of a report type that is not configured: ignored");
+            return Ok(Outcome::Ignored);
+        }
+        match outcome {
+            RunOutcome::Succeeded => match self.ledger.mark_succeeded(&facts, now).await? {
+                Transition::Applied => {
+                    self.downloads.enqueue_download(&facts.run_id).await?;
+                    Ok(Outcome::Enqueued)
                 }
-                match outcome {
-                    RunOutcome::Succeeded => match self.ledger.mark_succeeded(&facts, now).await? {
-                        Transition::Applied => {
-                            self.downloads.enqueue_download(&facts.run_id).await?;
-                            Ok(Outcome::Enqueued)
-                        }
-                        Transition::Refused { current } => {
-                            info!(status = %current, "run already final");
-                            Ok(Outcome::AlreadyFinal)
-                        }
-                    },
-                    RunOutcome::Failed { error } => {
-                        match self.ledger.mark_failed(&facts, &error, now).await? {
-                            Transition::Applied => Ok(Outcome::RecordedFailure),
-                            Transition::Refused { current } => {
-                                debug_assert!(current != RunStatus::Pending);
-                                info!(status = %current, "run already final: failure not recorded");
-                                Ok(Outcome::AlreadyFinal)
-                            }
-                        }
+                Transition::Refused { current } => {
+                    info!(status = %current, "run already final");
+                    Ok(Outcome::AlreadyFinal)
+                }
+            },
+            RunOutcome::Failed { error } => {
+                match self.ledger.mark_failed(&facts, &error, now).await? {
+                    Transition::Applied => Ok(Outcome::RecordedFailure),
+                    Transition::Refused { current } => {
+                        debug_assert!(current != RunStatus::Pending);
+                        info!(status = %current, "run already final: failure not recorded");
+                        Ok(Outcome::AlreadyFinal)
                     }
                 }
             }

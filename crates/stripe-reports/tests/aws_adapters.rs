@@ -11,7 +11,8 @@ use stripe_reports::domain::ledger::{RunStatus, StoredObject};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::ports::{
-    DownloadQueue, EventClaim, Ledger, LedgerError, Recorded, RunFacts, ScheduleQueue, Transition,
+    ClaimEnd, ClaimToken, DownloadQueue, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
+    ScheduleQueue, Transition,
 };
 use support::*;
 
@@ -223,26 +224,37 @@ async fn a_run_seen_first_by_webhook_keeps_its_state_when_the_request_is_recorde
     );
 }
 
+fn claimed(claim: EventClaim) -> ClaimToken {
+    match claim {
+        EventClaim::Claimed(token) => token,
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn events_are_deduplicated_and_can_be_released() {
     let ledger = ledger().await;
     let t = "reporting.report_run.succeeded";
-    assert_eq!(
-        ledger.claim_event("evt_1", t, NOW, 60).await.unwrap(),
-        EventClaim::Claimed
-    );
+    let first = claimed(ledger.claim_event("evt_1", t, NOW, 60).await.unwrap());
     // A second delivery while the first is being handled.
     assert_eq!(
         ledger.claim_event("evt_1", t, NOW + 1, 60).await.unwrap(),
         EventClaim::InProgress
     );
     // Routing failed: the claim is released and the next delivery is handled.
-    ledger.release_event("evt_1").await.unwrap();
     assert_eq!(
-        ledger.claim_event("evt_1", t, NOW + 2, 60).await.unwrap(),
-        EventClaim::Claimed
+        ledger.release_event("evt_1", &first).await.unwrap(),
+        ClaimEnd::Owned
     );
-    ledger.finish_event("evt_1", NOW + 3).await.unwrap();
+    let second = claimed(ledger.claim_event("evt_1", t, NOW + 2, 60).await.unwrap());
+    assert_ne!(first, second, "every claim has its own token");
+    assert_eq!(
+        ledger
+            .finish_event("evt_1", &second, NOW + 3)
+            .await
+            .unwrap(),
+        ClaimEnd::Owned
+    );
     assert_eq!(
         ledger.claim_event("evt_1", t, NOW + 4, 60).await.unwrap(),
         EventClaim::Done
@@ -256,27 +268,71 @@ async fn events_are_deduplicated_and_can_be_released() {
     );
     // An expired marker that TTL has not swept yet counts as absent.
     let after_ttl = NOW + 2 + stripe_reports::aws::ledger::EVENT_TTL_SECS + 1;
-    assert_eq!(
-        ledger.claim_event("evt_1", t, after_ttl, 60).await.unwrap(),
-        EventClaim::Claimed
-    );
+    claimed(ledger.claim_event("evt_1", t, after_ttl, 60).await.unwrap());
 }
 
 #[tokio::test]
 async fn a_claim_whose_handler_died_is_taken_over_once_stale() {
     let ledger = ledger().await;
     let t = "reporting.report_run.succeeded";
-    assert_eq!(
-        ledger.claim_event("evt_2", t, NOW, 60).await.unwrap(),
-        EventClaim::Claimed
-    );
+    claimed(ledger.claim_event("evt_2", t, NOW, 60).await.unwrap());
     assert_eq!(
         ledger.claim_event("evt_2", t, NOW + 59, 60).await.unwrap(),
         EventClaim::InProgress
     );
+    claimed(ledger.claim_event("evt_2", t, NOW + 61, 60).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_slow_handler_cannot_finish_or_release_the_claim_of_the_one_that_took_over() {
+    let ledger = ledger().await;
+    let t = "reporting.report_run.succeeded";
+    let slow = claimed(ledger.claim_event("evt_3", t, NOW, 60).await.unwrap());
+    let took_over = claimed(ledger.claim_event("evt_3", t, NOW + 61, 60).await.unwrap());
+    // The slow handler's release would delete the new claim; its finish would
+    // mark done an event whose routing is still under way.
     assert_eq!(
-        ledger.claim_event("evt_2", t, NOW + 61, 60).await.unwrap(),
-        EventClaim::Claimed
+        ledger.release_event("evt_3", &slow).await.unwrap(),
+        ClaimEnd::TakenOver
+    );
+    assert_eq!(
+        ledger.finish_event("evt_3", &slow, NOW + 62).await.unwrap(),
+        ClaimEnd::TakenOver
+    );
+    assert_eq!(
+        ledger.claim_event("evt_3", t, NOW + 63, 60).await.unwrap(),
+        EventClaim::InProgress,
+        "the claim of the handler that took over is intact"
+    );
+    assert_eq!(
+        ledger
+            .finish_event("evt_3", &took_over, NOW + 64)
+            .await
+            .unwrap(),
+        ClaimEnd::Owned
+    );
+    assert_eq!(
+        ledger.claim_event("evt_3", t, NOW + 65, 60).await.unwrap(),
+        EventClaim::Done
+    );
+    // Finishing an event nobody claimed (released or swept meanwhile)
+    // creates no item, so no marker without `expires_at` can appear.
+    assert_eq!(
+        ledger
+            .finish_event("evt_never", &took_over, NOW)
+            .await
+            .unwrap(),
+        ClaimEnd::TakenOver
+    );
+    assert_eq!(
+        ledger.release_event("evt_never", &took_over).await.unwrap(),
+        ClaimEnd::TakenOver
+    );
+    claimed(
+        ledger
+            .claim_event("evt_never", t, NOW + 1, 60)
+            .await
+            .unwrap(),
     );
 }
 
@@ -298,6 +354,39 @@ async fn unfinished_runs_are_pending_and_succeeded_only() {
         .mark_failed(&facts("frr_f"), "no", NOW)
         .await
         .unwrap();
+    // Retired: Stripe no longer has it.
+    ledger
+        .record_requested(&key(20), &facts("frr_r"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .mark_retired(&facts("frr_r"), "404 at Stripe", NOW)
+            .await
+            .unwrap(),
+        Transition::Applied
+    );
+    let retired = ledger.run("frr_r").await.unwrap().unwrap();
+    assert_eq!(retired.status, RunStatus::Retired);
+    assert_eq!(retired.error.as_deref(), Some("404 at Stripe"));
+    // Seen first by a webhook (unfinished), and an orphan adopted after it
+    // was stored (linking its request must not bring it back into the index).
+    ledger.mark_succeeded(&facts("frr_w"), NOW).await.unwrap();
+    ledger.mark_succeeded(&facts("frr_o"), NOW).await.unwrap();
+    ledger
+        .mark_stored(&facts("frr_o"), &stored("frr_o"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .record_requested(&key(21), &facts("frr_o"), NOW + 1)
+            .await
+            .unwrap(),
+        Recorded::New
+    );
+    let orphan = ledger.run("frr_o").await.unwrap().unwrap();
+    assert_eq!(orphan.status, RunStatus::Stored);
+    assert_eq!(orphan.request_key.as_deref(), Some(key(21).as_str()));
     let mut unfinished: Vec<(String, RunStatus)> = ledger
         .unfinished_runs()
         .await
@@ -310,9 +399,20 @@ async fn unfinished_runs_are_pending_and_succeeded_only() {
         unfinished,
         vec![
             ("frr_p".into(), RunStatus::Pending),
-            ("frr_s".into(), RunStatus::Succeeded)
+            ("frr_s".into(), RunStatus::Succeeded),
+            ("frr_w".into(), RunStatus::Succeeded),
         ]
     );
+    // Read through the sparse index: no finished run is visited at all.
+    let indexed = ledger
+        .client()
+        .scan()
+        .table_name(ledger.table())
+        .index_name(stripe_reports::aws::ledger::UNFINISHED_INDEX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(indexed.count(), 3, "{:?}", indexed.items());
 }
 
 #[tokio::test]

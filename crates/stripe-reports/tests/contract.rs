@@ -134,9 +134,33 @@ async fn every_emulator_answer_validates_against_stripes_openapi() {
     ];
     let pending = captures[2].body.clone();
     assert_eq!(pending["status"], "pending");
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let run_id = pending["id"].as_str().unwrap().to_owned();
     let failed_id = captures[3].body["id"].as_str().unwrap().to_owned();
+    // Poll until the emulator has finished both runs (bounded), rather than
+    // sleeping a fixed time and hoping.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for (id, finished) in [(&run_id, "succeeded"), (&failed_id, "failed")] {
+        loop {
+            let run: Value = http
+                .get(format!("{base}/v1/reporting/report_runs/{id}"))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if run["status"] == finished {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {id} is still {} after 10 s, not {finished}",
+                run["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let run_url = format!("/v1/reporting/report_runs/{run_id}");
     let failed_url = format!("/v1/reporting/report_runs/{failed_id}");
     captures.push(

@@ -17,28 +17,53 @@ use stripe_reports::stripe::{RetryPolicy, StripeClient, StripeClientConfig};
 pub const API_KEY: &str = "sk_test_scheduler_tests";
 pub const DAY: i64 = 86_400;
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+/// One reading of the clock, taken once per test: the `now` a test hands the
+/// scheduler and the `today` its expectations use always agree, even when
+/// the test runs across midnight UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Unix seconds.
+    pub now: i64,
+    /// The UTC midnight that starts the day of `now`.
+    pub today: i64,
 }
 
-/// The UTC midnight that starts today.
-pub fn today() -> i64 {
-    let now = now();
-    now - now.rem_euclid(DAY)
+impl Clock {
+    /// Reads the system clock.
+    pub fn read() -> Self {
+        Self::at(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        )
+    }
+
+    /// Reads the system clock for a test that invokes again up to `secs`
+    /// later and expects the same day then: in the last `secs` before
+    /// midnight UTC, `now` is moved back to leave that room.
+    pub fn read_with_room(secs: i64) -> Self {
+        let clock = Self::read();
+        Self::at(clock.now.min(clock.today + DAY - 1 - secs))
+    }
+
+    pub fn at(now: i64) -> Self {
+        Self {
+            now,
+            today: now - now.rem_euclid(DAY),
+        }
+    }
 }
 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A report type with data from a year ago up to today's UTC midnight.
-pub fn report_type(id: &str) -> ReportTypeConfig {
+/// A report type with data from a year ago up to the clock's UTC midnight.
+pub fn report_type(clock: &Clock, id: &str) -> ReportTypeConfig {
     let mut kind = ReportTypeConfig::new(id);
-    kind.data_available_start = Some(today() - 400 * DAY);
-    kind.data_available_end = Some(today());
+    kind.data_available_start = Some(clock.today - 400 * DAY);
+    kind.data_available_end = Some(clock.today);
     kind
 }
 

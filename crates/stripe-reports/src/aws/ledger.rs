@@ -11,12 +11,23 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
-use crate::ports::{EventClaim, Ledger, LedgerError, Recorded, RunFacts, RunRecord, Transition};
+use crate::ports::{
+    ClaimEnd, ClaimToken, DownloadLease, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
+    RunRecord, Transition,
+};
 
 /// How long a handled webhook event id is remembered (Stripe retries for 3 days).
 pub const EVENT_TTL_SECS: i64 = 30 * 24 * 3600;
 const EVENT_PROCESSING: &str = "processing";
 const EVENT_DONE: &str = "done";
+/// The sparse global secondary index of unfinished runs: only `pending` and
+/// `succeeded` run items carry its key attribute (every transition to a final
+/// state removes it), so reconcile reads the few runs it waits for instead of
+/// scanning years of stored ones.
+pub const UNFINISHED_INDEX: &str = "unfinished";
+/// The index's partition key attribute and its one value.
+const UNFINISHED_ATTRIBUTE: &str = "unfinished";
+const UNFINISHED_MARK: &str = "1";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -71,6 +82,10 @@ impl DynamoLedger {
         &self.table
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Creates a ledger table with the SPEC's key schema (on-demand) and
     /// returns the ledger on it: for local stacks and tests. Deployed tables
     /// come from template.yaml, which also turns on TTL and point-in-time recovery.
@@ -79,24 +94,43 @@ impl DynamoLedger {
         table: impl Into<String>,
     ) -> Result<Self, LedgerError> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType,
         };
         let table = table.into();
-        let key = KeySchemaElement::builder()
-            .attribute_name("pk")
-            .key_type(KeyType::Hash)
+        let built =
+            |err: aws_sdk_dynamodb::error::BuildError| LedgerError::Unavailable(err.to_string());
+        let hash_key = |name: &str| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(built)
+        };
+        let string_attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(built)
+        };
+        let unfinished = GlobalSecondaryIndex::builder()
+            .index_name(UNFINISHED_INDEX)
+            .key_schema(hash_key(UNFINISHED_ATTRIBUTE)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
             .build()
-            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
-        let attribute = AttributeDefinition::builder()
-            .attribute_name("pk")
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(|err| LedgerError::Unavailable(err.to_string()))?;
+            .map_err(built)?;
         client
             .create_table()
             .table_name(&table)
-            .key_schema(key)
-            .attribute_definitions(attribute)
+            .key_schema(hash_key("pk")?)
+            .attribute_definitions(string_attribute("pk")?)
+            .attribute_definitions(string_attribute(UNFINISHED_ATTRIBUTE)?)
+            .global_secondary_indexes(unfinished)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await
@@ -152,6 +186,15 @@ impl DynamoLedger {
             values.insert(format!(":x{index}"), value);
             sets.push(format!("#x{index} = :x{index}"));
         }
+        // Membership of the unfinished-runs index follows the state.
+        names.insert("#unfinished".into(), UNFINISHED_ATTRIBUTE.into());
+        let update_expression = if next.is_final() {
+            format!("SET {} REMOVE #unfinished", sets.join(", "))
+        } else {
+            values.insert(":unfinished".into(), s(UNFINISHED_MARK));
+            sets.push("#unfinished = :unfinished".into());
+            format!("SET {}", sets.join(", "))
+        };
         let sources: Vec<String> = RunStatus::allowed_sources(next)
             .into_iter()
             .enumerate()
@@ -169,7 +212,7 @@ impl DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(run_pk(&run.run_id)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(update_expression)
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -289,12 +332,41 @@ impl Ledger for DynamoLedger {
             }
             Err(err) => return Err(unavailable(err)),
         };
-        // 2. The run item, created pending unless a webhook recorded it first
-        //    (then only the link to the request is added). Repeating it after
-        //    a crash between the two writes heals the ledger.
+        // 2. The run item: created pending (and in the unfinished index) when
+        //    it is new; when a webhook or an earlier attempt wrote it first,
+        //    only the link to the request is added, whatever its state (an
+        //    orphan adopted after it was stored stays stored). Repeating this
+        //    after a crash between the two writes heals the ledger.
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(run_pk(&run.run_id))),
+            ("request_key".to_owned(), s(key.as_str())),
+            ("status".to_owned(), s(RunStatus::Pending.as_str())),
+            ("report_type".to_owned(), s(&run.report_type)),
+            ("created".to_owned(), n(now)),
+            ("updated".to_owned(), n(now)),
+            (UNFINISHED_ATTRIBUTE.to_owned(), s(UNFINISHED_MARK)),
+        ]);
+        if let Some(start) = run.interval_start {
+            item.insert("interval_start".into(), n(start));
+        }
+        if let Some(end) = run.interval_end {
+            item.insert("interval_end".into(), n(end));
+        }
+        let created = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match created {
+            Ok(_) => return Ok(outcome),
+            Err(err) if is_condition_failure(&err) => {}
+            Err(err) => return Err(unavailable(err)),
+        }
         let mut sets = vec![
             "request_key = :key",
-            "#status = if_not_exists(#status, :pending)",
             "report_type = if_not_exists(report_type, :report_type)",
             "created = if_not_exists(created, :now)",
             "updated = if_not_exists(updated, :now)",
@@ -304,9 +376,7 @@ impl Ledger for DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(run_pk(&run.run_id)))
-            .expression_attribute_names("#status", "status")
             .expression_attribute_values(":key", s(key.as_str()))
-            .expression_attribute_values(":pending", s(RunStatus::Pending.as_str()))
             .expression_attribute_values(":report_type", s(&run.report_type))
             .expression_attribute_values(":now", n(now));
         if let Some(start) = run.interval_start {
@@ -347,6 +417,84 @@ impl Ledger for DynamoLedger {
             .await
     }
 
+    async fn mark_retired(
+        &self,
+        run: &RunFacts,
+        reason: &str,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.transition(run, RunStatus::Retired, vec![("error", s(reason))], now)
+            .await
+    }
+
+    async fn lease_download(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<DownloadLease, LedgerError> {
+        // Only a run that may still become stored is leased (the domain's
+        // transitions decide which states those are).
+        let mut values: HashMap<String, AttributeValue> = HashMap::from([
+            (":owner".to_owned(), s(owner)),
+            (":until".to_owned(), n(until)),
+            (":now".to_owned(), n(now)),
+        ]);
+        let sources: Vec<String> = RunStatus::allowed_sources(RunStatus::Stored)
+            .into_iter()
+            .enumerate()
+            .map(|(index, status)| {
+                values.insert(format!(":from{index}"), s(status.as_str()));
+                format!(":from{index}")
+            })
+            .collect();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .update_expression("SET download_lease = :owner, lease_until = :until")
+            .condition_expression(format!(
+                "attribute_exists(pk) AND #status IN ({}) AND \
+                 (attribute_not_exists(lease_until) OR lease_until < :now OR download_lease = :owner)",
+                sources.join(", ")
+            ))
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(DownloadLease::Acquired),
+            Err(err) if is_condition_failure(&err) => Ok(match self.run(run_id).await? {
+                None => DownloadLease::Unrecorded,
+                Some(record) if record.status == RunStatus::Stored => DownloadLease::Stored,
+                Some(record) if record.status.is_final() => DownloadLease::Final(record.status),
+                Some(_) => DownloadLease::Held,
+            }),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn release_download(&self, run_id: &str, owner: &str) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .update_expression("REMOVE download_lease, lease_until")
+            .condition_expression("download_lease = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            // Not ours (any more): nothing to give up.
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
     async fn mark_stored(
         &self,
         run: &RunFacts,
@@ -369,6 +517,7 @@ impl Ledger for DynamoLedger {
         now: i64,
         stale_after_secs: i64,
     ) -> Result<EventClaim, LedgerError> {
+        let token = ClaimToken(uuid::Uuid::new_v4().simple().to_string());
         let result = self
             .client
             .put_item()
@@ -376,6 +525,7 @@ impl Ledger for DynamoLedger {
             .item("pk", s(event_pk(event_id)))
             .item("event_type", s(event_type))
             .item("state", s(EVENT_PROCESSING))
+            .item("claim_token", s(&token.0))
             .item("claimed_at", n(now))
             .item("expires_at", n(now + EVENT_TTL_SECS))
             // TTL deletion is lazy: an expired marker counts as absent. A claim
@@ -391,7 +541,7 @@ impl Ledger for DynamoLedger {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(EventClaim::Claimed),
+            Ok(_) => Ok(EventClaim::Claimed(token)),
             Err(err) if is_condition_failure(&err) => {
                 let item = self.get(event_pk(event_id)).await?;
                 let done = item
@@ -408,52 +558,81 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn finish_event(&self, event_id: &str, now: i64) -> Result<(), LedgerError> {
-        self.client
+    async fn finish_event(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+        now: i64,
+    ) -> Result<ClaimEnd, LedgerError> {
+        // Conditional on the token: never overwrite another delivery's claim,
+        // and never create an item (without `expires_at`) where none is.
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(event_pk(event_id)))
             .update_expression("SET #state = :done, finished_at = :now")
+            .condition_expression("claim_token = :token")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":done", s(EVENT_DONE))
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":token", s(&token.0))
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(ClaimEnd::Owned),
+            Err(err) if is_condition_failure(&err) => Ok(ClaimEnd::TakenOver),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
-    async fn release_event(&self, event_id: &str) -> Result<(), LedgerError> {
-        self.client
+    async fn release_event(
+        &self,
+        event_id: &str,
+        token: &ClaimToken,
+    ) -> Result<ClaimEnd, LedgerError> {
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(event_pk(event_id)))
+            .condition_expression("claim_token = :token")
+            .expression_attribute_values(":token", s(&token.0))
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(ClaimEnd::Owned),
+            Err(err) if is_condition_failure(&err) => Ok(ClaimEnd::TakenOver),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+        // The sparse index holds only unfinished runs: the cost of this read
+        // follows what reconcile waits for, not the ledger's history. (Index
+        // reads are eventually consistent: a run recorded a moment ago may
+        // show on the next tick; Stripe's run list covers it meanwhile.)
         let mut runs = Vec::new();
         let mut start_key: Option<Item> = None;
         loop {
             let output = self
                 .client
-                .scan()
+                .query()
                 .table_name(&self.table)
-                .filter_expression("begins_with(pk, :run) AND #status IN (:pending, :succeeded)")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":run", s("run#"))
-                .expression_attribute_values(":pending", s(RunStatus::Pending.as_str()))
-                .expression_attribute_values(":succeeded", s(RunStatus::Succeeded.as_str()))
-                .consistent_read(true)
+                .index_name(UNFINISHED_INDEX)
+                .key_condition_expression("#unfinished = :mark")
+                .expression_attribute_names("#unfinished", UNFINISHED_ATTRIBUTE)
+                .expression_attribute_values(":mark", s(UNFINISHED_MARK))
                 .set_exclusive_start_key(start_key.take())
                 .send()
                 .await
                 .map_err(unavailable)?;
             for item in output.items() {
-                runs.push(parse_run(item)?);
+                let record = parse_run(item)?;
+                // A projection lagging behind a transition: trust the state.
+                if !record.status.is_final() {
+                    runs.push(record);
+                }
             }
             match output.last_evaluated_key {
                 Some(key) if !key.is_empty() => start_key = Some(key),

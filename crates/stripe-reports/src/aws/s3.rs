@@ -4,7 +4,11 @@
 //! byte count other than the expected size, a cut stream or an S3 error
 //! aborts the upload, so no partial object is ever kept.
 //!
-//! Peak memory ≈ (parts in flight + 1) × part size, whatever the file size.
+//! Peak memory ≈ (parts in flight + 1) × part size, whatever the file size:
+//! a chunk that crosses a part boundary is split there and its tail carried
+//! into the next part, so no part buffer ever grows past the part size. The
+//! upload is bounded by a deadline; when it passes, the multipart upload is
+//! aborted before the error is returned (never left open by a dropped future).
 
 use std::collections::HashMap;
 
@@ -15,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// S3's smallest part (all but the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -52,6 +57,8 @@ pub enum SinkError {
         operation: &'static str,
         reason: String,
     },
+    #[error("the invocation's time ran out after {bytes} bytes; the upload was aborted")]
+    Deadline { bytes: u64 },
 }
 
 fn s3_error<E: std::error::Error>(operation: &'static str) -> impl FnOnce(E) -> SinkError {
@@ -94,62 +101,66 @@ impl S3Sink {
         &self.client
     }
 
-    /// Writes `body` to `object.key`, or nothing at all.
-    pub async fn store<S, E>(&self, object: &ObjectSpec, body: S) -> Result<Written, SinkError>
+    /// Writes `body` to `object.key`, or nothing at all: a source error, a
+    /// size other than the expected one, an S3 error or the `deadline`
+    /// passing aborts the multipart upload before the error is returned.
+    pub async fn store<S, E>(
+        &self,
+        object: &ObjectSpec,
+        body: S,
+        deadline: Instant,
+    ) -> Result<Written, SinkError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut body = body;
-        let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
-        let mut buffer =
-            BytesMut::with_capacity(self.part_size.min(object.expected_size as usize + 1));
-        // Fill the first part; a file that ends before is one PutObject.
-        let first_complete = fill(
-            &mut body,
-            &mut buffer,
-            self.part_size,
-            &mut hasher,
-            &mut received,
-        )
-        .await?;
-        if !first_complete {
-            check_size(object, received)?;
-            self.put_single(object, buffer.freeze()).await?;
+        let mut reader = PartReader::new(body, self.part_size);
+        let out_of_time = |reader: &PartReader<S>| SinkError::Deadline {
+            bytes: reader.received,
+        };
+        // The first part; a file that ends before it is full is one PutObject
+        // (a PutObject cut short stores nothing, so there is nothing to abort).
+        let first = match tokio::time::timeout_at(deadline, reader.next_part()).await {
+            Ok(first) => first?,
+            Err(_) => return Err(out_of_time(&reader)),
+        };
+        if first.len() < self.part_size {
+            check_size(object, reader.received)?;
+            match tokio::time::timeout_at(deadline, self.put_single(object, first)).await {
+                Ok(put) => put?,
+                Err(_) => return Err(out_of_time(&reader)),
+            }
             return Ok(Written {
-                bytes: received,
-                sha256: hex::encode(hasher.finalize()),
+                bytes: reader.received,
+                sha256: reader.sha256(),
                 parts: 0,
             });
         }
         let upload_id = self.start_multipart(object).await?;
-        match self
-            .upload_parts(
-                object,
-                &upload_id,
-                &mut body,
-                buffer,
-                &mut hasher,
-                &mut received,
-            )
-            .await
-        {
-            Ok(parts) => {
-                let written = Written {
-                    bytes: received,
-                    sha256: hex::encode(hasher.finalize()),
-                    parts: parts.len(),
-                };
-                if let Err(err) = self.complete(object, &upload_id, parts).await {
-                    self.abort(object, &upload_id).await;
-                    return Err(err);
-                }
-                Ok(written)
-            }
-            Err(err) => {
+        let uploaded = tokio::time::timeout_at(deadline, async {
+            let parts = self
+                .upload_parts(object, &upload_id, &mut reader, first)
+                .await?;
+            let count = parts.len();
+            self.complete(object, &upload_id, parts).await?;
+            Ok::<_, SinkError>(count)
+        })
+        .await;
+        match uploaded {
+            Ok(Ok(parts)) => Ok(Written {
+                bytes: reader.received,
+                sha256: reader.sha256(),
+                parts,
+            }),
+            Ok(Err(err)) => {
                 self.abort(object, &upload_id).await;
                 Err(err)
+            }
+            Err(_) => {
+                // The parts in flight are cancelled with their JoinSet; the
+                // upload itself is aborted here, not left to the lifecycle rule.
+                self.abort(object, &upload_id).await;
+                Err(out_of_time(&reader))
             }
         }
     }
@@ -193,10 +204,8 @@ impl S3Sink {
         &self,
         object: &ObjectSpec,
         upload_id: &str,
-        body: &mut S,
-        first: BytesMut,
-        hasher: &mut Sha256,
-        received: &mut u64,
+        reader: &mut PartReader<S>,
+        first: Bytes,
     ) -> Result<Vec<CompletedPart>, SinkError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -207,33 +216,19 @@ impl S3Sink {
         let mut number: i32 = 1;
         let mut part = first;
         loop {
-            self.send_part(
-                &mut in_flight,
-                &mut done,
-                object,
-                upload_id,
-                number,
-                part.freeze(),
-            )
-            .await?;
+            self.send_part(&mut in_flight, &mut done, object, upload_id, number, part)
+                .await?;
             number += 1;
-            let mut next = BytesMut::with_capacity(self.part_size);
-            if fill(body, &mut next, self.part_size, hasher, received).await? {
+            let next = reader.next_part().await?;
+            if next.len() == self.part_size {
                 part = next;
                 continue;
             }
             // The body ended: the rest (possibly nothing) is the last part.
-            check_size(object, *received)?;
+            check_size(object, reader.received)?;
             if !next.is_empty() {
-                self.send_part(
-                    &mut in_flight,
-                    &mut done,
-                    object,
-                    upload_id,
-                    number,
-                    next.freeze(),
-                )
-                .await?;
+                self.send_part(&mut in_flight, &mut done, object, upload_id, number, next)
+                    .await?;
             }
             break;
         }
@@ -306,6 +301,7 @@ impl S3Sink {
     /// Returns how many were aborted.
     pub async fn abort_leftover_uploads(&self, key: &str) -> Result<usize, SinkError> {
         let mut aborted = 0;
+        let mut failed: Vec<String> = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut upload_id_marker: Option<String> = None;
         loop {
@@ -326,21 +322,36 @@ impl S3Sink {
                 if upload_key != key {
                     continue; // a longer key with the same prefix
                 }
-                self.client
+                // One abort that fails does not keep the others open.
+                match self
+                    .client
                     .abort_multipart_upload()
                     .bucket(&self.bucket)
                     .key(key)
                     .upload_id(upload_id)
                     .send()
                     .await
-                    .map_err(s3_error("AbortMultipartUpload"))?;
-                aborted += 1;
+                {
+                    Ok(_) => aborted += 1,
+                    Err(err) => failed.push(super::sdk_message(&err)),
+                }
             }
             if page.is_truncated() != Some(true) {
-                return Ok(aborted);
+                break;
             }
             key_marker = page.next_key_marker().map(str::to_owned);
             upload_id_marker = page.next_upload_id_marker().map(str::to_owned);
+        }
+        match failed.first() {
+            None => Ok(aborted),
+            Some(first) => Err(SinkError::S3 {
+                operation: "AbortMultipartUpload",
+                reason: format!(
+                    "{} of {} leftover uploads not aborted; first: {first}",
+                    failed.len(),
+                    failed.len() + aborted
+                ),
+            }),
         }
     }
 
@@ -387,35 +398,144 @@ fn check_size(object: &ObjectSpec, received: u64) -> Result<(), SinkError> {
     }
 }
 
-/// Reads from `body` into `buffer` until it holds at least `part_size` bytes
-/// (`true`; the last chunk may overshoot by less than one chunk) or the body
-/// ends (`false`). Bytes are hashed and counted as they arrive.
-async fn fill<S, E>(
-    body: &mut S,
-    buffer: &mut BytesMut,
+/// Cuts a byte stream into parts of exactly `part_size` bytes (the last one
+/// shorter), hashing and counting the bytes as they arrive. A chunk that
+/// crosses a part boundary is split there and its tail carried (without a
+/// copy) into the next part, so a part's buffer is allocated once at the part
+/// size and never grows.
+struct PartReader<S> {
+    body: S,
     part_size: usize,
-    hasher: &mut Sha256,
-    received: &mut u64,
-) -> Result<bool, SinkError>
+    hasher: Sha256,
+    received: u64,
+    carry: Bytes,
+    ended: bool,
+}
+
+impl<S, E> PartReader<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    while buffer.len() < part_size {
-        match body.next().await {
-            None => return Ok(false),
-            Some(Err(err)) => {
-                return Err(SinkError::Source {
-                    bytes: *received,
-                    reason: err.to_string(),
-                });
+    fn new(body: S, part_size: usize) -> Self {
+        Self {
+            body,
+            part_size,
+            hasher: Sha256::new(),
+            received: 0,
+            carry: Bytes::new(),
+            ended: false,
+        }
+    }
+
+    /// The next part: `part_size` bytes, or fewer (possibly none) once the
+    /// body has ended.
+    async fn next_part(&mut self) -> Result<Bytes, SinkError> {
+        let mut part = BytesMut::with_capacity(self.part_size);
+        loop {
+            if !self.carry.is_empty() {
+                let take = self.carry.len().min(self.part_size - part.len());
+                part.extend_from_slice(&self.carry.split_to(take));
             }
-            Some(Ok(chunk)) => {
-                hasher.update(&chunk);
-                *received += chunk.len() as u64;
-                buffer.extend_from_slice(&chunk);
+            if part.len() == self.part_size || self.ended {
+                return Ok(part.freeze());
+            }
+            match self.body.next().await {
+                None => self.ended = true,
+                Some(Err(err)) => {
+                    return Err(SinkError::Source {
+                        bytes: self.received,
+                        reason: err.to_string(),
+                    });
+                }
+                Some(Ok(chunk)) => {
+                    self.hasher.update(&chunk);
+                    self.received += chunk.len() as u64;
+                    self.carry = chunk;
+                }
             }
         }
     }
-    Ok(true)
+
+    fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(sizes: &[usize]) -> impl Stream<Item = Result<Bytes, String>> + Unpin {
+        let mut next = 0u8;
+        let chunks: Vec<Result<Bytes, String>> = sizes
+            .iter()
+            .map(|size| {
+                let chunk: Vec<u8> = (0..*size)
+                    .map(|_| {
+                        next = next.wrapping_add(1);
+                        next
+                    })
+                    .collect();
+                Ok(Bytes::from(chunk))
+            })
+            .collect();
+        futures_util::stream::iter(chunks)
+    }
+
+    #[tokio::test]
+    async fn parts_are_cut_at_the_part_size_and_their_buffers_never_grow() {
+        // Chunks of 7 bytes into parts of 10: every chunk boundary misses.
+        let mut reader = PartReader::new(chunks(&[7; 5]), 10);
+        let mut all = Vec::new();
+        let mut lengths = Vec::new();
+        loop {
+            let part = reader.next_part().await.unwrap();
+            lengths.push(part.len());
+            all.extend_from_slice(&part);
+            if part.len() < 10 {
+                break;
+            }
+        }
+        assert_eq!(lengths, vec![10, 10, 10, 5]);
+        assert_eq!(reader.received, 35);
+        let expected: Vec<u8> = (1..=35).collect();
+        assert_eq!(all, expected, "bytes in order, none lost or repeated");
+        assert_eq!(reader.sha256(), hex::encode(Sha256::digest(&expected)));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_larger_than_a_part_spans_several_parts() {
+        let mut reader = PartReader::new(chunks(&[25, 3]), 10);
+        let mut lengths = Vec::new();
+        loop {
+            let part = reader.next_part().await.unwrap();
+            // Allocated at the part size, and never more.
+            assert!(part.len() <= 10);
+            lengths.push(part.len());
+            if part.len() < 10 {
+                break;
+            }
+        }
+        assert_eq!(lengths, vec![10, 10, 8]);
+        // A body of exactly whole parts ends with an empty part.
+        let mut exact = PartReader::new(chunks(&[10, 10]), 10);
+        assert_eq!(exact.next_part().await.unwrap().len(), 10);
+        assert_eq!(exact.next_part().await.unwrap().len(), 10);
+        assert_eq!(exact.next_part().await.unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_source_error_names_the_bytes_received() {
+        let body = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err("connection reset".to_owned()),
+        ]);
+        let mut reader = PartReader::new(body, 10);
+        let err = reader.next_part().await.unwrap_err().to_string();
+        assert!(
+            err.contains("after 3 bytes") && err.contains("connection reset"),
+            "{err}"
+        );
+    }
 }

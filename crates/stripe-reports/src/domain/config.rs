@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use url::Url;
 
 use super::secret::SecretString;
-use super::spec::{ReportSpec, validate_specs};
+use super::spec::{ReportSpec, read_specs};
 
 /// The Stripe API version this code is built and tested against
 /// (the version of `shared/stripe/stripe-reporting-openapi.json`).
@@ -372,7 +372,8 @@ impl Config {
         if reports.is_empty() {
             return Err(ConfigError::new("REPORTS", "is an empty list"));
         }
-        validate_specs(&reports).map_err(|err| ConfigError::new("REPORTS", err.to_string()))?;
+        let reports =
+            read_specs(reports).map_err(|err| ConfigError::new("REPORTS", err.to_string()))?;
 
         let lookback_days = match get("LOOKBACK_DAYS") {
             None => DEFAULT_LOOKBACK_DAYS,

@@ -1,7 +1,8 @@
 //! Ledger states of a report run and the transitions allowed between them.
 //!
-//! `pending → succeeded → stored`, or `pending → failed`. `stored` and `failed`
-//! are final: nothing moves a run out of them. The DynamoDB adapter enforces
+//! `pending → succeeded → stored`, or `pending → failed`; an unfinished run
+//! Stripe no longer has (it answers 404) is `retired`. `stored`, `failed` and
+//! `retired` are final: nothing moves a run out of them. The DynamoDB adapter enforces
 //! the same rules with condition expressions built from [`RunStatus::may_become`].
 
 use serde::{Deserialize, Serialize};
@@ -17,14 +18,19 @@ pub enum RunStatus {
     Stored,
     /// Stripe could not produce the report. Final (a retry is a new run).
     Failed,
+    /// Stripe no longer has the run (404 with the configured key: a switch
+    /// from a test key to a live key, deleted test data). Final, with the
+    /// reason, so it is counted and alarmed once instead of on every reconcile.
+    Retired,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 4] = [
+    pub const ALL: [RunStatus; 5] = [
         RunStatus::Pending,
         RunStatus::Succeeded,
         RunStatus::Stored,
         RunStatus::Failed,
+        RunStatus::Retired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +39,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Stored => "stored",
             RunStatus::Failed => "failed",
+            RunStatus::Retired => "retired",
         }
     }
 
@@ -41,7 +48,10 @@ impl RunStatus {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, RunStatus::Stored | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Stored | RunStatus::Failed | RunStatus::Retired
+        )
     }
 
     /// Whether a run in `self` may be moved to `next`. Staying in the same
@@ -52,9 +62,9 @@ impl RunStatus {
     pub fn may_become(self, next: RunStatus) -> bool {
         use RunStatus::*;
         match (self, next) {
-            (Pending, Pending | Succeeded | Stored | Failed) => true,
-            (Succeeded, Succeeded | Stored) => true,
-            (Stored, _) | (Failed, _) => false,
+            (Pending, Pending | Succeeded | Stored | Failed | Retired) => true,
+            (Succeeded, Succeeded | Stored | Retired) => true,
+            (Stored, _) | (Failed, _) | (Retired, _) => false,
             (Succeeded, Pending | Failed) => false,
         }
     }
@@ -103,6 +113,18 @@ mod tests {
         }
         assert!(!Stored.may_become(Failed));
         assert!(!Succeeded.may_become(Failed));
+    }
+
+    #[test]
+    fn only_unfinished_runs_retire_and_retired_is_final() {
+        assert_eq!(
+            RunStatus::allowed_sources(Retired),
+            vec![Pending, Succeeded]
+        );
+        for next in RunStatus::ALL {
+            assert!(!Retired.may_become(next), "retired -> {next}");
+        }
+        assert!(Retired.is_final());
     }
 
     #[test]

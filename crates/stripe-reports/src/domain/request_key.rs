@@ -35,8 +35,10 @@ impl RequestKey {
                 field("column", column);
             }
         }
+        // Specs are normalized when read (`spec::read_specs`): the currency
+        // here is the one sent to Stripe.
         if let Some(currency) = &spec.currency {
-            field("currency", &currency.to_ascii_lowercase());
+            field("currency", currency);
         }
         if let Some(category) = &spec.reporting_category {
             field("reporting_category", category);

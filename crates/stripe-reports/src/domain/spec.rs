@@ -160,6 +160,26 @@ impl ReportSpec {
     }
 }
 
+impl ReportSpec {
+    /// Writes case-insensitive parameters in the one form Stripe stores and
+    /// echoes (currency: lowercase ISO code), so that the request key, the
+    /// request sent to Stripe and the comparison with Stripe's runs all see
+    /// the same value. Done once, when a spec is read.
+    pub fn normalize(&mut self) {
+        if let Some(currency) = &mut self.currency {
+            currency.make_ascii_lowercase();
+        }
+    }
+}
+
+/// Normalizes every spec read from configuration or the command line, then
+/// checks them (so `"USD"` and `"usd"` are one request, and a duplicate).
+pub fn read_specs(mut specs: Vec<ReportSpec>) -> Result<Vec<ReportSpec>, SpecError> {
+    specs.iter_mut().for_each(ReportSpec::normalize);
+    validate_specs(&specs)?;
+    Ok(specs)
+}
+
 /// Checks every spec, and that no two specs ask for the same thing.
 pub fn validate_specs(specs: &[ReportSpec]) -> Result<(), SpecError> {
     for (index, spec) in specs.iter().enumerate() {
@@ -198,6 +218,20 @@ mod tests {
         .unwrap();
         assert_eq!(spec.frequency, Frequency::Weekly);
         assert!(validate_specs(&[spec]).is_ok());
+    }
+
+    #[test]
+    fn currency_is_normalized_once_when_specs_are_read() {
+        let mut upper = ReportSpec::new("balance.summary.1");
+        upper.currency = Some("USD".into());
+        let specs = read_specs(vec![upper.clone()]).unwrap();
+        assert_eq!(specs[0].currency.as_deref(), Some("usd"));
+        let mut lower = upper.clone();
+        lower.currency = Some("usd".into());
+        assert!(matches!(
+            read_specs(vec![upper, lower]),
+            Err(SpecError::Duplicate { .. })
+        ));
     }
 
     #[test]

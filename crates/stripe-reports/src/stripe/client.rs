@@ -369,16 +369,22 @@ pub fn retry_decision(status: StatusCode, headers: &HeaderMap) -> bool {
         || status.is_server_error()
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
+/// `Retry-After` in seconds, from the network: any value parses without a
+/// panic path (`Duration::from_secs_f64` panics past u64 seconds, and release
+/// builds abort on panic), and absurd values are capped, so they read as
+/// "longer than worth waiting for" (see [`RetryPolicy::delay`]).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    /// Far above [`MAX_RETRY_AFTER`], far below what a Duration can hold.
+    const CAP_SECS: f64 = 86_400.0;
+    let secs = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64)
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)?;
+    Duration::try_from_secs_f64(secs.min(CAP_SECS)).ok()
 }
 
 async fn error_from_response(response: Response) -> StripeError {
@@ -511,6 +517,43 @@ mod tests {
         }
         assert!(policy.delay(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
         assert!(policy.delay(1, Some(Duration::from_secs(600))) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn any_retry_after_from_the_network_parses_without_a_panic() {
+        let parse = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            retry_after(&headers)
+        };
+        assert_eq!(parse("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse(" 0.5 "), Some(Duration::from_millis(500)));
+        // Past u64 seconds, where Duration::from_secs_f64 panics: capped.
+        for absurd in [
+            "1e300",
+            "18446744073709551616",
+            "1.8e19",
+            "99999999999999999999999",
+        ] {
+            let wait = parse(absurd).unwrap();
+            assert_eq!(wait, Duration::from_secs(86_400), "{absurd}");
+            // ...and too long to wait for: the backoff decides.
+            let policy = RetryPolicy::default();
+            assert!(policy.delay(1, Some(wait)) <= policy.initial_delay);
+        }
+        for junk in [
+            "-1",
+            "NaN",
+            "inf",
+            "-inf",
+            "Wed, 21 Oct 2026 07:28:00 GMT",
+            "",
+        ] {
+            assert_eq!(parse(junk), None, "{junk}");
+        }
     }
 
     #[test]

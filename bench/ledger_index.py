@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""What reconcile reads from a ledger with years of history: the old full
+scan (filter on status) against the sparse `unfinished` index, on the same
+moto table. DynamoDB bills a Scan by the items it reads (ScannedCount), not
+by the ones the filter keeps, so the figure that matters is items read per
+reconcile; moto's seconds are printed beside it.
+
+    .venv/bin/python scripts/local_aws.py run -- .venv/bin/python bench/ledger_index.py [--stored 100000]
+"""
+import argparse
+import os
+import time
+import uuid
+
+import boto3
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--stored", type=int, default=100_000, help="finished run items (years of history)")
+parser.add_argument("--unfinished", type=int, default=40, help="pending and succeeded run items")
+args = parser.parse_args()
+
+dynamodb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+table = f"ledger-index-bench-{uuid.uuid4().hex[:8]}"
+dynamodb.create_table(
+    TableName=table,
+    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                          {"AttributeName": "unfinished", "AttributeType": "S"}],
+    GlobalSecondaryIndexes=[{"IndexName": "unfinished",
+                             "KeySchema": [{"AttributeName": "unfinished", "KeyType": "HASH"}],
+                             "Projection": {"ProjectionType": "ALL"}}],
+    BillingMode="PAY_PER_REQUEST",
+)
+
+
+def item(n, status):
+    item = {"pk": {"S": f"run#frr_{n:09d}"}, "status": {"S": status},
+            "report_type": {"S": "balance_change_from_activity.itemized.3"},
+            "interval_start": {"N": str(1_600_000_000 + n * 86400)},
+            "interval_end": {"N": str(1_600_086_400 + n * 86400)},
+            "created": {"N": "1600000000"}, "updated": {"N": "1600000000"},
+            "request_key": {"S": f"request#balance_change_from_activity.itemized.3#{n}#{n + 1}#0123456789abcdef"}}
+    if status in ("pending", "succeeded"):
+        item["unfinished"] = {"S": "1"}
+    else:
+        item.update({"s3_key": {"S": f"stripe/report_type=x/date=2020-01-01/frr_{n:09d}.csv"},
+                     "bytes": {"N": "123456"}, "sha256": {"S": "0" * 64}, "file_id": {"S": "file_x"}})
+    return item
+
+
+started = time.time()
+statuses = ["stored"] * args.stored + ["pending", "succeeded"] * (args.unfinished // 2)
+batch = []
+for n, status in enumerate(statuses):
+    batch.append({"PutRequest": {"Item": item(n, status)}})
+    if len(batch) == 25:
+        dynamodb.batch_write_item(RequestItems={table: batch})
+        batch = []
+if batch:
+    dynamodb.batch_write_item(RequestItems={table: batch})
+print(f"loaded {len(statuses)} run items in {time.time() - started:.0f} s")
+
+
+def scan_filter():
+    read = kept = 0
+    kwargs = {"TableName": table, "FilterExpression": "begins_with(pk, :run) AND #s IN (:p, :s)",
+              "ExpressionAttributeNames": {"#s": "status"},
+              "ExpressionAttributeValues": {":run": {"S": "run#"}, ":p": {"S": "pending"}, ":s": {"S": "succeeded"}},
+              "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        read += page["ScannedCount"]
+        kept += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return read, kept
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def query_index():
+    read = kept = 0
+    kwargs = {"TableName": table, "IndexName": "unfinished", "KeyConditionExpression": "#u = :one",
+              "ExpressionAttributeNames": {"#u": "unfinished"}, "ExpressionAttributeValues": {":one": {"S": "1"}}}
+    while True:
+        page = dynamodb.query(**kwargs)
+        read += page["ScannedCount"]
+        kept += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return read, kept
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+print(f"{'read':<28}{'items read':>12}{'runs found':>12}{'seconds (moto)':>16}")
+for name, read_runs in (("scan + filter (before)", scan_filter), ("sparse index query (now)", query_index)):
+    started = time.time()
+    read, kept = read_runs()
+    print(f"{name:<28}{read:>12}{kept:>12}{time.time() - started:>16.2f}")
+dynamodb.delete_table(TableName=table)

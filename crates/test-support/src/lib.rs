@@ -1,0 +1,207 @@
+//! The set-up the integration test suites share, written once: local AWS on
+//! moto's server (a uniquely named ledger table, bucket or queue per test,
+//! and draining a queue), the Stripe emulator with a client for it, one
+//! reading of the clock per test, and a log writer a test can read back.
+//! Dev-only: no production crate depends on it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig};
+use stripe_reports::aws::DynamoLedger;
+use stripe_reports::domain::config::FileHosts;
+use stripe_reports::domain::secret::SecretString;
+use stripe_reports::stripe::{RetryPolicy, StripeClient, StripeClientConfig};
+
+pub const DAY: i64 = 86_400;
+pub const MIB: u64 = 1024 * 1024;
+
+/// A name no other test uses (tests share one moto server).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// One reading of the clock, taken once per test: the `now` a test hands a
+/// handler and the `today` its expectations use always agree, even when the
+/// test runs across midnight UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// Unix seconds.
+    pub now: i64,
+    /// The UTC midnight that starts the day of `now`.
+    pub today: i64,
+}
+
+impl Clock {
+    /// Reads the system clock.
+    pub fn read() -> Self {
+        Self::at(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_secs() as i64,
+        )
+    }
+
+    pub fn at(now: i64) -> Self {
+        Self {
+            now,
+            today: now - now.rem_euclid(DAY),
+        }
+    }
+}
+
+/// The SDK configuration of moto's server (`make test` sets `AWS_ENDPOINT_URL`).
+pub async fn local_aws() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run the tests with `make test` (it starts moto's server)"
+    );
+    stripe_reports::aws::load_sdk_config().await
+}
+
+/// A new ledger table (the SPEC's key schema and the unfinished-runs index).
+pub async fn ledger(sdk: &aws_config::SdkConfig) -> DynamoLedger {
+    DynamoLedger::create_table(aws_sdk_dynamodb::Client::new(sdk), unique("runs"))
+        .await
+        .expect("create ledger table")
+}
+
+/// A new bucket and an S3 client for it (path-style, as against any local S3).
+pub async fn bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String) {
+    let s3 = stripe_reports::aws::s3_client(sdk, true);
+    let bucket = unique("reports");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    (s3, bucket)
+}
+
+/// A new queue: its client and URL.
+pub async fn queue(sdk: &aws_config::SdkConfig, prefix: &str) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    (sqs, url)
+}
+
+/// Receives and deletes every message on the queue; their JSON bodies.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        if out.messages().is_empty() {
+            return bodies;
+        }
+        for message in out.messages() {
+            bodies.push(serde_json::from_str(message.body().unwrap_or("null")).expect("JSON body"));
+            sqs.delete_message()
+                .queue_url(url)
+                .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+/// The Stripe emulator on a free loopback port.
+pub async fn emulator(
+    api_key: &str,
+    report_types: Vec<ReportTypeConfig>,
+    run_delay: Duration,
+) -> Emulator {
+    Emulator::start(
+        EmulatorConfig {
+            api_key: api_key.into(),
+            report_types,
+            run_delay,
+            ..EmulatorConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("address"),
+    )
+    .await
+    .expect("start emulator")
+}
+
+/// Retries in milliseconds, so fault tests stay short.
+pub fn quick_retries(max_retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        initial_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(100),
+    }
+}
+
+/// A Stripe client for the emulator, sending the key to `file_hosts` only.
+pub fn stripe_client(
+    emulator: &Emulator,
+    api_key: &str,
+    file_hosts: &str,
+    retry: RetryPolicy,
+) -> StripeClient {
+    let mut config = StripeClientConfig::new(
+        emulator.base_url().parse().expect("emulator URL"),
+        SecretString::new(api_key),
+        FileHosts::parse(file_hosts).expect("file hosts"),
+    );
+    config.retry = retry;
+    StripeClient::new(config).expect("client")
+}
+
+/// A sample event from `events/`.
+pub fn event_file(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("event file")).expect("event JSON")
+}
+
+/// A log writer the test can read back (for a `tracing_subscriber` JSON layer).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Every line written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
+    }
+
+    /// Every line, parsed as JSON (lines that are not JSON are skipped).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut bytes) = self.0.lock() {
+            bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
