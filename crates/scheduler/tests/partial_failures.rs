@@ -328,6 +328,7 @@ fn list_unreadable() -> Faults {
             should_retry: None,
             times: 1000,
             body: None,
+            retry_after: None,
         }],
         ..Faults::default()
     }

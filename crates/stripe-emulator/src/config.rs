@@ -126,6 +126,9 @@ pub struct Injection {
     pub should_retry: Option<bool>,
     #[serde(default = "one")]
     pub times: u32,
+    /// Sent as `Retry-After` when set, verbatim (any text, absurd values too).
+    #[serde(default)]
+    pub retry_after: Option<String>,
     /// Answer with this body (as JSON) instead of Stripe's error object: a
     /// `200` with missing fields or wrong types, or a body that is not JSON.
     #[serde(default)]

@@ -198,16 +198,20 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
                     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             );
         }
-        chosen = Some((injection.status, injection.should_retry));
+        chosen = Some((
+            injection.status,
+            injection.should_retry,
+            injection.retry_after.clone(),
+        ));
     }
     if chosen.is_none()
         && let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until)
         && Instant::now() < until
         && state.rng.random::<f64>() < storm.fraction
     {
-        chosen = Some((storm.status, storm.should_retry));
+        chosen = Some((storm.status, storm.should_retry, None));
     }
-    let (status, should_retry) = chosen?;
+    let (status, should_retry, retry_after) = chosen?;
     state.stats.injected_errors += 1;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (error_type, code, message) = match status.as_u16() {
@@ -234,6 +238,9 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
             "stripe-should-retry",
             header::HeaderValue::from_static(if retry { "true" } else { "false" }),
         );
+    }
+    if let Some(value) = retry_after.and_then(|v| header::HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     Some(response)
 }

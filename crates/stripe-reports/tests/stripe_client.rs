@@ -47,6 +47,7 @@ fn inject(path_prefix: &str, status: u16, should_retry: Option<bool>, times: u32
             should_retry,
             times,
             body: None,
+            retry_after: None,
         }],
         ..Faults::default()
     }
@@ -99,6 +100,7 @@ async fn retries_429_and_500_then_succeeds() {
                 should_retry: None,
                 times: 1,
                 body: None,
+                retry_after: None,
             },
             Injection {
                 path_prefix: "/v1/reporting".into(),
@@ -107,6 +109,7 @@ async fn retries_429_and_500_then_succeeds() {
                 should_retry: None,
                 times: 1,
                 body: None,
+                retry_after: None,
             },
         ],
         ..Faults::default()
@@ -116,6 +119,54 @@ async fn retries_429_and_500_then_succeeds() {
     let stats = emulator.stats();
     assert_eq!(stats.injected_errors, 2);
     assert_eq!(stats.api_requests, 3);
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_neither_a_panic_nor_a_wait() {
+    let emulator = emulator(config()).await;
+    let client = client_for(&emulator, quick_retries(3));
+    // Past u64 seconds (Duration::from_secs_f64 panics there, and release
+    // builds abort on a panic), then past a day, then not a number at all.
+    let absurd = ["1e300", "18446744073709551616", "86401", "soon"];
+    emulator.set_faults(Faults {
+        inject: absurd
+            .iter()
+            .map(|value| Injection {
+                path_prefix: "/v1/reporting".into(),
+                method: None,
+                status: 429,
+                should_retry: None,
+                times: 1,
+                body: None,
+                retry_after: Some((*value).into()),
+            })
+            .collect(),
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    let outcome = client.report_type("balance.summary.1").await;
+    // Every 429 retried with the client's own short backoff: the fourth
+    // retry gets an answer, and nothing waited for the header's value.
+    let error = outcome.expect_err("four 429s exhaust three retries");
+    assert_eq!(error.status(), Some(429));
+    assert_eq!(emulator.stats().injected_errors, 4);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // And a sane one is honoured.
+    emulator.set_faults(Faults {
+        inject: vec![Injection {
+            path_prefix: "/v1/reporting".into(),
+            method: None,
+            status: 429,
+            should_retry: None,
+            times: 1,
+            body: None,
+            retry_after: Some("1".into()),
+        }],
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    client.report_type("balance.summary.1").await.unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }
 
 #[tokio::test]
