@@ -5,6 +5,7 @@
 mod fetch;
 mod invoke;
 mod local;
+mod status;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -35,6 +36,17 @@ enum Command {
         /// Print Stripe's JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Where every report spec stands: last stored, not stored (pending,
+    /// failed, overdue) with ages, recent freshness. Reads the ledger only.
+    /// Exit code 1 when anything is overdue or failed.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Intervals ending in the last N days (default: LOOKBACK_DAYS).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        days: Option<u32>,
     },
     /// Run the scheduler, webhook and downloader locally, with their event sources
     /// (needs the whole SPEC environment: Stripe, table, bucket, queues).
@@ -194,6 +206,18 @@ async fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Types { json } => types(&config, json).await,
+        Command::Status { json, days } => {
+            let now = jiff::Timestamp::now().as_second();
+            return match status::run(&config, status::StatusOptions { json, days }, now).await {
+                Ok(true) => ExitCode::SUCCESS,
+                // Something is overdue or failed: the table or JSON says what.
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("stripe-reports: status: {err}");
+                    ExitCode::from(3)
+                }
+            };
+        }
         Command::Local {
             listen,
             schedule_every,

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
+use test_support::{Clock, DAY, bucket, emulator_with, ledger, local_aws, queue, unique};
 
 const KEY: &str = "sk_test_cli_tests";
 const SECRET: &str = "whsec_cli_tests";
-const DAY: i64 = 86_400;
 
 fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-reports"));
@@ -22,19 +22,11 @@ fn bin() -> Command {
     command
 }
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
 /// The UTC midnight that starts today. Read once per test, and every date of
 /// the test derived from that one reading, so a test running across midnight
 /// does not mix two days.
 fn today() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    now - now.rem_euclid(DAY)
+    Clock::read().today
 }
 
 fn date(unix: i64) -> String {
@@ -67,18 +59,14 @@ async fn emulator(
     webhook: Option<WebhookConfig>,
     delay_ms: u64,
 ) -> Emulator {
-    Emulator::start(
-        EmulatorConfig {
-            api_key: KEY.into(),
-            report_types,
-            run_delay: Duration::from_millis(delay_ms),
-            webhook,
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
+    emulator_with(EmulatorConfig {
+        api_key: KEY.into(),
+        report_types,
+        run_delay: Duration::from_millis(delay_ms),
+        webhook,
+        ..EmulatorConfig::default()
+    })
     .await
-    .unwrap()
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -383,36 +371,12 @@ async fn wait_until_stored(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run with `make test` (it starts moto's server)"
-    );
-    let sdk = stripe_reports::aws::load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("runs");
-    let ledger = stripe_reports::aws::DynamoLedger::create_table(dynamodb.clone(), &table)
-        .await
-        .unwrap();
-    let s3 = stripe_reports::aws::s3_client(&sdk, true);
-    let bucket = unique("reports");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let downloads = sqs
-        .create_queue()
-        .queue_name(unique("dl"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let schedules = sqs
-        .create_queue()
-        .queue_name(unique("sched"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let sdk = local_aws().await;
+    let ledger = ledger(&sdk).await;
+    let table = ledger.table().to_owned();
+    let (s3, bucket) = bucket(&sdk).await;
+    let (sqs, downloads) = queue(&sdk, "dl").await;
+    let (_, schedules) = queue(&sdk, "sched").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

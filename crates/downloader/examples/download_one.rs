@@ -37,7 +37,8 @@ async fn main() {
         .unwrap_or_default();
     let deadline = stripe_reports::downloader::work_deadline(0, 0);
     match deps.downloader.store_run(&run_id, now, deadline).await {
-        Ok(stripe_reports::downloader::Stored::Now(stored)) => {
+        Ok(stripe_reports::downloader::Stored::Now(report)) => {
+            let stored = report.object;
             let seconds = started.elapsed().as_secs_f64();
             println!(
                 "{}",

@@ -29,9 +29,15 @@ pub struct Deps<L, S> {
 
 /// Builds the downloader once per cold start.
 pub async fn deps_from_env() -> Result<Deps<DynamoLedger, StripeClient>, ConfigError> {
-    let env = Environment::load().await?;
+    deps_from(Environment::load().await?).await
+}
+
+/// Builds the downloader from a loaded environment (tests pass their own
+/// configuration and clock). The client reads the API key from the
+/// secrets cache at each request.
+pub async fn deps_from(env: Environment) -> Result<Deps<DynamoLedger, StripeClient>, ConfigError> {
     let config = &env.config;
-    let key = env.secrets.require_api_key()?.clone();
+    let key = env.api_key().await?;
     let stripe = StripeClient::new(StripeClientConfig::from_config(config, key))
         .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
     let ledger = DynamoLedger::new(
@@ -98,48 +104,59 @@ pub async fn handle_batch<L: Ledger, S: StripeApi>(
                 )
                 .await
                 .unwrap_or(Err(DownloadError::Deadline("writing the ledger")));
+                // Each message's metrics as soon as it is done: a batch cut
+                // short (timeout, out of memory) still reported what it did.
+                metrics::emit("downloader", &message_metrics(&outcome));
                 (id, outcome)
             })
             .buffer_unordered(deps.concurrency.max(1))
             .collect()
             .await;
     let mut response = SqsBatchResponse::default();
-    let mut bytes = 0u64;
-    let mut failures = 0u64;
-    let mut failed_runs = 0u64;
     for (id, outcome) in outcomes {
-        match outcome {
-            Ok(Stored::Now(stored)) => bytes += stored.bytes,
-            Ok(Stored::RunFailed { recorded_now }) => failed_runs += u64::from(recorded_now),
-            Ok(Stored::Already | Stored::Gone) => {}
-            Err(err) => {
-                // A pending run is normal (redelivered later); the rest is logged
-                // as a failure, and after maxReceiveCount lands in the DLQ.
-                warn!(message_id = %id, error = %err, "message not handled; SQS will deliver it again");
-                failures += 1;
-                response.add_failure(id);
-            }
+        if let Err(err) = outcome {
+            // A pending run is normal (redelivered later); the rest is logged
+            // as a failure, and after maxReceiveCount lands in the DLQ.
+            warn!(message_id = %id, error = %err, "message not handled; SQS will deliver it again");
+            response.add_failure(id);
         }
     }
-    metrics::emit(
-        "downloader",
-        &[
-            Metric {
-                name: "BytesStored",
-                value: bytes as f64,
-                unit: "Bytes",
-            },
-            Metric {
-                name: "DownloadFailures",
-                value: failures as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "FailedRuns",
-                value: failed_runs as f64,
-                unit: "Count",
-            },
-        ],
-    );
     response
+}
+
+/// The metrics of one message (EMF, dimension `Function=downloader`):
+/// `ReportsStored`, `BytesStored`, `DownloadFailures` and `FailedRuns`
+/// every time, and `FreshnessSeconds` — from when the interval's data was
+/// first seen available to stored — for a report stored now.
+pub fn message_metrics(outcome: &Result<Stored, DownloadError>) -> Vec<Metric<'static>> {
+    let count = |name, value: bool| Metric {
+        name,
+        value: f64::from(u8::from(value)),
+        unit: "Count",
+    };
+    let stored = match outcome {
+        Ok(Stored::Now(report)) => Some(report),
+        _ => None,
+    };
+    let mut metrics = vec![
+        count("ReportsStored", stored.is_some()),
+        Metric {
+            name: "BytesStored",
+            value: stored.map_or(0.0, |report| report.object.bytes as f64),
+            unit: "Bytes",
+        },
+        count("DownloadFailures", outcome.is_err()),
+        count(
+            "FailedRuns",
+            matches!(outcome, Ok(Stored::RunFailed { recorded_now: true })),
+        ),
+    ];
+    if let Some(freshness) = stored.and_then(|report| report.freshness_secs) {
+        metrics.push(Metric {
+            name: "FreshnessSeconds",
+            value: freshness as f64,
+            unit: "Seconds",
+        });
+    }
+    metrics
 }

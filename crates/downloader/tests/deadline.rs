@@ -259,3 +259,54 @@ async fn a_run_stripe_no_longer_has_is_left_to_reconcile_not_retried_forever() {
     );
     assert_eq!(stack.objects().await, 0);
 }
+
+#[tokio::test]
+async fn a_stored_report_says_how_fresh_it_is_in_its_metrics() {
+    let stack = stack(64 * 1024).await;
+    let run_id = stack.finished_run(2).await;
+    let run = stripe_client(&stack.emulator, API_KEY, "127.0.0.1", quick_retries(2))
+        .report_run(&run_id)
+        .await
+        .unwrap();
+    let end = run.parameters.interval_end.unwrap();
+    // The scheduler saw the data reaching this interval at `seen`.
+    let seen = 1_790_000_000;
+    stack
+        .ledger
+        .record_availability(BALANCE, end + DAY, seen)
+        .await
+        .unwrap();
+    let stored_at = seen + 3 * 3600 + 17;
+    let outcome = stack
+        .deps
+        .downloader
+        .handle_message(
+            &json!({"run_id": run_id}).to_string(),
+            stored_at,
+            work_deadline(0, 0),
+        )
+        .await;
+    let Ok(Stored::Now(report)) = &outcome else {
+        panic!("not stored: {outcome:?}")
+    };
+    // The clock moves on by the seconds the download took.
+    let freshness = report.freshness_secs.unwrap();
+    assert!(
+        (3 * 3600 + 17..3 * 3600 + 27).contains(&freshness),
+        "{freshness}"
+    );
+    let metrics = downloader::message_metrics(&outcome);
+    let value = |name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    assert_eq!(value("ReportsStored"), Some(1.0));
+    assert_eq!(value("BytesStored"), Some(64.0 * 1024.0));
+    assert_eq!(value("FreshnessSeconds"), Some(freshness as f64));
+    assert_eq!(value("DownloadFailures"), Some(0.0));
+    // A failed message: a failure, and no freshness (no zero that would
+    // pull the average down).
+    let failed: Result<Stored, _> = Err(stripe_reports::downloader::DownloadError::NoFile);
+    let metrics = downloader::message_metrics(&failed);
+    let value = |name: &str| metrics.iter().find(|m| m.name == name).map(|m| m.value);
+    assert_eq!(value("DownloadFailures"), Some(1.0));
+    assert_eq!(value("ReportsStored"), Some(0.0));
+    assert_eq!(value("FreshnessSeconds"), None);
+}

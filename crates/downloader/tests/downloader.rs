@@ -6,33 +6,23 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use stripe_emulator::{Emulator, EmulatorConfig, Faults, ReportTypeConfig};
+use stripe_emulator::{Emulator, Faults, ReportTypeConfig};
 use stripe_reports::aws::{DynamoLedger, S3Sink};
 use stripe_reports::domain::calendar::Interval;
-use stripe_reports::domain::config::FileHosts;
 use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::request_key::RequestKey;
-use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{DownloadError, Downloader, Stored};
 use stripe_reports::ports::{Ledger, RunFacts};
-use stripe_reports::stripe::{
-    CreateReportRun, RetryPolicy, StripeClient, StripeClientConfig, StripeRunStatus,
+use stripe_reports::stripe::{CreateReportRun, StripeClient, StripeRunStatus};
+use test_support::{
+    Clock, DAY, MIB, bucket, ledger, local_aws, quick_retries, stripe_client, unique,
 };
 
 const API_KEY: &str = "sk_test_downloader_tests";
-const DAY: i64 = 86_400;
-const MIB: u64 = 1024 * 1024;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    Clock::read().now
 }
 
 /// The time a message may take: two minutes from now.
@@ -49,17 +39,7 @@ fn kind(id: &str, size: u64) -> ReportTypeConfig {
 }
 
 async fn emulator(types: Vec<ReportTypeConfig>, run_delay: Duration) -> Emulator {
-    Emulator::start(
-        EmulatorConfig {
-            api_key: API_KEY.into(),
-            report_types: types,
-            run_delay,
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
+    test_support::emulator(API_KEY, types, run_delay).await
 }
 
 struct Env {
@@ -71,31 +51,13 @@ struct Env {
 }
 
 fn stripe(emulator: &Emulator, hosts: &str) -> StripeClient {
-    let mut config = StripeClientConfig::new(
-        emulator.base_url().parse().unwrap(),
-        SecretString::new(API_KEY),
-        FileHosts::parse(hosts).unwrap(),
-    );
-    config.retry = RetryPolicy {
-        max_retries: 2,
-        initial_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-    };
-    StripeClient::new(config).unwrap()
+    stripe_client(emulator, API_KEY, hosts, quick_retries(2))
 }
 
 async fn env_with(emulator: Emulator, hosts: &str) -> Env {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "run the tests with `make test` (it starts moto's server)"
-    );
-    let sdk = stripe_reports::aws::load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("runs");
-    let ledger = DynamoLedger::create_table(dynamodb, &table).await.unwrap();
-    let s3 = stripe_reports::aws::s3_client(&sdk, true);
-    let bucket = unique("reports");
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let sdk = local_aws().await;
+    let ledger = ledger(&sdk).await;
+    let (s3, bucket) = bucket(&sdk).await;
     let deps = downloader::Deps {
         downloader: Downloader {
             ledger: ledger.clone(),

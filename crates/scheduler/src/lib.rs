@@ -19,12 +19,21 @@ use stripe_reports::scheduler::{Backfill, Scheduler, Summary};
 use stripe_reports::stripe::{StripeClient, StripeClientConfig};
 use tracing::{info, warn};
 
+/// The `input` of a scheduled invocation in the summary log line.
+const SCHEDULED: &str = "scheduled";
+
 pub type Service = Scheduler<DynamoLedger, StripeClient, SqsQueue>;
 
 /// Builds the scheduler once per cold start.
 pub async fn service_from_env() -> Result<Service, ConfigError> {
-    let env = Environment::load().await?;
-    let key = env.secrets.require_api_key()?.clone();
+    service_from(Environment::load().await?).await
+}
+
+/// Builds the scheduler from a loaded environment (tests pass their own
+/// configuration and clock). The client reads the API key from the
+/// secrets cache at each request.
+pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
+    let key = env.api_key().await?;
     let stripe = StripeClient::new(StripeClientConfig::from_config(&env.config, key))
         .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
     let ledger = DynamoLedger::new(
@@ -43,6 +52,7 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
         env.config.lookback_days,
     );
     service.stuck_after = Duration::from_secs(u64::from(env.config.stuck_after_hours) * 3600);
+    service.overdue_after = Duration::from_secs(u64::from(env.config.overdue_after_minutes) * 60);
     service.limiter = Arc::new(RateLimiter::new(env.config.stripe_max_rps));
     Ok(service)
 }
@@ -100,7 +110,7 @@ pub async fn handle_at<L: Ledger, S: StripeApi, D: DownloadQueue>(
     now: i64,
 ) -> Result<Value, Error> {
     match classify(payload)? {
-        Input::Scheduled => finish("scheduled", service.run_scheduled(now).await),
+        Input::Scheduled => finish(SCHEDULED, service.run_scheduled(now).await),
         Input::Backfill(backfill) => {
             let summary = service.run_backfill(&backfill, now).await?;
             finish("backfill", summary)
@@ -153,44 +163,35 @@ fn log_summary(input: &str, summary: &Summary) {
         failed = summary.failed,
         retired = summary.retired,
         stuck = summary.stuck,
+        overdue = summary.overdue,
         errors = summary.errors,
         "scheduler summary"
     );
-    metrics::emit(
-        "scheduler",
-        &[
-            Metric {
-                name: "RunsCreated",
-                value: summary.created as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "RunsEnqueuedByReconcile",
-                value: summary.enqueued as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "FailedRuns",
-                value: summary.failed as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "RetiredRuns",
-                value: summary.retired as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "StuckRuns",
-                value: summary.stuck as f64,
-                unit: "Count",
-            },
-            Metric {
-                name: "SchedulerErrors",
-                value: summary.errors as f64,
-                unit: "Count",
-            },
-        ],
-    );
+    metrics::emit("scheduler", &summary_metrics(input, summary));
+}
+
+/// The invocation's metrics (EMF, dimension `Function=scheduler`).
+/// `OverdueIntervals` comes from scheduled invocations only: they alone
+/// count every spec, and its absence is what the "scheduler stopped"
+/// alarm watches for (a schedule-queue message must not hide it).
+pub fn summary_metrics(input: &str, summary: &Summary) -> Vec<Metric<'static>> {
+    let count = |name, value: u64| Metric {
+        name,
+        value: value as f64,
+        unit: "Count",
+    };
+    let mut metrics = vec![
+        count("RunsCreated", summary.created),
+        count("RunsEnqueuedByReconcile", summary.enqueued),
+        count("FailedRuns", summary.failed),
+        count("RetiredRuns", summary.retired),
+        count("StuckRuns", summary.stuck),
+        count("SchedulerErrors", summary.errors),
+    ];
+    if input == SCHEDULED {
+        metrics.push(count("OverdueIntervals", summary.overdue));
+    }
+    metrics
 }
 
 /// Logs the summary and answers it; an invocation with errors fails (Lambda
@@ -207,4 +208,30 @@ fn finish(input: &str, summary: Summary) -> Result<Value, Error> {
         .into());
     }
     Ok(serde_json::to_value(summary)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_schedule_reports_overdue_intervals() {
+        let summary = Summary {
+            overdue: 3,
+            ..Summary::default()
+        };
+        let names = |input| -> Vec<&str> {
+            summary_metrics(input, &summary)
+                .iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        let scheduled = summary_metrics(SCHEDULED, &summary);
+        let overdue = scheduled.iter().find(|m| m.name == "OverdueIntervals");
+        assert_eq!(overdue.map(|m| m.value), Some(3.0));
+        for input in ["queue", "backfill"] {
+            assert!(!names(input).contains(&"OverdueIntervals"), "{input}");
+            assert!(names(input).contains(&"RunsCreated"), "{input}");
+        }
+    }
 }

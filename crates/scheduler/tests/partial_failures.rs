@@ -7,23 +7,17 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use serde_json::{Value, json};
 use stripe_emulator::{Faults, Injection};
-use stripe_reports::aws::SqsQueue;
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::{RunStatus, StoredObject};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::{ReportSpec, read_specs};
-use stripe_reports::ports::{
-    ClaimEnd, ClaimToken, DownloadLease, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
-    RunRecord, Transition,
-};
-use stripe_reports::rate::RateLimiter;
-use stripe_reports::scheduler::{Scheduler, Summary};
+use stripe_reports::ports::{Ledger, RunFacts, Transition};
+use stripe_reports::scheduler::Summary;
 use stripe_reports::stripe::CreateReportRun;
 
 const BALANCE: &str = "balance.summary.1";
@@ -48,145 +42,6 @@ fn day(clock: &Clock, days_ago: i64) -> Interval {
         start: clock.today - days_ago * DAY,
         end: clock.today - (days_ago - 1) * DAY,
     }
-}
-
-/// The real ledger, with faults switched on and off by the test: every
-/// `record_requested` failing (DynamoDB throttled or down right after
-/// Stripe's create), or every read of a first-attempt request key failing.
-#[derive(Clone)]
-struct FaultyLedger<L> {
-    inner: L,
-    writes_fail: Arc<AtomicBool>,
-    first_attempt_reads_fail: Arc<AtomicBool>,
-}
-
-impl<L> FaultyLedger<L> {
-    fn new(inner: L) -> Self {
-        Self {
-            inner,
-            writes_fail: Default::default(),
-            first_attempt_reads_fail: Default::default(),
-        }
-    }
-}
-
-/// Keys of later attempts end in `#a<n>` (the 16-hex hash before it may
-/// itself start with an `a`).
-fn is_first_attempt(key: &RequestKey) -> bool {
-    let last = key.as_str().rsplit('#').next().unwrap_or_default();
-    !(last.len() < 8 && last.starts_with('a') && last[1..].bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn injected() -> LedgerError {
-    LedgerError::Unavailable("injected: ProvisionedThroughputExceededException".into())
-}
-
-impl<L: Ledger> Ledger for FaultyLedger<L> {
-    async fn requested_run(&self, key: &RequestKey) -> Result<Option<String>, LedgerError> {
-        if self.first_attempt_reads_fail.load(Ordering::SeqCst) && is_first_attempt(key) {
-            return Err(injected());
-        }
-        self.inner.requested_run(key).await
-    }
-    async fn record_requested(
-        &self,
-        key: &RequestKey,
-        run: &RunFacts,
-        now: i64,
-    ) -> Result<Recorded, LedgerError> {
-        if self.writes_fail.load(Ordering::SeqCst) {
-            return Err(injected());
-        }
-        self.inner.record_requested(key, run, now).await
-    }
-    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, LedgerError> {
-        self.inner.run(run_id).await
-    }
-    async fn mark_succeeded(&self, run: &RunFacts, now: i64) -> Result<Transition, LedgerError> {
-        self.inner.mark_succeeded(run, now).await
-    }
-    async fn mark_failed(
-        &self,
-        run: &RunFacts,
-        error: &str,
-        now: i64,
-    ) -> Result<Transition, LedgerError> {
-        self.inner.mark_failed(run, error, now).await
-    }
-    async fn mark_retired(
-        &self,
-        run: &RunFacts,
-        reason: &str,
-        now: i64,
-    ) -> Result<Transition, LedgerError> {
-        self.inner.mark_retired(run, reason, now).await
-    }
-    async fn lease_download(
-        &self,
-        run_id: &str,
-        owner: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<DownloadLease, LedgerError> {
-        self.inner.lease_download(run_id, owner, now, until).await
-    }
-    async fn release_download(&self, run_id: &str, owner: &str) -> Result<(), LedgerError> {
-        self.inner.release_download(run_id, owner).await
-    }
-    async fn mark_stored(
-        &self,
-        run: &RunFacts,
-        stored: &StoredObject,
-        now: i64,
-    ) -> Result<Transition, LedgerError> {
-        self.inner.mark_stored(run, stored, now).await
-    }
-    async fn claim_event(
-        &self,
-        id: &str,
-        event_type: &str,
-        now: i64,
-        stale: i64,
-    ) -> Result<EventClaim, LedgerError> {
-        self.inner.claim_event(id, event_type, now, stale).await
-    }
-    async fn finish_event(
-        &self,
-        id: &str,
-        token: &ClaimToken,
-        now: i64,
-    ) -> Result<ClaimEnd, LedgerError> {
-        self.inner.finish_event(id, token, now).await
-    }
-    async fn release_event(&self, id: &str, token: &ClaimToken) -> Result<ClaimEnd, LedgerError> {
-        self.inner.release_event(id, token).await
-    }
-    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
-        self.inner.unfinished_runs().await
-    }
-}
-
-type FaultyService = Scheduler<
-    FaultyLedger<stripe_reports::aws::DynamoLedger>,
-    stripe_reports::stripe::StripeClient,
-    SqsQueue,
->;
-
-fn faulty_scheduler(
-    aws: &Aws,
-    emulator: &stripe_emulator::Emulator,
-    specs: Vec<ReportSpec>,
-    lookback_days: u32,
-) -> FaultyService {
-    let mut service = Scheduler::new(
-        FaultyLedger::new(aws.ledger.clone()),
-        stripe(emulator),
-        SqsQueue::new(aws.sqs.clone(), &aws.download_url),
-        specs,
-        lookback_days,
-    );
-    service.limiter = Arc::new(RateLimiter::new(100));
-    service
 }
 
 /// What the webhook and the downloader write for a run that finished and
@@ -586,4 +441,173 @@ async fn runs_of_a_report_type_removed_from_reports_are_still_finished() {
     // Nothing new is requested for the removed type.
     assert_eq!(reconciled.created, 0);
     assert_eq!(emulator.stats().runs_created, 2);
+}
+
+#[tokio::test]
+async fn when_an_orphan_cannot_be_adopted_nothing_new_is_created() {
+    let clock = Clock::read();
+    let emulator = emulator(vec![report_type(&clock, BALANCE)]).await;
+    let aws = aws().await;
+    let spec = ReportSpec::new(BALANCE);
+    let service = faulty_scheduler(&aws, &emulator, vec![spec.clone()], 1);
+    // An orphan past Stripe's key window for the one planned interval.
+    let orphan = stripe(&emulator)
+        .create_report_run(
+            &CreateReportRun::for_spec(&spec, day(&clock, 1)),
+            "lost-key",
+        )
+        .await
+        .unwrap();
+    // Stripe's list is read, but the orphan's ledger item cannot be: its
+    // adoption is undecided, so its request key being free proves nothing.
+    service.ledger.run_reads_fail.store(true, Ordering::SeqCst);
+    let failed = scheduler::handle_at(&service, scheduled(), clock.now).await;
+    let message = failed.unwrap_err().to_string();
+    assert!(message.contains("\"deferred\":1"), "{message}");
+    assert_eq!(
+        emulator.stats().runs_created,
+        1,
+        "no second run for the interval"
+    );
+    service.ledger.run_reads_fail.store(false, Ordering::SeqCst);
+    let healed = summary(
+        scheduler::handle_at(&service, scheduled(), clock.now + 60)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((healed.adopted, healed.created), (1, 0), "{healed:?}");
+    assert_eq!(
+        aws.ledger
+            .requested_run(&RequestKey::new(&spec, day(&clock, 1), 0))
+            .await
+            .unwrap(),
+        Some(orphan.id)
+    );
+}
+
+#[tokio::test]
+async fn a_retired_runs_interval_is_requested_again_until_that_succeeds() {
+    let clock = Clock::read();
+    let spec = ReportSpec::new(BALANCE);
+    let test_mode = emulator(vec![report_type(&clock, BALANCE)]).await;
+    let aws = aws().await;
+    let before = scheduler(&aws, &test_mode, vec![spec.clone()], 1);
+    scheduler::handle_at(&before, scheduled(), clock.now)
+        .await
+        .unwrap();
+    let live_mode = emulator(vec![report_type(&clock, BALANCE)]).await;
+    let after = scheduler(&aws, &live_mode, vec![spec.clone()], 1);
+    // Creating the re-request fails this time (Stripe answers 500s).
+    live_mode.set_faults(Faults {
+        inject: vec![Injection {
+            path_prefix: "/v1/reporting/report_runs".into(),
+            method: Some("POST".into()),
+            status: 500,
+            should_retry: None,
+            times: 1000,
+            body: None,
+            retry_after: None,
+        }],
+        ..Faults::default()
+    });
+    let failed = scheduler::handle_at(&after, scheduled(), clock.now + 60).await;
+    let message = failed.unwrap_err().to_string();
+    assert!(message.contains("\"retired\":1"), "{message}");
+    assert_eq!(live_mode.stats().runs_created, 0);
+    // The next invocation requests it again, though the run is retired
+    // (final, out of the unfinished index) by now.
+    live_mode.set_faults(Faults::default());
+    let healed = summary(
+        scheduler::handle_at(&after, scheduled(), clock.now + 120)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((healed.retired, healed.created), (0, 1), "{healed:?}");
+    assert_eq!(live_mode.stats().runs_created, 1);
+    assert!(
+        aws.ledger
+            .requested_run(&RequestKey::new(&spec, day(&clock, 1), 1))
+            .await
+            .unwrap()
+            .is_some(),
+        "recorded as the second attempt"
+    );
+}
+
+#[tokio::test]
+async fn an_interval_due_longer_than_the_grace_and_not_stored_is_overdue_until_stored() {
+    let clock = Clock::read();
+    // Runs stay pending at Stripe.
+    let emulator = stripe_emulator::Emulator::start(
+        stripe_emulator::EmulatorConfig {
+            api_key: API_KEY.into(),
+            report_types: vec![report_type(&clock, BALANCE)],
+            run_delay: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let aws = aws().await;
+    let mut service = scheduler(&aws, &emulator, vec![ReportSpec::new(BALANCE)], 2);
+    service.overdue_after = std::time::Duration::from_secs(30 * 60);
+    // First sighting of the data: due from now, so nothing is overdue yet.
+    let first = summary(
+        scheduler::handle_at(&service, scheduled(), clock.now)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((first.created, first.overdue), (2, 0), "{first:?}");
+    let seen = aws.ledger.availability(BALANCE).await.unwrap();
+    assert_eq!(seen.since(clock.today), Some(clock.now));
+    // Still within the grace.
+    let soon = summary(
+        scheduler::handle_at(&service, scheduled(), clock.now + 29 * 60)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(soon.overdue, 0, "{soon:?}");
+    // Past it, both still pending: overdue.
+    let late = summary(
+        scheduler::handle_at(&service, scheduled(), clock.now + 31 * 60)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(late.overdue, 2, "{late:?}");
+    // A schedule-queue message covers one type only: it does not count.
+    scheduler::handle_at(&service, schedule_message(BALANCE), clock.now + 32 * 60)
+        .await
+        .unwrap();
+    // Stored: no longer overdue.
+    for run in emulator.runs() {
+        stored_through_the_webhook(&aws, &run, &clock).await;
+    }
+    let healed = summary(
+        scheduler::handle_at(&service, scheduled(), clock.now + 33 * 60)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(healed.overdue, 0, "{healed:?}");
+}
+
+#[tokio::test]
+async fn an_interval_never_requested_is_overdue_too() {
+    let clock = Clock::read();
+    let emulator = emulator(vec![report_type(&clock, BALANCE)]).await;
+    let aws = aws().await;
+    let mut service = scheduler(&aws, &emulator, vec![ReportSpec::new(BALANCE)], 1);
+    service.overdue_after = std::time::Duration::ZERO;
+    // Nothing can be created (Stripe's list is unreadable): the data is
+    // seen available, the interval never requested.
+    emulator.set_faults(list_unreadable());
+    assert!(
+        scheduler::handle_at(&service, scheduled(), clock.now)
+            .await
+            .is_err()
+    );
+    let failed = scheduler::handle_at(&service, scheduled(), clock.now + 60).await;
+    let message = failed.unwrap_err().to_string();
+    assert!(message.contains("\"overdue\":1"), "{message}");
+    assert_eq!(emulator.stats().runs_created, 0);
 }

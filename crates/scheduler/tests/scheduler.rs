@@ -5,14 +5,14 @@ mod common;
 use common::*;
 use jiff::civil::{Weekday, date};
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
 use stripe_emulator::{ErrorStorm, Faults};
 use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::{Frequency, ReportSpec};
-use stripe_reports::ports::{
-    ClaimEnd, ClaimToken, Ledger, LedgerError, Recorded, RunFacts, Transition,
-};
-use stripe_reports::scheduler::{Scheduler, Summary};
+
+use stripe_reports::ports::Ledger;
+use stripe_reports::scheduler::Summary;
 
 fn summary(value: Value) -> Summary {
     serde_json::from_value(value).unwrap()
@@ -495,118 +495,21 @@ async fn a_failed_run_is_recorded_and_requested_again_once_not_twice() {
     }
 }
 
-/// The real ledger, with the first `record_requested` failing: the crash
-/// window between Stripe's create and the ledger write.
-#[derive(Clone)]
-struct FirstWriteFails<L> {
-    inner: L,
-    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<L: Ledger> Ledger for FirstWriteFails<L> {
-    async fn requested_run(&self, key: &RequestKey) -> Result<Option<String>, LedgerError> {
-        self.inner.requested_run(key).await
-    }
-    async fn record_requested(
-        &self,
-        key: &RequestKey,
-        run: &RunFacts,
-        now: i64,
-    ) -> Result<Recorded, LedgerError> {
-        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return Err(LedgerError::Unavailable(
-                "injected: the process died here".into(),
-            ));
-        }
-        self.inner.record_requested(key, run, now).await
-    }
-    async fn run(
-        &self,
-        run_id: &str,
-    ) -> Result<Option<stripe_reports::ports::RunRecord>, LedgerError> {
-        self.inner.run(run_id).await
-    }
-    async fn mark_succeeded(&self, run: &RunFacts, now: i64) -> Result<Transition, LedgerError> {
-        self.inner.mark_succeeded(run, now).await
-    }
-    async fn mark_failed(
-        &self,
-        run: &RunFacts,
-        error: &str,
-        now: i64,
-    ) -> Result<Transition, LedgerError> {
-        self.inner.mark_failed(run, error, now).await
-    }
-    async fn mark_retired(
-        &self,
-        run: &RunFacts,
-        reason: &str,
-        now: i64,
-    ) -> Result<Transition, LedgerError> {
-        self.inner.mark_retired(run, reason, now).await
-    }
-    async fn lease_download(
-        &self,
-        run_id: &str,
-        owner: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<stripe_reports::ports::DownloadLease, LedgerError> {
-        self.inner.lease_download(run_id, owner, now, until).await
-    }
-    async fn release_download(&self, run_id: &str, owner: &str) -> Result<(), LedgerError> {
-        self.inner.release_download(run_id, owner).await
-    }
-    async fn mark_stored(
-        &self,
-        run: &RunFacts,
-        stored: &stripe_reports::domain::ledger::StoredObject,
-        now: i64,
-    ) -> Result<Transition, LedgerError> {
-        self.inner.mark_stored(run, stored, now).await
-    }
-    async fn claim_event(
-        &self,
-        id: &str,
-        t: &str,
-        now: i64,
-        stale: i64,
-    ) -> Result<stripe_reports::ports::EventClaim, LedgerError> {
-        self.inner.claim_event(id, t, now, stale).await
-    }
-    async fn finish_event(
-        &self,
-        id: &str,
-        token: &ClaimToken,
-        now: i64,
-    ) -> Result<ClaimEnd, LedgerError> {
-        self.inner.finish_event(id, token, now).await
-    }
-    async fn release_event(&self, id: &str, token: &ClaimToken) -> Result<ClaimEnd, LedgerError> {
-        self.inner.release_event(id, token).await
-    }
-    async fn unfinished_runs(&self) -> Result<Vec<stripe_reports::ports::RunRecord>, LedgerError> {
-        self.inner.unfinished_runs().await
-    }
-}
-
 #[tokio::test]
 async fn a_crash_between_stripe_and_the_ledger_never_makes_a_second_run() {
     let clock = Clock::read();
     let emulator = emulator(vec![report_type(&clock, "balance.summary.1")]).await;
     let aws = aws().await;
-    let mut service = Scheduler::new(
-        FirstWriteFails {
-            inner: aws.ledger.clone(),
-            failed: Default::default(),
-        },
-        stripe(&emulator),
-        stripe_reports::aws::SqsQueue::new(aws.sqs.clone(), &aws.download_url),
+    let service = faulty_scheduler(
+        &aws,
+        &emulator,
         vec![ReportSpec::new("balance.summary.1")],
         1,
     );
-    service.limiter = std::sync::Arc::new(stripe_reports::rate::RateLimiter::new(100));
+    // The crash window: Stripe created the run, the ledger write failed.
+    service.ledger.writes_fail.store(true, Ordering::SeqCst);
     let crashed = scheduler::handle_at(&service, scheduled(), clock.now).await;
+    service.ledger.writes_fail.store(false, Ordering::SeqCst);
     assert!(
         crashed.is_err(),
         "an invocation with errors fails so Lambda retries it"
@@ -710,17 +613,12 @@ async fn a_429_storm_is_ridden_out() {
 #[tokio::test]
 async fn a_stuck_pending_run_is_counted() {
     let clock = Clock::read();
-    let emulator = stripe_emulator::Emulator::start(
-        stripe_emulator::EmulatorConfig {
-            api_key: API_KEY.into(),
-            report_types: vec![report_type(&clock, "balance.summary.1")],
-            run_delay: std::time::Duration::from_secs(3600),
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
+    let emulator = test_support::emulator(
+        API_KEY,
+        vec![report_type(&clock, "balance.summary.1")],
+        std::time::Duration::from_secs(3600),
     )
-    .await
-    .unwrap();
+    .await;
     let aws = aws().await;
     let service = scheduler(
         &aws,

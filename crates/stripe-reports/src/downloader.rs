@@ -50,11 +50,21 @@ pub fn work_deadline(deadline_ms: u64, now_ms: u64) -> Instant {
     Instant::now() + left.saturating_sub(ANSWER_RESERVE)
 }
 
+/// A report this attempt stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    pub object: StoredObject,
+    /// Seconds from when the interval's data was first seen available to
+    /// now (unknown for a run without an interval end, or when the
+    /// availability record cannot be read).
+    pub freshness_secs: Option<i64>,
+}
+
 /// What happened to one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// This downloader stored the file.
-    Now(StoredObject),
+    Now(StoredReport),
     /// The run was stored before (or by a concurrent downloader).
     Already,
     /// Stripe reports the run failed: nothing to download. `recorded_now`
@@ -246,8 +256,19 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         // instead of downloading and writing the same file again.
         let clock = Clock::starting_at(now);
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        if !self.lease(run_id, &owner, &clock, deadline).await? {
-            return Ok(Stored::Already);
+        match self.lease(run_id, &owner, &clock, deadline).await? {
+            DownloadLease::Acquired | DownloadLease::Unrecorded => {}
+            DownloadLease::Stored => return Ok(Stored::Already),
+            // Settled meanwhile: nothing to retry.
+            DownloadLease::Final(RunStatus::Failed) => {
+                return Ok(Stored::RunFailed {
+                    recorded_now: false,
+                });
+            }
+            DownloadLease::Final(RunStatus::Retired) => return Ok(Stored::Gone),
+            DownloadLease::Final(status) => return Err(DownloadError::Refused(status)),
+            // `lease` waits a held lease out: it never answers `Held`.
+            DownloadLease::Held => return Err(DownloadError::InProgress),
         }
         let started = std::time::Instant::now();
         let written = self
@@ -278,10 +299,16 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
             file_id: file.id.clone(),
         };
         let outcome = self.ledger.mark_stored(&facts, &stored, now).await?;
-        self.abort_leftover_uploads(&stored.s3_key).await;
+        // Cleaning up leftovers is worth only the time left before the
+        // batch answer is due (a quarter of the reserve past the deadline).
+        let cleanup_by = (deadline + ANSWER_RESERVE / 4).min(Instant::now() + LEFTOVER_BUDGET);
+        self.abort_leftover_uploads(&stored.s3_key, cleanup_by)
+            .await;
         match outcome {
             Transition::Applied => {
+                let freshness_secs = self.freshness(&run, clock.now()).await;
                 info!(
+                    freshness_secs,
                     bytes = stored.bytes,
                     sha256 = %stored.sha256,
                     s3_key = %stored.s3_key,
@@ -290,27 +317,38 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                     mib_per_s = stored.bytes as f64 / 1_048_576.0 / seconds.max(1e-9),
                     "report stored"
                 );
-                Ok(Stored::Now(stored))
+                Ok(Stored::Now(StoredReport {
+                    object: stored,
+                    freshness_secs,
+                }))
             }
             // A concurrent downloader stored it first: same key, same bytes.
             Transition::Refused {
                 current: RunStatus::Stored,
             } => Ok(Stored::Already),
+            Transition::Refused {
+                current: RunStatus::Failed,
+            } => Ok(Stored::RunFailed {
+                recorded_now: false,
+            }),
+            Transition::Refused {
+                current: RunStatus::Retired,
+            } => Ok(Stored::Gone),
             Transition::Refused { current } => Err(DownloadError::Refused(current)),
         }
     }
 
-    /// Takes the download lease: `true` to go ahead, `false` when the run
-    /// turned out stored (by the attempt that held the lease). Waits while
-    /// another attempt holds it, until it is released, expires or the run
-    /// is stored, or the deadline comes.
+    /// Takes the download lease (`Acquired` or `Unrecorded`: go ahead), or
+    /// says how the run was settled meanwhile (`Stored`, `Final`). Waits
+    /// while another attempt holds it, until it is released, expires or the
+    /// run is settled, or the deadline comes; never answers `Held`.
     async fn lease(
         &self,
         run_id: &str,
         owner: &str,
         clock: &Clock,
         deadline: Instant,
-    ) -> Result<bool, DownloadError> {
+    ) -> Result<DownloadLease, DownloadError> {
         let mut waited = false;
         loop {
             let now = clock.now();
@@ -319,9 +357,6 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                 .lease_download(run_id, owner, now, now + LEASE_SECS)
                 .await?
             {
-                DownloadLease::Acquired | DownloadLease::Unrecorded => return Ok(true),
-                DownloadLease::Stored => return Ok(false),
-                DownloadLease::Final(status) => return Err(DownloadError::Refused(status)),
                 DownloadLease::Held => {
                     if !waited {
                         info!("another attempt is downloading this run: waiting for it");
@@ -332,6 +367,7 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                     }
                     tokio::time::sleep(LEASE_POLL).await;
                 }
+                settled => return Ok(settled),
             }
         }
     }
@@ -363,12 +399,27 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                     let now = clock.now();
                     // A lost renewal only means a duplicate may start; the
                     // store stays correct (same key, same bytes, one winner).
-                    match self.ledger.lease_download(run_id, owner, now, now + LEASE_SECS).await {
-                        Ok(DownloadLease::Acquired | DownloadLease::Unrecorded) => {}
-                        Ok(other) => warn!(lease = ?other, "download lease lost while downloading"),
-                        Err(err) => warn!(error = %err, "download lease not renewed"),
+                    // Bounded: the upload is not polled while this waits.
+                    let renewal = self.ledger.lease_download(run_id, owner, now, now + LEASE_SECS);
+                    match tokio::time::timeout(LEASE_RENEW_EVERY / 4, renewal).await {
+                        Ok(Ok(DownloadLease::Acquired | DownloadLease::Unrecorded)) => {}
+                        Ok(Ok(other)) => warn!(lease = ?other, "download lease lost while downloading"),
+                        Ok(Err(err)) => warn!(error = %err, "download lease not renewed"),
+                        Err(_) => warn!("download lease renewal timed out"),
                     }
                 }
+            }
+        }
+    }
+
+    /// How long ago the run's interval was first seen available.
+    async fn freshness(&self, run: &ReportRun, now: i64) -> Option<i64> {
+        let end = run.parameters.interval_end?;
+        match self.ledger.availability(&run.report_type).await {
+            Ok(seen) => seen.since(end).map(|since| (now - since).max(0)),
+            Err(err) => {
+                warn!(error = %err, "cannot read when the data became available: no freshness figure");
+                None
             }
         }
     }
@@ -397,8 +448,8 @@ impl<L, S> Downloader<L, S> {
     /// Earlier attempts on this run that died mid-upload left their multipart
     /// uploads open (their own abort failed or never ran); with the object
     /// stored they are only cost. Best effort: the lifecycle rule is the backstop.
-    async fn abort_leftover_uploads(&self, key: &str) {
-        match tokio::time::timeout(LEFTOVER_BUDGET, self.sink.abort_leftover_uploads(key)).await {
+    async fn abort_leftover_uploads(&self, key: &str, by: Instant) {
+        match tokio::time::timeout_at(by, self.sink.abort_leftover_uploads(key)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(aborted)) => info!(
                 s3_key = key,

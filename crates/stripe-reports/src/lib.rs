@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod ports;
 pub mod rate;
 pub mod scheduler;
+pub mod secrets;
+pub mod status;
 pub mod stripe;
 pub mod webhook;
 

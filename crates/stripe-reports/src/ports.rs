@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::domain::due::Availability;
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
 
@@ -204,6 +205,20 @@ pub trait Ledger: Send + Sync {
         event_id: &str,
         token: &ClaimToken,
     ) -> impl Future<Output = Result<ClaimEnd, LedgerError>> + Send;
+
+    /// When each `data_available_end` of a report type was first seen.
+    fn availability(
+        &self,
+        report_type: &str,
+    ) -> impl Future<Output = Result<Availability, LedgerError>> + Send;
+
+    /// Records a sighting of `data_available_end` at `now` (the first one is kept).
+    fn record_availability(
+        &self,
+        report_type: &str,
+        data_available_end: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     /// Runs that are `pending` or `succeeded`, read without visiting the
     /// finished ones (their number grows with history; these stay few).

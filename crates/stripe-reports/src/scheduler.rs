@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, warn};
 
 use crate::domain::calendar::{self, CalendarError, Interval};
+use crate::domain::due::{Availability, DEFAULT_OVERDUE_AFTER_MINUTES, IntervalState, overdue_for};
 use crate::domain::ledger::RunStatus;
 use crate::domain::request_key::RequestKey;
 use crate::domain::spec::ReportSpec;
@@ -27,6 +28,7 @@ use crate::ports::{
     DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, RunRecord, StripeApi, Transition,
 };
 use crate::rate::RateLimiter;
+use crate::status::walk_attempts;
 use crate::stripe::{CreateReportRun, ReportRun, ReportType, StripeError, StripeRunStatus};
 
 /// A failed run is requested once more (attempt 1); a second failure is final.
@@ -64,6 +66,9 @@ pub struct Summary {
     pub retired: u64,
     /// Runs pending longer than the stuck age.
     pub stuck: u64,
+    /// Planned intervals due for longer than the overdue grace and not
+    /// stored (counted by the scheduled invocation).
+    pub overdue: u64,
     /// Requests that could not be made (retried by the next invocation).
     pub errors: u64,
 }
@@ -81,6 +86,7 @@ impl Summary {
         self.failed += other.failed;
         self.retired += other.retired;
         self.stuck += other.stuck;
+        self.overdue += other.overdue;
         self.errors += other.errors;
     }
 
@@ -131,6 +137,15 @@ enum Creates {
     Deferred,
 }
 
+/// Whether planning counts the overdue intervals: the schedule does (its
+/// count is the `OverdueIntervals` metric); a schedule-queue message or a
+/// backfill covers only part of the specs, so it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overdue {
+    Count,
+    Skip,
+}
+
 /// The request (spec, interval, attempt) a run answers.
 type Request<'a> = (&'a ReportSpec, Interval, u32);
 
@@ -151,6 +166,8 @@ pub struct Scheduler<L, S, D> {
     pub specs: Vec<ReportSpec>,
     pub lookback_days: u32,
     pub stuck_after: Duration,
+    /// How long an interval may be due and not stored before it is overdue.
+    pub overdue_after: Duration,
     pub limiter: Arc<RateLimiter>,
     /// Stripe requests in flight at once (the limiter still caps the rate).
     pub concurrency: usize,
@@ -171,6 +188,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             specs,
             lookback_days,
             stuck_after: DEFAULT_STUCK_AFTER,
+            overdue_after: Duration::from_secs(u64::from(DEFAULT_OVERDUE_AFTER_MINUTES) * 60),
             limiter: Arc::new(RateLimiter::new(DEFAULT_MAX_RPS)),
             concurrency: 16,
         }
@@ -184,20 +202,20 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
     }
 
     /// The scheduled invocation: reconcile (adopting orphans first), then
-    /// plan every spec over the lookback.
+    /// plan every spec over the lookback and count what is overdue.
     pub async fn run_scheduled(&self, now: i64) -> Summary {
         let (listed, mut summary) = self.list_runs(self.lookback_since(now)).await;
-        let creates = if listed.is_some() {
-            Creates::Allowed
-        } else {
-            Creates::Deferred
-        };
-        summary.add(&self.reconcile_listed(listed, creates, now).await);
+        let (reconciled, creates) = self.reconcile_listed(listed, now).await;
+        summary.add(&reconciled);
         let window = Window::Lookback {
             days: self.lookback_days,
         };
         let specs: Vec<&ReportSpec> = self.specs.iter().collect();
-        summary.add(&self.plan_and_create(&specs, &window, creates, now).await);
+        summary.add(
+            &self
+                .plan_and_create(&specs, &window, creates, Overdue::Count, now)
+                .await,
+        );
         summary
     }
 
@@ -205,12 +223,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
     /// ledger's unfinished runs, and settles each (see [`Self::run_scheduled`]).
     pub async fn reconcile(&self, now: i64) -> Summary {
         let (listed, mut summary) = self.list_runs(self.lookback_since(now)).await;
-        let creates = if listed.is_some() {
-            Creates::Allowed
-        } else {
-            Creates::Deferred
-        };
-        summary.add(&self.reconcile_listed(listed, creates, now).await);
+        summary.add(&self.reconcile_listed(listed, now).await.0);
         summary
     }
 
@@ -288,34 +301,13 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         let creates = match listed {
             Some(runs) => {
                 let types: HashSet<&str> = specs.iter().map(|s| s.report_type.as_str()).collect();
-                let outcomes: Vec<Summary> = futures_util::stream::iter(
-                    runs.into_iter()
-                        .filter(|run| types.contains(run.report_type.as_str())),
-                )
-                .map(|run| {
-                    let span = tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
-                    async move {
-                        let mut summary = Summary::default();
-                        let adopted = match self.ledger.run(&run.id).await {
-                            Ok(record) => self.adopt(&run, record.as_ref(), now).await,
-                            Err(err) => Err(err),
-                        };
-                        match adopted {
-                            Ok((_, newly)) => summary.adopted += u64::from(newly),
-                            Err(err) => {
-                                warn!(error = %err, "cannot read or write the ledger");
-                                summary.errors += 1;
-                            }
-                        }
-                        summary
-                    }
-                    .instrument(span)
-                })
-                .buffer_unordered(self.concurrency.max(1))
-                .collect()
-                .await;
-                outcomes.iter().for_each(|outcome| summary.add(outcome));
-                if summary.errors == 0 {
+                let runs: Vec<ReportRun> = runs
+                    .into_iter()
+                    .filter(|run| types.contains(run.report_type.as_str()))
+                    .collect();
+                let (_, adopted) = self.adopt_all(runs, now).await;
+                summary.add(&adopted);
+                if adopted.errors == 0 {
                     Creates::Allowed
                 } else {
                     Creates::Deferred
@@ -323,7 +315,11 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             }
             None => Creates::Deferred,
         };
-        summary.add(&self.plan_and_create(specs, window, creates, now).await);
+        summary.add(
+            &self
+                .plan_and_create(specs, window, creates, Overdue::Skip, now)
+                .await,
+        );
         summary
     }
 
@@ -345,25 +341,53 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         self.stripe.report_type(id).await
     }
 
-    /// Plans each spec (reading its report type once) and creates what is missing.
+    /// A report type and when each of its `data_available_end` values was
+    /// first seen, this sighting recorded (it is what makes intervals due).
+    async fn report_type_seen(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<(ReportType, Availability), Summary> {
+        let kind = self.report_type(id).await.map_err(|err| {
+            warn!(report_type = %id, error = %err, "cannot read report type");
+            Summary::error()
+        })?;
+        let mut seen = self.ledger.availability(id).await.map_err(|err| {
+            warn!(report_type = %id, error = %err, "cannot read when its data became available");
+            Summary::error()
+        })?;
+        if seen.observe(kind.data_available_end, now)
+            && let Err(err) = self
+                .ledger
+                .record_availability(id, kind.data_available_end, now)
+                .await
+        {
+            warn!(report_type = %id, error = %err, "cannot record when its data became available");
+            return Err(Summary::error());
+        }
+        Ok((kind, seen))
+    }
+
+    /// Plans each spec (reading its report type once), creates what is
+    /// missing and, for the schedule, counts the overdue intervals.
     async fn plan_and_create(
         &self,
         specs: &[&ReportSpec],
         window: &Window,
         creates: Creates,
+        overdue: Overdue,
         now: i64,
     ) -> Summary {
         let mut summary = Summary::default();
-        let mut types: HashMap<&str, Option<ReportType>> = HashMap::new();
+        let mut types: HashMap<&str, Option<(ReportType, Availability)>> = HashMap::new();
         for spec in specs {
             if types.contains_key(spec.report_type.as_str()) {
                 continue;
             }
-            let kind = match self.report_type(&spec.report_type).await {
+            let kind = match self.report_type_seen(&spec.report_type, now).await {
                 Ok(kind) => Some(kind),
-                Err(err) => {
-                    warn!(report_type = %spec.report_type, error = %err, "cannot read report type");
-                    summary.errors += 1;
+                Err(failed) => {
+                    summary.add(&failed);
                     None
                 }
             };
@@ -371,20 +395,19 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         }
         // Owned specs: a stream of borrowed ones makes the future's type
         // higher-ranked, which tokio::spawn (the local runner) cannot accept.
-        let mut work: Vec<(ReportSpec, Interval)> = Vec::new();
+        let mut work: Vec<(ReportSpec, Interval, i64)> = Vec::new();
         for spec in specs {
-            let Some(Some(kind)) = types.get(spec.report_type.as_str()) else {
+            let Some(Some((kind, seen))) = types.get(spec.report_type.as_str()) else {
                 continue;
             };
             match plan(spec, kind, window, now) {
                 Ok(plan) => {
                     summary.planned += plan.available.len() as u64;
                     summary.unavailable += plan.unavailable;
-                    work.extend(
-                        plan.available
-                            .into_iter()
-                            .map(|interval| ((*spec).clone(), interval)),
-                    );
+                    work.extend(plan.available.into_iter().map(|interval| {
+                        let due_since = seen.since(interval.end).unwrap_or(now);
+                        ((*spec).clone(), interval, due_since)
+                    }));
                 }
                 Err(err) => {
                     warn!(report_type = %spec.report_type, error = %err, "cannot plan");
@@ -392,10 +415,29 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 }
             }
         }
+        let grace = self.overdue_after.as_secs() as i64;
         let outcomes: Vec<Summary> = futures_util::stream::iter(work)
-            .map(|(spec, interval)| async move {
-                self.ensure_requested(&spec, interval, 0, creates, now)
-                    .await
+            .map(|(spec, interval, due_since)| async move {
+                let (mut summary, state) =
+                    self.ensure_requested(&spec, interval, creates, now).await;
+                if overdue == Overdue::Count
+                    && let Some(late) = overdue_for(due_since, state, now, grace)
+                {
+                    summary.overdue += 1;
+                    warn!(
+                        report_type = %spec.report_type,
+                        frequency = spec.frequency.as_str(),
+                        timezone = %spec.timezone,
+                        interval_start = interval.start,
+                        interval_end = interval.end,
+                        due_since,
+                        overdue_secs = late,
+                        state = ?state,
+                        why = state.why_not_stored().unwrap_or_default(),
+                        "report overdue"
+                    );
+                }
+                summary
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
@@ -412,30 +454,64 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         summary
     }
 
-    /// Makes sure the request (spec, interval, attempt) has a run: creates it
-    /// at Stripe with the request key as Idempotency-Key and records it.
+    /// Makes sure an interval has a live request, and says where it stands:
+    /// walks its attempts in order — a run that failed at Stripe or was
+    /// retired is requested again under the next attempt, up to
+    /// [`MAX_ATTEMPTS`] — and creates the first one missing. Each invocation
+    /// does this afresh, so a re-request that could not be made now is made
+    /// by the next one.
     async fn ensure_requested(
         &self,
         spec: &ReportSpec,
         interval: Interval,
+        creates: Creates,
+        now: i64,
+    ) -> (Summary, IntervalState) {
+        let mut summary = Summary::default();
+        let walked = match walk_attempts(&self.ledger, spec, interval).await {
+            Ok(walked) => walked,
+            Err(err) => {
+                warn!(report_type = %spec.report_type, interval_start = interval.start, error = %err, "cannot read the ledger");
+                summary.errors += 1;
+                return (summary, IntervalState::NeverRequested);
+            }
+        };
+        match walked.next_free {
+            Some(attempt) => {
+                let key = RequestKey::new(spec, interval, attempt);
+                let created = self
+                    .create(spec, interval, attempt, &key, creates, now)
+                    .await;
+                let state = if created.created + created.already_requested > 0 {
+                    IntervalState::Pending
+                } else {
+                    walked.state
+                };
+                summary.add(&created);
+                (summary, state)
+            }
+            None => {
+                if matches!(walked.state, IntervalState::Failed | IntervalState::Retired) {
+                    info!(report_type = %spec.report_type, interval_start = interval.start, state = ?walked.state, "the last attempt failed: not requested again");
+                }
+                summary.already_requested += 1;
+                (summary, walked.state)
+            }
+        }
+    }
+
+    /// Creates the run of one request at Stripe, with the request key as
+    /// Idempotency-Key, and records it.
+    async fn create(
+        &self,
+        spec: &ReportSpec,
+        interval: Interval,
         attempt: u32,
+        key: &RequestKey,
         creates: Creates,
         now: i64,
     ) -> Summary {
         let mut summary = Summary::default();
-        let key = RequestKey::new(spec, interval, attempt);
-        match self.ledger.requested_run(&key).await {
-            Ok(Some(_)) => {
-                summary.already_requested += 1;
-                return summary;
-            }
-            Ok(None) => {}
-            Err(err) => {
-                warn!(request_key = %key, error = %err, "cannot read the ledger");
-                summary.errors += 1;
-                return summary;
-            }
-        }
         if creates == Creates::Deferred {
             summary.deferred += 1;
             return summary;
@@ -459,7 +535,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             interval_start: Some(interval.start),
             interval_end: Some(interval.end),
         };
-        match self.ledger.record_requested(&key, &facts, now).await {
+        match self.ledger.record_requested(key, &facts, now).await {
             Ok(Recorded::New) => {
                 info!(run_id = %run.id, report_type = %spec.report_type, interval_start = interval.start, attempt, "report run created");
                 summary.created += 1;
@@ -481,18 +557,21 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
     }
 
     /// The polling path over Stripe's listed runs (`None`: the list could
-    /// not be read) and the ledger's unfinished runs: orphans adopted,
-    /// finished runs whose webhook never came enqueued, failed runs recorded
-    /// and re-requested, stuck runs counted, runs Stripe no longer has
-    /// retired, and runs created elsewhere (the Dashboard) of configured
-    /// types recorded.
+    /// not be read) and the ledger's unfinished runs: first every orphan is
+    /// adopted (all of them, before anything else, so no re-request can
+    /// take a key an orphan answers); then finished runs whose webhook never
+    /// came are enqueued, failed runs recorded, stuck runs counted, runs
+    /// Stripe no longer has retired, and runs created elsewhere (the
+    /// Dashboard) of configured types recorded. Returns whether runs may be
+    /// created afterwards: only when the list was read and every adoption
+    /// was decided.
     async fn reconcile_listed(
         &self,
         listed: Option<Vec<ReportRun>>,
-        creates: Creates,
         now: i64,
-    ) -> Summary {
+    ) -> (Summary, Creates) {
         let mut summary = Summary::default();
+        let listed_ok = listed.is_some();
         let unfinished = match self.ledger.unfinished_runs().await {
             Ok(unfinished) => unfinished,
             Err(err) => {
@@ -525,14 +604,11 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             self.limiter.acquire().await;
             match self.stripe.report_run(&record.facts.run_id).await {
                 Ok(run) => runs.push(run),
-                Err(err) if err.status() == Some(404) => {
+                // Stripe's own "no such object", while the same key just
+                // listed runs (so the key and the API base are right).
+                Err(err) if err.is_resource_missing() && listed_ok => {
                     let span = tracing::info_span!("run", run_id = %record.facts.run_id, report_type = %record.facts.report_type);
-                    summary.add(
-                        &self
-                            .retire(record, &err, creates, now)
-                            .instrument(span)
-                            .await,
-                    );
+                    summary.add(&self.retire(record, &err, now).instrument(span).await);
                 }
                 Err(err) => {
                     warn!(run_id = %record.facts.run_id, error = %err, "cannot read report run");
@@ -540,11 +616,18 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 }
             }
         }
+        let (runs, adopted) = self.adopt_all(runs, now).await;
+        summary.add(&adopted);
+        let creates = if listed_ok && adopted.errors == 0 {
+            Creates::Allowed
+        } else {
+            Creates::Deferred
+        };
         let outcomes: Vec<Summary> = futures_util::stream::iter(runs)
-            .map(|run| {
+            .map(|(run, record)| {
                 let span =
                     tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
-                self.reconcile_run(run, creates, now).instrument(span)
+                self.settle_run(run, record, now).instrument(span)
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
@@ -552,20 +635,60 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         for outcome in &outcomes {
             summary.add(outcome);
         }
-        summary
+        (summary, creates)
+    }
+
+    /// Reads each run's ledger item and adopts the orphans among them, all
+    /// before anything else happens. Returns the runs whose item could be
+    /// read, with the item as read, and what adoption did.
+    async fn adopt_all(
+        &self,
+        runs: Vec<ReportRun>,
+        now: i64,
+    ) -> (Vec<(ReportRun, Option<RunRecord>)>, Summary) {
+        /// A run, and its ledger item as read with whether it was adopted.
+        type Adoption = (ReportRun, Result<(Option<RunRecord>, bool), LedgerError>);
+        let outcomes: Vec<Adoption> = futures_util::stream::iter(runs)
+            .map(|run| {
+                let span =
+                    tracing::info_span!("run", run_id = %run.id, report_type = %run.report_type);
+                async move {
+                    let adopted = async {
+                        let record = self.ledger.run(&run.id).await?;
+                        let newly = self.adopt(&run, record.as_ref(), now).await?;
+                        Ok((record, newly))
+                    }
+                    .await;
+                    (run, adopted)
+                }
+                .instrument(span)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut summary = Summary::default();
+        let mut read = Vec::with_capacity(outcomes.len());
+        for (run, outcome) in outcomes {
+            match outcome {
+                Ok((record, newly)) => {
+                    summary.adopted += u64::from(newly);
+                    read.push((run, record));
+                }
+                Err(err) => {
+                    warn!(run_id = %run.id, error = %err, "cannot read or adopt run: nothing new is created this time");
+                    summary.errors += 1;
+                }
+            }
+        }
+        (read, summary)
     }
 
     /// An unfinished run Stripe answers 404 for: moved to `retired` with the
-    /// reason, counted once (the transition is conditional), then quiet. Its
-    /// interval is still wanted, so like a failed run it is requested once
-    /// more (the next attempt, under the key Stripe now answers to).
-    async fn retire(
-        &self,
-        record: &RunRecord,
-        err: &StripeError,
-        creates: Creates,
-        now: i64,
-    ) -> Summary {
+    /// reason, counted once (the transition is conditional), then quiet: it
+    /// is no longer unfinished, so no longer read. Its interval is requested
+    /// again by planning (see [`Self::ensure_requested`]), on every
+    /// invocation until that succeeds.
+    async fn retire(&self, record: &RunRecord, err: &StripeError, now: i64) -> Summary {
         let mut summary = Summary::default();
         let reason = format!(
             "Stripe no longer has this run with the configured key ({err}); \
@@ -580,61 +703,27 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             Err(err) => {
                 warn!(error = %err, "cannot retire report run");
                 summary.errors += 1;
-                return summary;
-            }
-        }
-        if let Some((spec, interval, attempt)) = self.request_of_record(record) {
-            if attempt + 1 < MAX_ATTEMPTS {
-                let retry = self
-                    .ensure_requested(spec, interval, attempt + 1, creates, now)
-                    .await;
-                summary.created += retry.created;
-                summary.deferred += retry.deferred;
-                summary.errors += retry.errors;
-            } else {
-                warn!(
-                    attempt,
-                    "retired run was the last attempt: not requested again"
-                );
             }
         }
         summary
     }
 
-    /// The request a ledger item was recorded for, from its `request_key`
-    /// (no Stripe read: the run may be gone).
-    fn request_of_record(&self, record: &RunRecord) -> Option<Request<'_>> {
-        let recorded = record.request_key.as_deref()?;
-        let interval = Interval {
-            start: record.facts.interval_start?,
-            end: record.facts.interval_end?,
-        };
-        self.specs
-            .iter()
-            .filter(|spec| spec.report_type == record.facts.report_type)
-            .flat_map(|spec| (0..MAX_ATTEMPTS).map(move |attempt| (spec, attempt)))
-            .find(|(spec, attempt)| RequestKey::new(spec, interval, *attempt).as_str() == recorded)
-            .map(|(spec, attempt)| (spec, interval, attempt))
-    }
-
     /// Records `run` under the request it answers when the ledger holds no
     /// request for it (no item, or an item without `request_key`: a webhook
     /// recorded it after the scheduler's own ledger write failed), whatever
-    /// its state. Returns the request the run answers, if any, and whether
-    /// this call adopted it.
+    /// its state. Returns whether this call adopted it.
     async fn adopt(
         &self,
         run: &ReportRun,
         record: Option<&RunRecord>,
         now: i64,
-    ) -> Result<(Option<Request<'_>>, bool), LedgerError> {
-        let recorded_key = record.and_then(|r| r.request_key.as_deref());
-        let Some((spec, interval, attempt)) = self.request_of(run, recorded_key).await? else {
-            return Ok((None, false));
-        };
-        if recorded_key.is_some() {
-            return Ok((Some((spec, interval, attempt)), false));
+    ) -> Result<bool, LedgerError> {
+        if record.is_some_and(|r| r.request_key.is_some()) {
+            return Ok(false);
         }
+        let Some((spec, interval, attempt)) = self.request_of(run).await? else {
+            return Ok(false);
+        };
         let key = RequestKey::new(spec, interval, attempt);
         match self
             .ledger
@@ -647,40 +736,19 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                     request_key = %key,
                     "adopted a run whose request the ledger did not hold"
                 );
-                Ok((Some((spec, interval, attempt)), true))
+                Ok(true)
             }
-            Recorded::AlreadyRequested { run_id } if run_id == run.id => {
-                Ok((Some((spec, interval, attempt)), false))
-            }
-            // Another run took this request meanwhile (a concurrent adoption):
-            // this one is looked at again on the next invocation.
-            Recorded::AlreadyRequested { .. } => Ok((None, false)),
+            // The same run (a repeated adoption: its link is now written),
+            // or another run took this request meanwhile (a concurrent
+            // adoption): this one is looked at again on the next invocation.
+            Recorded::AlreadyRequested { .. } => Ok(false),
         }
     }
 
-    async fn reconcile_run(&self, run: ReportRun, creates: Creates, now: i64) -> Summary {
+    /// Brings the ledger in line with what Stripe says of one run.
+    async fn settle_run(&self, run: ReportRun, record: Option<RunRecord>, now: i64) -> Summary {
         let mut summary = Summary::default();
         let facts = facts_of(&run);
-        let record = match self.ledger.run(&run.id).await {
-            Ok(record) => record,
-            Err(err) => {
-                warn!(error = %err, "cannot read the ledger");
-                return Summary::error();
-            }
-        };
-        // Adoption comes first, whatever the run's state: a stored orphan
-        // whose request key is free would otherwise be requested again.
-        let request = match self.adopt(&run, record.as_ref(), now).await {
-            Ok((request, newly)) => {
-                summary.adopted += u64::from(newly);
-                request
-            }
-            Err(err) => {
-                warn!(error = %err, "cannot adopt run");
-                summary.errors += 1;
-                return summary;
-            }
-        };
         if record.as_ref().is_some_and(|r| r.status.is_final())
             && run.status != StripeRunStatus::Failed
         {
@@ -718,6 +786,8 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 }
             }
             StripeRunStatus::Failed => {
+                // Recorded here; planning requests the interval again
+                // (the next attempt) once the failure is in the ledger.
                 let error = run
                     .error
                     .as_deref()
@@ -731,24 +801,6 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                     Err(err) => {
                         warn!(error = %err, "cannot mark failed");
                         summary.errors += 1;
-                        return summary;
-                    }
-                }
-                if let Some((spec, interval, attempt)) = request {
-                    if attempt + 1 < MAX_ATTEMPTS {
-                        // Only what the re-request did counts: finding it made
-                        // by an earlier invocation is not news.
-                        let retry = self
-                            .ensure_requested(spec, interval, attempt + 1, creates, now)
-                            .await;
-                        summary.created += retry.created;
-                        summary.deferred += retry.deferred;
-                        summary.errors += retry.errors;
-                    } else {
-                        warn!(
-                            attempt,
-                            "report run failed on its last attempt: not requested again"
-                        );
                     }
                 }
             }
@@ -763,16 +815,12 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         summary
     }
 
-    /// The spec, interval and attempt whose request key this run answers: the
-    /// ledger's `request_key` when known, else the first attempt of the spec
-    /// (with the run's parameters) whose key is free or already names this
-    /// run. A ledger read that fails is an error, never a guess: guessing
-    /// "free" could record the run under the wrong attempt.
-    async fn request_of(
-        &self,
-        run: &ReportRun,
-        recorded_key: Option<&str>,
-    ) -> Result<Option<Request<'_>>, LedgerError> {
+    /// The spec, interval and attempt whose request key this run answers:
+    /// the first attempt of a spec with exactly the run's parameters whose
+    /// key is free or already names this run. A ledger read that fails is
+    /// an error, never a guess: guessing "free" could record the run under
+    /// the wrong attempt.
+    async fn request_of(&self, run: &ReportRun) -> Result<Option<Request<'_>>, LedgerError> {
         let (Some(start), Some(end)) = (run.parameters.interval_start, run.parameters.interval_end)
         else {
             return Ok(None);
@@ -785,12 +833,9 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         for spec in candidates {
             for attempt in 0..MAX_ATTEMPTS {
                 let key = RequestKey::new(spec, interval, attempt);
-                let answers = match recorded_key {
-                    Some(recorded) => recorded == key.as_str(),
-                    None => match self.ledger.requested_run(&key).await? {
-                        None => true,
-                        Some(run_id) => run_id == run.id,
-                    },
+                let answers = match self.ledger.requested_run(&key).await? {
+                    None => true,
+                    Some(run_id) => run_id == run.id,
                 };
                 if answers {
                     return Ok(Some((spec, interval, attempt)));

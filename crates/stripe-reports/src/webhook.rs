@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use tracing::{Instrument, info, warn};
 
+use crate::domain::config::StripeSecrets;
 use crate::domain::ledger::RunStatus;
 use crate::domain::secret::SecretString;
 use crate::domain::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
@@ -19,6 +20,7 @@ use crate::ports::{
     ClaimEnd, DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, RunFacts, ScheduleQueue,
     Transition,
 };
+use crate::secrets::SecretsCache;
 use crate::stripe::types::{Event, RunParameters};
 
 /// The part of a `reporting.report_run` the webhook reads. Lenient on purpose:
@@ -181,17 +183,37 @@ pub struct WebhookService<L, D, S> {
     pub ledger: L,
     pub downloads: D,
     pub schedules: S,
-    pub secrets: Vec<SecretString>,
+    /// The endpoint secrets: cached at most 5 minutes, re-read (at most once
+    /// a minute) when a signature matches none of them.
+    pub secrets: SecretsCache,
     pub report_types: HashSet<String>,
     pub tolerance_secs: i64,
 }
 
 impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
+    /// A service with fixed endpoint secrets (never re-read).
     pub fn new(
         ledger: L,
         downloads: D,
         schedules: S,
         secrets: Vec<SecretString>,
+        report_types: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self::with_secrets(
+            ledger,
+            downloads,
+            schedules,
+            SecretsCache::fixed(StripeSecrets::given(None, secrets)),
+            report_types,
+        )
+    }
+
+    /// A service reading its endpoint secrets from a cache (Secrets Manager).
+    pub fn with_secrets(
+        ledger: L,
+        downloads: D,
+        schedules: S,
+        secrets: SecretsCache,
         report_types: impl IntoIterator<Item = String>,
     ) -> Self {
         Self {
@@ -215,21 +237,8 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         if body.len() > MAX_BODY_BYTES {
             return WebhookAnswer::Rejected(format!("body exceeds {MAX_BODY_BYTES} bytes"));
         }
-        if let Err(err) = signature::verify(
-            body,
-            signature_header,
-            &self.secrets,
-            now,
-            Some(self.tolerance_secs),
-        ) {
-            let reason = match err {
-                SignatureError::NoSecret => {
-                    return WebhookAnswer::Failed("no webhook secret configured".into());
-                }
-                other => other.to_string(),
-            };
-            warn!(reason = %reason, "webhook refused");
-            return WebhookAnswer::Rejected(reason);
+        if let Err(answer) = self.verify(body, signature_header, now).await {
+            return answer;
         }
         let event = match parse_event(body) {
             Ok(event) => event,
@@ -243,6 +252,56 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         let span =
             tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type);
         self.handle_event(event, now).instrument(span).await
+    }
+
+    /// Checks the signature against the cached secrets; when it matches none
+    /// of them, re-reads the secret (at most once a minute, across
+    /// deliveries) and checks again, so a secret filled or rolled in Secrets
+    /// Manager is used without a cold start. No secret, or the template's
+    /// placeholder, is a 500: the fault is ours, and Stripe delivers again.
+    async fn verify(
+        &self,
+        body: &[u8],
+        signature_header: Option<&str>,
+        now: i64,
+    ) -> Result<(), WebhookAnswer> {
+        let check = |secrets: &[SecretString]| {
+            signature::verify(
+                body,
+                signature_header,
+                secrets,
+                now,
+                Some(self.tolerance_secs),
+            )
+        };
+        let mut outcome = match self.secrets.webhook_secrets().await {
+            Ok(secrets) => check(&secrets),
+            Err(err) if signature_header.is_some() => {
+                // The line is for the log; the caller (anyone on the internet)
+                // learns only that the secret is not configured.
+                warn!(error = %err, "webhook secret not usable: answering 500 so Stripe retries");
+                return Err(WebhookAnswer::Failed("no webhook secret configured".into()));
+            }
+            Err(_) => check(&[]),
+        };
+        if outcome == Err(SignatureError::NoMatchingSignature)
+            && let Some(fresh) = self.secrets.reread_now().await
+            && let Ok(secrets) = fresh.require_webhook_secrets()
+        {
+            info!("signature matched no cached secret: secret read again");
+            outcome = check(secrets);
+        }
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(SignatureError::NoSecret) => {
+                Err(WebhookAnswer::Failed("no webhook secret configured".into()))
+            }
+            Err(other) => {
+                let reason = other.to_string();
+                warn!(reason = %reason, "webhook refused");
+                Err(WebhookAnswer::Rejected(reason))
+            }
+        }
     }
 
     /// Decides, claims, routes and finishes one verified event.

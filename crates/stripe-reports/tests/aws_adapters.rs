@@ -19,10 +19,7 @@ use support::*;
 const NOW: i64 = 1_790_000_000;
 
 async fn ledger() -> DynamoLedger {
-    let sdk = local_aws().await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("runs");
-    DynamoLedger::create_table(client, table).await.unwrap()
+    test_support::ledger(&local_aws().await).await
 }
 
 fn facts(run_id: &str) -> RunFacts {
@@ -430,15 +427,7 @@ async fn a_missing_table_is_an_unavailable_ledger() {
 #[tokio::test]
 async fn queues_carry_the_spec_message_bodies() {
     let sdk = local_aws().await;
-    let client = aws_sdk_sqs::Client::new(&sdk);
-    let url = client
-        .create_queue()
-        .queue_name(unique("download"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (client, url) = test_support::queue(&sdk, "download").await;
     let queue = SqsQueue::new(client.clone(), &url);
     queue.enqueue_download("frr_123").await.unwrap();
     queue

@@ -1,19 +1,26 @@
 //! The set-up the integration test suites share, written once: local AWS on
 //! moto's server (a uniquely named ledger table, bucket or queue per test,
-//! and draining a queue), the Stripe emulator with a client for it, one
-//! reading of the clock per test, and a log writer a test can read back.
+//! and draining a queue), Secrets Manager secrets with a count of their
+//! reads and a clock moved by hand (for the secrets cache), the Stripe
+//! emulator with a client for it, one reading of the clock per test, and a
+//! log writer a test can read back.
 //! Dev-only: no production crate depends on it.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig};
 use stripe_reports::aws::DynamoLedger;
-use stripe_reports::domain::config::FileHosts;
+use stripe_reports::aws::secrets::SecretsManagerReader;
+use stripe_reports::domain::config::{ConfigError, FileHosts, StripeSecrets};
 use stripe_reports::domain::secret::SecretString;
+use stripe_reports::secrets::{Clock as SecretsClock, SecretReader};
 use stripe_reports::stripe::{RetryPolicy, StripeClient, StripeClientConfig};
 
 pub const DAY: i64 = 86_400;
@@ -122,23 +129,107 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
     }
 }
 
+/// A new Secrets Manager secret holding `json`; its ARN.
+pub async fn secret(sdk: &aws_config::SdkConfig, json: &str) -> String {
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(unique("stripe"))
+        .secret_string(json)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("secret ARN")
+}
+
+/// Puts a new value into the secret (filling it, or rolling a key).
+pub async fn put_secret(sdk: &aws_config::SdkConfig, arn: &str, json: &str) {
+    aws_sdk_secretsmanager::Client::new(sdk)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(json)
+        .send()
+        .await
+        .expect("put secret value");
+}
+
+/// The secret's JSON for one API key and webhook secret(s).
+pub fn secret_json(api_key: &str, webhook_secret: &str) -> String {
+    serde_json::json!({"api_key": api_key, "webhook_secret": webhook_secret}).to_string()
+}
+
+/// The real Secrets Manager reader, counting its `GetSecretValue` calls.
+pub struct CountingReader {
+    inner: SecretsManagerReader,
+    reads: AtomicUsize,
+}
+
+impl CountingReader {
+    pub fn new(sdk: &aws_config::SdkConfig, arn: &str) -> Arc<Self> {
+        Arc::new(Self {
+            inner: SecretsManagerReader::new(sdk, arn),
+            reads: AtomicUsize::new(0),
+        })
+    }
+
+    /// `GetSecretValue` calls so far.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+}
+
+impl SecretReader for CountingReader {
+    fn read(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<StripeSecrets, ConfigError>> + Send + '_>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read()
+    }
+}
+
+/// A clock for the secrets cache that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(Mutex<Duration>);
+
+impl ManualClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now += by;
+        }
+    }
+}
+
+impl SecretsClock for ManualClock {
+    fn now(&self) -> Duration {
+        self.0.lock().map(|now| *now).unwrap_or_default()
+    }
+}
+
 /// The Stripe emulator on a free loopback port.
 pub async fn emulator(
     api_key: &str,
     report_types: Vec<ReportTypeConfig>,
     run_delay: Duration,
 ) -> Emulator {
-    Emulator::start(
-        EmulatorConfig {
-            api_key: api_key.into(),
-            report_types,
-            run_delay,
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().expect("address"),
-    )
+    emulator_with(EmulatorConfig {
+        api_key: api_key.into(),
+        report_types,
+        run_delay,
+        ..EmulatorConfig::default()
+    })
     .await
-    .expect("start emulator")
+}
+
+/// The Stripe emulator with any configuration (webhooks, seed, live mode…)
+/// on a free loopback port.
+pub async fn emulator_with(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config, "127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("start emulator")
 }
 
 /// Retries in milliseconds, so fault tests stay short.
@@ -146,7 +237,7 @@ pub fn quick_retries(max_retries: u32) -> RetryPolicy {
     RetryPolicy {
         max_retries,
         initial_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(20),
     }
 }
 

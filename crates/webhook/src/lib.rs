@@ -17,8 +17,13 @@ pub type Service = WebhookService<DynamoLedger, SqsQueue, SqsQueue>;
 
 /// Builds the service once per cold start.
 pub async fn service_from_env() -> Result<Service, ConfigError> {
-    let env = Environment::load().await?;
-    let secrets = env.secrets.require_webhook_secrets()?.to_vec();
+    service_from(Environment::load().await?).await
+}
+
+/// Builds the service from a loaded environment (tests pass one with their
+/// own configuration and clock).
+pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
+    let secrets = env.webhook_secrets().await?;
     let ledger = DynamoLedger::new(
         aws_sdk_dynamodb::Client::new(&env.sdk),
         env.config.require_runs_table()?,
@@ -31,7 +36,7 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
         .reports
         .iter()
         .map(|spec| spec.report_type.clone());
-    Ok(WebhookService::new(
+    Ok(WebhookService::with_secrets(
         ledger, downloads, schedules, secrets, types,
     ))
 }
@@ -68,6 +73,10 @@ where
     S: stripe_reports::ports::ScheduleQueue,
 {
     if request.method() != Method::POST {
+        metrics::emit(
+            "webhook",
+            &answer_metrics(&WebhookAnswer::Rejected("only POST is accepted".into())),
+        );
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
             r#"{"error":"only POST is accepted"}"#.into(),
@@ -86,20 +95,39 @@ where
     // lambda_http has already decoded a body the gateway marked base64.
     let body: &[u8] = request.body().as_ref();
     let answer = service.handle(body, signature.as_deref(), now).await;
-    if answer == WebhookAnswer::Received(Outcome::RecordedFailure) {
-        // Each failure is counted once, by whichever function recorded it.
-        metrics::emit(
-            "webhook",
-            &[Metric {
-                name: "FailedRuns",
-                value: 1.0,
-                unit: "Count",
-            }],
-        );
-    }
+    metrics::emit("webhook", &answer_metrics(&answer));
     let status =
         StatusCode::from_u16(answer.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(status, answer.body())
+}
+
+/// The metrics of one delivery (namespace `StripeReports`, dimension
+/// `Function=webhook`): `WebhookAccepted` (a 200), `WebhookRejected` (a 400)
+/// and `WebhookFailed` (a 500) are each 1 or 0 on every delivery, so an alarm
+/// can take the share of refused or failed deliveries; `FailedRuns` is 1 when
+/// this delivery recorded a failed run (each failure is counted once, by
+/// whichever function recorded it) and absent otherwise.
+pub fn answer_metrics(answer: &WebhookAnswer) -> Vec<Metric<'static>> {
+    let count = |name: &'static str, value: bool| Metric {
+        name,
+        value: if value { 1.0 } else { 0.0 },
+        unit: "Count",
+    };
+    let mut metrics = vec![
+        count(
+            "WebhookAccepted",
+            matches!(answer, WebhookAnswer::Received(_)),
+        ),
+        count(
+            "WebhookRejected",
+            matches!(answer, WebhookAnswer::Rejected(_)),
+        ),
+        count("WebhookFailed", matches!(answer, WebhookAnswer::Failed(_))),
+    ];
+    if *answer == WebhookAnswer::Received(Outcome::RecordedFailure) {
+        metrics.push(count("FailedRuns", true));
+    }
+    metrics
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {
@@ -110,4 +138,79 @@ fn json(status: StatusCode, body: String) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(answer: WebhookAnswer) -> Vec<(&'static str, f64)> {
+        answer_metrics(&answer)
+            .iter()
+            .map(|m| (m.name, m.value))
+            .collect()
+    }
+
+    #[test]
+    fn every_delivery_counts_one_answer_and_zero_for_the_others() {
+        assert_eq!(
+            values(WebhookAnswer::Received(Outcome::Enqueued)),
+            [
+                ("WebhookAccepted", 1.0),
+                ("WebhookRejected", 0.0),
+                ("WebhookFailed", 0.0)
+            ]
+        );
+        assert_eq!(
+            values(WebhookAnswer::Received(Outcome::Duplicate)),
+            [
+                ("WebhookAccepted", 1.0),
+                ("WebhookRejected", 0.0),
+                ("WebhookFailed", 0.0)
+            ]
+        );
+        assert_eq!(
+            values(WebhookAnswer::Rejected("bad signature".into())),
+            [
+                ("WebhookAccepted", 0.0),
+                ("WebhookRejected", 1.0),
+                ("WebhookFailed", 0.0)
+            ]
+        );
+        assert_eq!(
+            values(WebhookAnswer::Failed("ledger unavailable".into())),
+            [
+                ("WebhookAccepted", 0.0),
+                ("WebhookRejected", 0.0),
+                ("WebhookFailed", 1.0)
+            ]
+        );
+        assert_eq!(
+            values(WebhookAnswer::Received(Outcome::RecordedFailure)),
+            [
+                ("WebhookAccepted", 1.0),
+                ("WebhookRejected", 0.0),
+                ("WebhookFailed", 0.0),
+                ("FailedRuns", 1.0)
+            ]
+        );
+        // One EMF document in the namespace the alarms read.
+        let line = metrics::emf_line(
+            "webhook",
+            &answer_metrics(&WebhookAnswer::Failed("x".into())),
+        );
+        let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "StripeReports"
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Function"]])
+        );
+        assert_eq!(
+            (doc["Function"].as_str(), doc["WebhookFailed"].as_f64()),
+            (Some("webhook"), Some(1.0))
+        );
+    }
 }

@@ -4,29 +4,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use serde_json::json;
-
-/// A writer the test can read back: every log line of the handler.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use test_support::CapturedLogs;
 
 #[tokio::test]
 async fn logs_never_show_the_secret_the_signature_or_the_body() {
-    let captured = Captured::default();
+    let captured = CapturedLogs::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -64,7 +48,7 @@ async fn logs_never_show_the_secret_the_signature_or_the_body() {
     )
     .await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("evt_logs"), "the logs name the event: {logs}");
     assert!(logs.contains("frr_logs"), "the logs name the run: {logs}");
     for secret_thing in [SECRET, &signature_hex, "do-not-log", &good] {

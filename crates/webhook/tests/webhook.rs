@@ -299,9 +299,12 @@ async fn an_unavailable_queue_answers_500_and_stripes_retry_is_processed() {
 #[tokio::test]
 async fn an_unavailable_ledger_answers_500() {
     let stack = stack().await;
-    let sdk = stripe_reports::aws::load_sdk_config().await;
+    let sdk = test_support::local_aws().await;
     let service = WebhookService::new(
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), unique("missing-table")),
+        DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            test_support::unique("missing-table"),
+        ),
         SqsQueue::new(stack.sqs.clone(), &stack.download_url),
         SqsQueue::new(stack.sqs.clone(), &stack.schedule_url),
         vec![SecretString::new(SECRET)],

@@ -1,62 +1,42 @@
-//! Helpers of the scheduler tests: the emulator, moto-backed ledger and queue.
+//! Helpers of the scheduler tests, built on `test-support`: a report type,
+//! the moto-backed ledger and download queue, the scheduler under test.
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig};
+use stripe_emulator::{Emulator, ReportTypeConfig};
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
-use stripe_reports::domain::config::FileHosts;
-use stripe_reports::domain::secret::SecretString;
+use stripe_reports::domain::ledger::StoredObject;
+use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
+use stripe_reports::ports::{
+    ClaimEnd, ClaimToken, DownloadLease, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
+    RunRecord, Transition,
+};
 use stripe_reports::rate::RateLimiter;
 use stripe_reports::scheduler::Scheduler;
-use stripe_reports::stripe::{RetryPolicy, StripeClient, StripeClientConfig};
+use stripe_reports::stripe::{RetryPolicy, StripeClient};
+#[allow(unused_imports)] // each test binary uses part of these
+pub use test_support::{Clock, DAY, event_file};
 
 pub const API_KEY: &str = "sk_test_scheduler_tests";
-pub const DAY: i64 = 86_400;
 
-/// One reading of the clock, taken once per test: the `now` a test hands the
-/// scheduler and the `today` its expectations use always agree, even when
-/// the test runs across midnight UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Clock {
-    /// Unix seconds.
-    pub now: i64,
-    /// The UTC midnight that starts the day of `now`.
-    pub today: i64,
-}
-
-impl Clock {
-    /// Reads the system clock.
-    pub fn read() -> Self {
-        Self::at(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64,
-        )
-    }
-
+/// The scheduler's reading of the clock with room to invoke again.
+pub trait ClockWithRoom {
     /// Reads the system clock for a test that invokes again up to `secs`
     /// later and expects the same day then: in the last `secs` before
     /// midnight UTC, `now` is moved back to leave that room.
-    pub fn read_with_room(secs: i64) -> Self {
-        let clock = Self::read();
-        Self::at(clock.now.min(clock.today + DAY - 1 - secs))
-    }
-
-    pub fn at(now: i64) -> Self {
-        Self {
-            now,
-            today: now - now.rem_euclid(DAY),
-        }
-    }
+    fn read_with_room(secs: i64) -> Clock;
 }
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+impl ClockWithRoom for Clock {
+    fn read_with_room(secs: i64) -> Clock {
+        let clock = Clock::read();
+        Clock::at(clock.now.min(clock.today + DAY - 1 - secs))
+    }
 }
 
 /// A report type with data from a year ago up to the clock's UTC midnight.
@@ -68,17 +48,7 @@ pub fn report_type(clock: &Clock, id: &str) -> ReportTypeConfig {
 }
 
 pub async fn emulator(types: Vec<ReportTypeConfig>) -> Emulator {
-    Emulator::start(
-        EmulatorConfig {
-            api_key: API_KEY.into(),
-            report_types: types,
-            run_delay: Duration::from_millis(20),
-            ..EmulatorConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
+    test_support::emulator(API_KEY, types, Duration::from_millis(20)).await
 }
 
 pub struct Aws {
@@ -88,23 +58,9 @@ pub struct Aws {
 }
 
 pub async fn aws() -> Aws {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run the tests with `make test` (it starts moto's server)"
-    );
-    let sdk = stripe_reports::aws::load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("runs");
-    let ledger = DynamoLedger::create_table(dynamodb, &table).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let download_url = sqs
-        .create_queue()
-        .queue_name(unique("dl"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let sdk = test_support::local_aws().await;
+    let ledger = test_support::ledger(&sdk).await;
+    let (sqs, download_url) = test_support::queue(&sdk, "dl").await;
     Aws {
         sqs,
         ledger,
@@ -113,46 +69,23 @@ pub async fn aws() -> Aws {
 }
 
 impl Aws {
+    /// Every message on the download queue, received and deleted.
     pub async fn drain(&self) -> Vec<Value> {
-        let mut bodies = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.download_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            if out.messages().is_empty() {
-                return bodies;
-            }
-            for m in out.messages() {
-                bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.download_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        test_support::drain(&self.sqs, &self.download_url).await
     }
 }
 
 pub fn stripe(emulator: &Emulator) -> StripeClient {
-    let mut config = StripeClientConfig::new(
-        emulator.base_url().parse().unwrap(),
-        SecretString::new(API_KEY),
-        FileHosts::parse("127.0.0.1").unwrap(),
-    );
-    config.retry = RetryPolicy {
-        max_retries: 10,
-        initial_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-    };
-    StripeClient::new(config).unwrap()
+    test_support::stripe_client(
+        emulator,
+        API_KEY,
+        "127.0.0.1",
+        RetryPolicy {
+            max_retries: 10,
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+        },
+    )
 }
 
 pub type Service = Scheduler<DynamoLedger, StripeClient, SqsQueue>;
@@ -186,9 +119,162 @@ pub async fn settle(emulator: &Emulator) {
     panic!("runs never finished");
 }
 
-pub fn event_file(name: &str) -> Value {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../events")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// The real ledger, with faults switched on and off by the test: every
+/// `record_requested` failing (DynamoDB throttled or down right after
+/// Stripe's create), or every read of a first-attempt request key failing.
+#[derive(Clone)]
+pub struct FaultyLedger<L> {
+    pub inner: L,
+    pub writes_fail: Arc<AtomicBool>,
+    pub first_attempt_reads_fail: Arc<AtomicBool>,
+    pub run_reads_fail: Arc<AtomicBool>,
+}
+
+impl<L> FaultyLedger<L> {
+    pub fn new(inner: L) -> Self {
+        Self {
+            inner,
+            writes_fail: Default::default(),
+            first_attempt_reads_fail: Default::default(),
+            run_reads_fail: Default::default(),
+        }
+    }
+}
+
+/// Keys of later attempts end in `#a<n>` (the 16-hex hash before it may
+/// itself start with an `a`).
+fn is_first_attempt(key: &RequestKey) -> bool {
+    let last = key.as_str().rsplit('#').next().unwrap_or_default();
+    !(last.len() < 8 && last.starts_with('a') && last[1..].bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn injected() -> LedgerError {
+    LedgerError::Unavailable("injected: ProvisionedThroughputExceededException".into())
+}
+
+impl<L: Ledger> Ledger for FaultyLedger<L> {
+    async fn requested_run(&self, key: &RequestKey) -> Result<Option<String>, LedgerError> {
+        if self.first_attempt_reads_fail.load(Ordering::SeqCst) && is_first_attempt(key) {
+            return Err(injected());
+        }
+        self.inner.requested_run(key).await
+    }
+    async fn record_requested(
+        &self,
+        key: &RequestKey,
+        run: &RunFacts,
+        now: i64,
+    ) -> Result<Recorded, LedgerError> {
+        if self.writes_fail.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.record_requested(key, run, now).await
+    }
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, LedgerError> {
+        if self.run_reads_fail.load(Ordering::SeqCst) {
+            return Err(injected());
+        }
+        self.inner.run(run_id).await
+    }
+    async fn mark_succeeded(&self, run: &RunFacts, now: i64) -> Result<Transition, LedgerError> {
+        self.inner.mark_succeeded(run, now).await
+    }
+    async fn mark_failed(
+        &self,
+        run: &RunFacts,
+        error: &str,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.inner.mark_failed(run, error, now).await
+    }
+    async fn mark_retired(
+        &self,
+        run: &RunFacts,
+        reason: &str,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.inner.mark_retired(run, reason, now).await
+    }
+    async fn lease_download(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<DownloadLease, LedgerError> {
+        self.inner.lease_download(run_id, owner, now, until).await
+    }
+    async fn release_download(&self, run_id: &str, owner: &str) -> Result<(), LedgerError> {
+        self.inner.release_download(run_id, owner).await
+    }
+    async fn mark_stored(
+        &self,
+        run: &RunFacts,
+        stored: &StoredObject,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.inner.mark_stored(run, stored, now).await
+    }
+    async fn claim_event(
+        &self,
+        id: &str,
+        event_type: &str,
+        now: i64,
+        stale: i64,
+    ) -> Result<EventClaim, LedgerError> {
+        self.inner.claim_event(id, event_type, now, stale).await
+    }
+    async fn finish_event(
+        &self,
+        id: &str,
+        token: &ClaimToken,
+        now: i64,
+    ) -> Result<ClaimEnd, LedgerError> {
+        self.inner.finish_event(id, token, now).await
+    }
+    async fn release_event(&self, id: &str, token: &ClaimToken) -> Result<ClaimEnd, LedgerError> {
+        self.inner.release_event(id, token).await
+    }
+    async fn availability(
+        &self,
+        report_type: &str,
+    ) -> Result<stripe_reports::domain::due::Availability, LedgerError> {
+        self.inner.availability(report_type).await
+    }
+    async fn record_availability(
+        &self,
+        report_type: &str,
+        data_available_end: i64,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        self.inner
+            .record_availability(report_type, data_available_end, now)
+            .await
+    }
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+        self.inner.unfinished_runs().await
+    }
+}
+
+type FaultyService = Scheduler<
+    FaultyLedger<stripe_reports::aws::DynamoLedger>,
+    stripe_reports::stripe::StripeClient,
+    SqsQueue,
+>;
+
+pub fn faulty_scheduler(
+    aws: &Aws,
+    emulator: &stripe_emulator::Emulator,
+    specs: Vec<ReportSpec>,
+    lookback_days: u32,
+) -> FaultyService {
+    let mut service = Scheduler::new(
+        FaultyLedger::new(aws.ledger.clone()),
+        stripe(emulator),
+        SqsQueue::new(aws.sqs.clone(), &aws.download_url),
+        specs,
+        lookback_days,
+    );
+    service.limiter = Arc::new(RateLimiter::new(100));
+    service
 }

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::domain::due::Availability;
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
 use crate::ports::{
@@ -33,6 +34,10 @@ type Item = HashMap<String, AttributeValue>;
 
 pub fn run_pk(run_id: &str) -> String {
     format!("run#{run_id}")
+}
+
+pub fn availability_pk(report_type: &str) -> String {
+    format!("available#{report_type}")
 }
 
 pub fn event_pk(event_id: &str) -> String {
@@ -605,6 +610,84 @@ impl Ledger for DynamoLedger {
             Err(err) if is_condition_failure(&err) => Ok(ClaimEnd::TakenOver),
             Err(err) => Err(unavailable(err)),
         }
+    }
+
+    async fn availability(&self, report_type: &str) -> Result<Availability, LedgerError> {
+        let pk = availability_pk(report_type);
+        let Some(item) = self.get(pk.clone()).await? else {
+            return Ok(Availability::default());
+        };
+        let corrupt = |problem: &str| LedgerError::Corrupt {
+            pk: pk.clone(),
+            problem: problem.to_owned(),
+        };
+        let map = item
+            .get("first_seen")
+            .and_then(|value| value.as_m().ok())
+            .ok_or_else(|| corrupt("no first_seen map"))?;
+        let mut entries = Vec::with_capacity(map.len());
+        for (end, seen) in map {
+            let end: i64 = end.parse().map_err(|_| corrupt("a key is not a number"))?;
+            let seen: i64 = seen
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("a sighting is not a number"))?;
+            entries.push((end, seen));
+        }
+        Ok(Availability::from_entries(entries))
+    }
+
+    async fn record_availability(
+        &self,
+        report_type: &str,
+        data_available_end: i64,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        // One item per report type, a map of end → first sighting (a day's
+        // entry a day: decades fit in an item). Adding to the map needs it
+        // to exist; the first sighting creates it.
+        let pk = availability_pk(report_type);
+        for _ in 0..2 {
+            let added = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .update_expression("SET first_seen.#end = if_not_exists(first_seen.#end, :now)")
+                .condition_expression("attribute_exists(first_seen)")
+                .expression_attribute_names("#end", data_available_end.to_string())
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            match added {
+                Ok(_) => return Ok(()),
+                Err(err) if is_condition_failure(&err) => {}
+                Err(err) => return Err(unavailable(err)),
+            }
+            let created = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item(
+                    "first_seen",
+                    AttributeValue::M(HashMap::from([(data_available_end.to_string(), n(now))])),
+                )
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match created {
+                Ok(_) => return Ok(()),
+                // Created meanwhile by another invocation: add to it.
+                Err(err) if is_condition_failure(&err) => {}
+                Err(err) => return Err(unavailable(err)),
+            }
+        }
+        Err(LedgerError::Corrupt {
+            pk,
+            problem: "exists without a first_seen map".into(),
+        })
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {

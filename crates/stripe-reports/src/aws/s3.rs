@@ -136,7 +136,13 @@ impl S3Sink {
                 parts: 0,
             });
         }
-        let upload_id = self.start_multipart(object).await?;
+        let upload_id = match tokio::time::timeout_at(deadline, self.start_multipart(object)).await
+        {
+            Ok(started) => started?,
+            // If S3 created it after all, the next attempt's cleanup (or the
+            // lifecycle rule) aborts it.
+            Err(_) => return Err(out_of_time(&reader)),
+        };
         let uploaded = tokio::time::timeout_at(deadline, async {
             let parts = self
                 .upload_parts(object, &upload_id, &mut reader, first)

@@ -53,6 +53,14 @@ pub enum SecretSource {
     Direct(StripeSecrets),
 }
 
+/// The values `template.yaml` writes into the secret it creates (resource
+/// `StripeSecret`) until the user puts the real keys there. Refused wherever
+/// secrets are read, and never sent to Stripe or used as an HMAC key (the
+/// placeholder is public: a signature made with it proves nothing). A test
+/// reads the template and checks it still writes exactly these.
+pub const PLACEHOLDER_API_KEY: &str = "sk_live_replace_me";
+pub const PLACEHOLDER_WEBHOOK_SECRET: &str = "whsec_replace_me";
+
 /// The Stripe credentials. `Debug` never shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripeSecrets {
@@ -60,9 +68,38 @@ pub struct StripeSecrets {
     /// Every accepted endpoint secret: several while a secret is rolled, or
     /// for test and live endpoints pointing at the same function.
     pub webhook_secrets: Vec<SecretString>,
+    /// Fields that still hold the template's placeholder. Their values are
+    /// not kept (`api_key` is `None`, `webhook_secrets` empty), and
+    /// `require_*` refuses them with one line saying what to do.
+    placeholder_api_key: bool,
+    placeholder_webhook_secret: bool,
+    /// Where the values came from (the variable an error names).
+    sources: (&'static str, &'static str),
 }
 
 impl StripeSecrets {
+    /// Credentials given as values (tests, the fuzz targets): no format
+    /// checks, but a placeholder is still refused.
+    pub fn given(api_key: Option<SecretString>, webhook_secrets: Vec<SecretString>) -> Self {
+        let placeholder_api_key = api_key
+            .as_ref()
+            .is_some_and(|key| key.expose() == PLACEHOLDER_API_KEY);
+        let placeholder_webhook_secret = webhook_secrets
+            .iter()
+            .any(|secret| secret.expose() == PLACEHOLDER_WEBHOOK_SECRET);
+        Self {
+            api_key: api_key.filter(|_| !placeholder_api_key),
+            webhook_secrets: if placeholder_webhook_secret {
+                Vec::new()
+            } else {
+                webhook_secrets
+            },
+            placeholder_api_key,
+            placeholder_webhook_secret,
+            sources: ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
+        }
+    }
+
     /// Builds the credentials from the two raw values; the sources name where
     /// each came from, for the error message.
     pub fn from_values(
@@ -71,8 +108,16 @@ impl StripeSecrets {
         (key_source, webhook_source): (&'static str, &'static str),
     ) -> Result<Self, ConfigError> {
         let source = key_source;
+        let placeholder_api_key = api_key.map(str::trim) == Some(PLACEHOLDER_API_KEY);
+        // While rolling, the placeholder may sit beside a real secret: the
+        // field is still refused as a whole, so the mistake is seen at once.
+        let placeholder_webhook_secret = webhook_secret.is_some_and(|list| {
+            list.split(',')
+                .any(|item| item.trim() == PLACEHOLDER_WEBHOOK_SECRET)
+        });
         let api_key = match api_key.map(str::trim) {
             None | Some("") => None,
+            Some(_) if placeholder_api_key => None,
             Some(key) if key.chars().any(char::is_whitespace) => {
                 return Err(ConfigError::new(source, "api_key contains whitespace"));
             }
@@ -86,11 +131,15 @@ impl StripeSecrets {
         };
         let webhook_secrets = match webhook_secret {
             None => Vec::new(),
+            Some(_) if placeholder_webhook_secret => Vec::new(),
             Some(list) => parse_webhook_secrets(list, webhook_source)?,
         };
         Ok(Self {
             api_key,
             webhook_secrets,
+            placeholder_api_key,
+            placeholder_webhook_secret,
+            sources: (key_source, webhook_source),
         })
     }
 
@@ -120,8 +169,21 @@ impl StripeSecrets {
         )
     }
 
+    /// Whether the API key is the template's placeholder (refused when needed).
+    pub fn api_key_is_placeholder(&self) -> bool {
+        self.placeholder_api_key
+    }
+
+    /// Whether the webhook secret is the template's placeholder (refused when needed).
+    pub fn webhook_secret_is_placeholder(&self) -> bool {
+        self.placeholder_webhook_secret
+    }
+
     /// The API key, or a clear error for a function that needs it.
     pub fn require_api_key(&self) -> Result<&SecretString, ConfigError> {
+        if self.placeholder_api_key {
+            return Err(placeholder_error(self.sources.0, "api_key"));
+        }
         self.api_key
             .as_ref()
             .ok_or_else(|| ConfigError::new("STRIPE_API_KEY", "no Stripe API key is configured (set STRIPE_SECRET_ARN, or STRIPE_API_KEY for local use)"))
@@ -129,6 +191,9 @@ impl StripeSecrets {
 
     /// The webhook secrets, or a clear error for the webhook function.
     pub fn require_webhook_secrets(&self) -> Result<&[SecretString], ConfigError> {
+        if self.placeholder_webhook_secret {
+            return Err(placeholder_error(self.sources.1, "webhook_secret"));
+        }
         if self.webhook_secrets.is_empty() {
             return Err(ConfigError::new(
                 "STRIPE_WEBHOOK_SECRET",
@@ -136,6 +201,26 @@ impl StripeSecrets {
             ));
         }
         Ok(&self.webhook_secrets)
+    }
+}
+
+/// The one line for a placeholder value: which variable, which field, what
+/// to do. Never the value.
+fn placeholder_error(source: &'static str, field: &str) -> ConfigError {
+    if source == "STRIPE_SECRET_ARN" {
+        ConfigError::new(
+            source,
+            format!(
+                "{field} in the secret is still the placeholder the template wrote: put your Stripe keys in the secret \
+                 (aws secretsmanager put-secret-value --secret-id <STRIPE_SECRET_ARN> --secret-string \
+                 '{{\"api_key\":\"sk_live_…\",\"webhook_secret\":\"whsec_…\"}}'); it is read again within 5 minutes"
+            ),
+        )
+    } else {
+        ConfigError::new(
+            source,
+            "is the placeholder from template.yaml, not a Stripe value: set your own",
+        )
     }
 }
 
@@ -263,6 +348,9 @@ pub struct Config {
     pub aws_endpoint_url: Option<String>,
     /// `STUCK_AFTER_HOURS` (default 6): a run pending longer is reported stuck.
     pub stuck_after_hours: u32,
+    /// `OVERDUE_AFTER_MINUTES` (default 120): an interval due (its data
+    /// available) this long and not stored is overdue.
+    pub overdue_after_minutes: u32,
     /// `STRIPE_MAX_RPS` (default 20, under test mode's 25/s): the scheduler's request rate.
     pub stripe_max_rps: u32,
     /// `DOWNLOAD_PART_SIZE_MIB` (default 8, at least S3's 5): multipart part size.
@@ -452,6 +540,12 @@ impl Config {
                 get("STUCK_AFTER_HOURS"),
                 6,
                 1..=720,
+            )?,
+            overdue_after_minutes: parse_bounded(
+                "OVERDUE_AFTER_MINUTES",
+                get("OVERDUE_AFTER_MINUTES"),
+                super::due::DEFAULT_OVERDUE_AFTER_MINUTES,
+                0..=10_080,
             )?,
             stripe_max_rps: parse_bounded("STRIPE_MAX_RPS", get("STRIPE_MAX_RPS"), 20, 1..=100)?,
             download_part_size_mib: parse_bounded(
@@ -658,6 +752,86 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.webhook_secrets.len(), 2);
+    }
+
+    #[test]
+    fn the_template_placeholder_is_refused_with_one_line_naming_the_secret() {
+        let secrets = StripeSecrets::from_secret_json(&format!(
+            r#"{{"api_key":"{PLACEHOLDER_API_KEY}","webhook_secret":"{PLACEHOLDER_WEBHOOK_SECRET}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            (secrets.api_key.as_ref(), secrets.webhook_secrets.len()),
+            (None, 0)
+        );
+        for err in [
+            secrets.require_api_key().unwrap_err(),
+            secrets.require_webhook_secrets().unwrap_err(),
+        ] {
+            let line = err.to_string();
+            assert!(line.starts_with("STRIPE_SECRET_ARN: "), "{line}");
+            assert!(
+                line.contains("put your Stripe keys in the secret"),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+            assert!(
+                !line.contains(PLACEHOLDER_API_KEY) && !line.contains(PLACEHOLDER_WEBHOOK_SECRET),
+                "{line}"
+            );
+        }
+        // One field filled, the other not: only the placeholder is refused.
+        let half = StripeSecrets::from_secret_json(&format!(
+            r#"{{"api_key":"sk_live_real","webhook_secret":"whsec_a, {PLACEHOLDER_WEBHOOK_SECRET}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(half.require_api_key().unwrap().expose(), "sk_live_real");
+        assert!(half.require_webhook_secrets().is_err());
+        // Given directly, the variable is named.
+        let err = config(&[("STRIPE_API_KEY", PLACEHOLDER_API_KEY)])
+            .map(|c| match c.secrets {
+                SecretSource::Direct(s) => s.require_api_key().map(|_| ()),
+                _ => Ok(()),
+            })
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("STRIPE_API_KEY: "), "{err}");
+        // Given as values (tests, fuzzing): refused all the same.
+        let given = StripeSecrets::given(None, vec![SecretString::new(PLACEHOLDER_WEBHOOK_SECRET)]);
+        assert!(given.webhook_secrets.is_empty() && given.require_webhook_secrets().is_err());
+    }
+
+    /// The placeholder lives in one place in Rust; the template must write
+    /// exactly it, or a fresh stack would send its placeholder to Stripe.
+    #[test]
+    fn template_writes_the_placeholder_the_code_refuses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let template = std::fs::read_to_string(path).expect("template.yaml beside the workspace");
+        let resource = template
+            .split("\n  StripeSecret:\n")
+            .nth(1)
+            .expect("template.yaml has no StripeSecret resource");
+        // The resource's own lines (up to the next resource at the same indent).
+        let block: String = resource
+            .lines()
+            .take_while(|line| line.is_empty() || line.starts_with("   "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let value = block
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("SecretString:"))
+            .expect("StripeSecret has no SecretString")
+            .trim()
+            .trim_matches('\'');
+        let json: serde_json::Value =
+            serde_json::from_str(value).expect("StripeSecret's SecretString is JSON");
+        assert_eq!(json["api_key"], PLACEHOLDER_API_KEY, "{value}");
+        assert_eq!(
+            json["webhook_secret"], PLACEHOLDER_WEBHOOK_SECRET,
+            "{value}"
+        );
+        let secrets = StripeSecrets::from_secret_json(value).unwrap();
+        assert!(secrets.require_api_key().is_err() && secrets.require_webhook_secrets().is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod calendar;
 pub mod config;
+pub mod due;
 pub mod ledger;
 pub mod messages;
 pub mod request_key;

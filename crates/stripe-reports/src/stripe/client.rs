@@ -20,6 +20,7 @@ use super::error::{ErrorBody, StripeError};
 use super::types::{CreateReportRun, List, ReportRun, ReportType};
 use crate::domain::config::{Config, FileHosts, PINNED_STRIPE_API_VERSION};
 use crate::domain::secret::SecretString;
+use crate::secrets::SecretsCache;
 
 /// Stripe's largest page.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -73,11 +74,40 @@ impl RetryPolicy {
     }
 }
 
+/// Where the client takes the API key from, before each request.
+#[derive(Debug, Clone)]
+pub enum ApiKey {
+    /// One key for the client's life (`STRIPE_API_KEY`, the CLI, tests).
+    Fixed(SecretString),
+    /// The warm function's secrets cache: a key filled or rotated in Secrets
+    /// Manager is used within 5 minutes, without a cold start; the template's
+    /// placeholder is refused before anything is sent.
+    Cached(SecretsCache),
+}
+
+impl From<SecretString> for ApiKey {
+    fn from(key: SecretString) -> Self {
+        ApiKey::Fixed(key)
+    }
+}
+
+impl ApiKey {
+    async fn current(&self) -> Result<SecretString, StripeError> {
+        match self {
+            ApiKey::Fixed(key) => Ok(key.clone()),
+            ApiKey::Cached(cache) => cache
+                .api_key()
+                .await
+                .map_err(|err| StripeError::NoApiKey(err.to_string())),
+        }
+    }
+}
+
 /// Everything the client needs; built from [`Config`] by the functions.
 #[derive(Debug, Clone)]
 pub struct StripeClientConfig {
     pub api_base: Url,
-    pub api_key: SecretString,
+    pub api_key: ApiKey,
     pub api_version: String,
     pub file_hosts: FileHosts,
     pub retry: RetryPolicy,
@@ -86,10 +116,10 @@ pub struct StripeClientConfig {
 }
 
 impl StripeClientConfig {
-    pub fn new(api_base: Url, api_key: SecretString, file_hosts: FileHosts) -> Self {
+    pub fn new(api_base: Url, api_key: impl Into<ApiKey>, file_hosts: FileHosts) -> Self {
         Self {
             api_base,
-            api_key,
+            api_key: api_key.into(),
             api_version: PINNED_STRIPE_API_VERSION.to_owned(),
             file_hosts,
             retry: RetryPolicy::default(),
@@ -97,7 +127,7 @@ impl StripeClientConfig {
         }
     }
 
-    pub fn from_config(config: &Config, api_key: SecretString) -> Self {
+    pub fn from_config(config: &Config, api_key: impl Into<ApiKey>) -> Self {
         Self {
             api_version: config.stripe_api_version.clone(),
             ..Self::new(
@@ -192,11 +222,12 @@ impl StripeClient {
         let key = HeaderValue::from_str(idempotency_key).map_err(|_| {
             StripeError::Config("idempotency key is not a valid header value".into())
         })?;
+        let api_key = self.config.api_key.current().await?;
         let response = self
             .send_with_retries(|| {
                 self.api
                     .request(Method::POST, url.clone())
-                    .bearer_auth(self.config.api_key.expose())
+                    .bearer_auth(api_key.expose())
                     .header("Idempotency-Key", key.clone())
                     .form(&form)
             })
@@ -256,13 +287,14 @@ impl StripeClient {
     /// retry the whole file.
     pub async fn download_file(&self, url: &str) -> Result<FileDownload, StripeError> {
         let mut url = Url::parse(url).map_err(|_| crate::domain::config::FileUrlError::Invalid)?;
+        let api_key = self.config.api_key.current().await?;
         for _ in 0..=MAX_FILE_REDIRECTS {
             self.config.file_hosts.check(&url)?;
             let response = self
                 .send_with_retries(|| {
                     self.files
                         .get(url.clone())
-                        .basic_auth(self.config.api_key.expose(), Some(""))
+                        .basic_auth(api_key.expose(), Some(""))
                 })
                 .await?;
             if response.status().is_redirection() {
@@ -299,11 +331,12 @@ impl StripeClient {
         url: Url,
         query: &[(&str, String)],
     ) -> Result<T, StripeError> {
+        let api_key = self.config.api_key.current().await?;
         let response = self
             .send_with_retries(|| {
                 self.api
                     .get(url.clone())
-                    .bearer_auth(self.config.api_key.expose())
+                    .bearer_auth(api_key.expose())
                     .query(query)
             })
             .await?;

@@ -64,6 +64,10 @@ pub enum StripeError {
     /// The client could not be built.
     #[error("Stripe client configuration: {0}")]
     Config(String),
+    /// No usable API key (the template's placeholder, or none): nothing was
+    /// sent. The configuration's one line, naming the variable.
+    #[error("{0}")]
+    NoApiKey(String),
 }
 
 impl StripeError {
@@ -82,6 +86,14 @@ impl StripeError {
         }
     }
 
+    /// Stripe's own answer that the object does not exist for this key
+    /// (`404` with `resource_missing`), as opposed to a 404 from something
+    /// that is not Stripe (a wrong API base, a proxy).
+    pub fn is_resource_missing(&self) -> bool {
+        matches!(self, StripeError::Api { status: 404, error, .. }
+            if error.code.as_deref() == Some("resource_missing"))
+    }
+
     /// Whether a later attempt may succeed (after the client's own retries ran out).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -89,7 +101,7 @@ impl StripeError {
             StripeError::Api { status, .. } | StripeError::Decode { status, .. } => {
                 *status == 409 || *status == 429 || *status >= 500
             }
-            StripeError::FileUrl(_) | StripeError::Config(_) => false,
+            StripeError::FileUrl(_) | StripeError::Config(_) | StripeError::NoApiKey(_) => false,
         }
     }
 }

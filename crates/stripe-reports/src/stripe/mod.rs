@@ -11,7 +11,7 @@ pub mod error;
 pub mod types;
 
 #[cfg(feature = "http")]
-pub use client::{RetryPolicy, StripeClient, StripeClientConfig};
+pub use client::{ApiKey, RetryPolicy, StripeClient, StripeClientConfig};
 pub use error::{ApiError, StripeError};
 pub use types::*;
 

@@ -2,43 +2,24 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use stripe_emulator::{Emulator, EmulatorConfig};
-use stripe_reports::domain::config::FileHosts;
-use stripe_reports::domain::secret::SecretString;
-use stripe_reports::stripe::{RetryPolicy, StripeClient, StripeClientConfig};
+use stripe_reports::stripe::{RetryPolicy, StripeClient};
+#[allow(unused_imports)] // each test binary uses part of these
+pub use test_support::{local_aws, quick_retries, unique};
 
 pub const API_KEY: &str = "sk_test_integration_5f2c";
 
 pub async fn emulator(config: EmulatorConfig) -> Emulator {
-    let config = EmulatorConfig {
+    test_support::emulator_with(EmulatorConfig {
         api_key: API_KEY.to_owned(),
         ..config
-    };
-    Emulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("start emulator")
-}
-
-/// Fast retries, so fault tests take milliseconds.
-pub fn quick_retries(max_retries: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_retries,
-        initial_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-    }
+    })
+    .await
 }
 
 pub fn client_for(emulator: &Emulator, retry: RetryPolicy) -> StripeClient {
-    let base = emulator.base_url().parse().unwrap();
-    let mut config = StripeClientConfig::new(
-        base,
-        SecretString::new(API_KEY),
-        FileHosts::parse(&emulator.addr().ip().to_string()).unwrap(),
-    );
-    config.retry = retry;
-    StripeClient::new(config).unwrap()
+    test_support::stripe_client(emulator, API_KEY, &emulator.addr().ip().to_string(), retry)
 }
 
 /// Test fixtures copied from `shared/stripe/` (checked equal when shared/ is beside the repo).
@@ -77,18 +58,4 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
-/// A unique suffix for AWS resource names, so tests sharing moto never collide.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The shared SDK config; these tests need `AWS_ENDPOINT_URL` (moto's server).
-pub async fn local_aws() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run the tests with `make test` (it starts moto's server)"
-    );
-    stripe_reports::aws::load_sdk_config().await
 }

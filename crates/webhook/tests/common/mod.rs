@@ -16,10 +16,6 @@ pub const NOW: i64 = 1_796_000_000;
 /// The secret the README's local configuration uses (events/ are signed with it).
 pub const README_SECRET: &str = "whsec_stripe_reports_local";
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
 pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
     pub ledger: DynamoLedger,
@@ -28,31 +24,10 @@ pub struct Stack {
 }
 
 pub async fn stack() -> Stack {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run the tests with `make test` (it starts moto's server)"
-    );
-    let sdk = stripe_reports::aws::load_sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let table = unique("runs");
-    let ledger = DynamoLedger::create_table(dynamodb, &table).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let download_url = sqs
-        .create_queue()
-        .queue_name(unique("dl"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let schedule_url = sqs
-        .create_queue()
-        .queue_name(unique("sched"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let sdk = test_support::local_aws().await;
+    let ledger = test_support::ledger(&sdk).await;
+    let (sqs, download_url) = test_support::queue(&sdk, "dl").await;
+    let (_, schedule_url) = test_support::queue(&sdk, "sched").await;
     Stack {
         sqs,
         ledger,
@@ -81,31 +56,9 @@ impl Stack {
         self.service_with(&[SECRET], &self.download_url)
     }
 
+    /// Every message on the queue at `url`, received and deleted.
     pub async fn drain(&self, url: &str) -> Vec<Value> {
-        let mut bodies = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            if out.messages().is_empty() {
-                return bodies;
-            }
-            for m in out.messages() {
-                bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        test_support::drain(&self.sqs, url).await
     }
 
     pub async fn status(&self, run_id: &str) -> Option<RunStatus> {
