@@ -23,10 +23,15 @@ tools-venv: .venv-tools/.installed
 	.venv-tools/bin/pip install --quiet -r requirements-tools.txt
 	touch $@
 
-## deploy-checks: cfn-lint, sam validate --lint, checkov, and sam build of the three bootstrap binaries.
-## SAM_ARCH=arm64 needs the aarch64-unknown-linux-gnu Rust target; CI builds x86_64 (no rustup download there).
-SAM_ARCH ?= x86_64
+## deploy-checks: IAM against the code, alarms and charts against the metrics, cfn-lint of every
+## rendering of the conditions and of the template, sam validate --lint, checkov, and sam build
+## of the three bootstrap binaries. SAM_ARCH defaults to samconfig.toml's Architecture (the one
+## place it is set); CI passes SAM_ARCH=x86_64 (no aarch64-unknown-linux-gnu download there).
+SAM_ARCH ?= $(shell sed -n 's/^parameter_overrides = .*Architecture=\([a-z0-9_]*\).*/\1/p' samconfig.toml)
 deploy-checks: venv tools-venv
+	$(PYTHON) scripts/check_iam.py
+	$(PYTHON) scripts/check_metrics.py
+	$(PYTHON) scripts/lint_renderings.py
 	$(VENV)/bin/cfn-lint template.yaml
 	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
 	.venv-tools/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet

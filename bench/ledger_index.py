@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""What reconcile reads from a ledger with years of history: the old full
-scan (filter on status) against the sparse `unfinished` index, on the same
-moto table. DynamoDB bills a Scan by the items it reads (ScannedCount), not
-by the ones the filter keeps, so the figure that matters is items read per
-reconcile; moto's seconds are printed beside it.
+"""What reconcile and `stripe-reports status` read from a ledger with years
+of history. Reconcile: the old full scan (filter on status) against the
+sparse `unfinished` index, on the same moto table; DynamoDB bills a Scan by
+the items it reads (ScannedCount), not by the ones the filter keeps, so the
+figure that matters is items read per reconcile. Status: `stripe-reports
+status` (release build if present, else debug) over N specs × D days on the
+same table: point reads of those intervals only; its wall time in moto.
 
     .venv/bin/python scripts/local_aws.py run -- .venv/bin/python bench/ledger_index.py [--stored 100000]
 """
@@ -14,9 +16,13 @@ import uuid
 
 import boto3
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--stored", type=int, default=100_000, help="finished run items (years of history)")
 parser.add_argument("--unfinished", type=int, default=40, help="pending and succeeded run items")
+parser.add_argument("--specs", type=int, default=20, help="report specs `status` reports on")
+parser.add_argument("--days", type=int, default=30, help="days of intervals `status` reports on")
 args = parser.parse_args()
 
 dynamodb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
@@ -94,4 +100,34 @@ for name, read_runs in (("scan + filter (before)", scan_filter), ("sparse index 
     started = time.time()
     read, kept = read_runs()
     print(f"{name:<28}{read:>12}{kept:>12}{time.time() - started:>16.2f}")
+
+# `stripe-reports status` on the same table: N daily specs (one per report
+# type) over the last D days, beside the history above.
+import json  # noqa: E402
+import subprocess  # noqa: E402
+
+DAY = 86400
+now = int(time.time())
+today = now - now % DAY
+binary = next((p for p in (os.path.join(ROOT, "target", kind, "stripe-reports") for kind in ("release", "debug"))
+               if os.path.exists(p)), None)
+types = [f"bench.status{n}.1" for n in range(args.specs)]
+spec_json = json.dumps([{"report_type": t} for t in types])
+print(f"status: {len(types)} specs x {args.days} days = {len(types) * args.days} intervals")
+if binary is None:
+    print("status: no stripe-reports binary (cargo build -p cli first)")
+else:
+    env = dict(os.environ, RUNS_TABLE=table, REPORTS=spec_json, LOOKBACK_DAYS=str(args.days), RUST_LOG="warn")
+    # Every interval due (availability recorded) and never requested: one
+    # request-key read each. (A stored interval costs one more, its run item.)
+    for t in types:
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"available#{t}"},
+                                                  "first_seen": {"M": {str(today): {"N": str(now - 3600)}}}})
+    started = time.time()
+    result = subprocess.run([binary, "status", "--json"], env=env, capture_output=True, text=True)
+    took = time.time() - started
+    report = json.loads(result.stdout)
+    intervals = sum(len(s["not_stored"]) + (1 if s["last_stored"] else 0) for s in report["specs"])
+    print(f"status: exit {result.returncode}, {intervals} intervals reported, {took:.2f} s "
+          f"({len(types) * args.days} request-key reads; none of the {args.stored} history items read)")
 dynamodb.delete_table(TableName=table)

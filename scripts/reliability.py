@@ -839,9 +839,74 @@ def orphan_not_created_twice(stack):
     return stack.audit(expected_requests=1)
 
 
+def emf_values(stdout, metric):
+    """The values of `metric` in the EMF lines `stripe-reports invoke` printed."""
+    values = []
+    for line in stdout.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and "_aws" in document and metric in document:
+            values.append(document[metric])
+    return values
+
+
+def status_of(stack, env):
+    """`stripe-reports status --json`: (exit code, the JSON or None)."""
+    result = subprocess.run([os.path.join(TARGET, "stripe-reports"), "status", "--json"], env=env,
+                            capture_output=True, timeout=60)
+    with open(os.path.join(stack.logdir, "status.log"), "ab") as log:
+        log.write(result.stdout + result.stderr)
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except ValueError:
+        return result.returncode, None
+
+
+def overdue_reported_then_healed(stack):
+    """13. A missing report is noticed: Stripe has the data, but no run is
+    created (Stripe's run list unreadable, so the scheduler creates nothing
+    it cannot rule out): the scheduled invocation's `OverdueIntervals` metric
+    is above 0 and `stripe-reports status` exits 1 naming each interval as
+    never requested; healed (the list readable again, the runner stores
+    everything), the metric is 0 and `status` exits 0. The grace is set to 0
+    minutes (`OVERDUE_AFTER_MINUTES`), so the sequence takes seconds."""
+    stack.begin("13-overdue", [kind(THREE_TYPES[0])], lookback_days=2)
+    env = dict(stack.env, OVERDUE_AFTER_MINUTES="0")
+    stack.faults({"inject": [{"path_prefix": "/v1/reporting/report_runs", "method": "GET", "status": 500,
+                              "should_retry": False, "times": 100000}]})
+    code, out, err = stack.invoke("scheduler", env=env, name="invoke-first-sighting")
+    check(code != 0, f"the scheduler exited 0 although Stripe's run list was unreadable: {out[-300:]!r}")
+    check(emf_values(out, "OverdueIntervals") == [0], f"due this very moment, yet {emf_values(out, 'OverdueIntervals')}")
+    time.sleep(1.5)  # due for longer than the grace (0 minutes)
+    code, out, err = stack.invoke("scheduler", env=env, name="invoke-overdue")
+    check(emf_values(out, "OverdueIntervals") == [2],
+          f"OverdueIntervals {emf_values(out, 'OverdueIntervals')} (expected [2]): {err[-300:]!r}")
+    check(emulator_json("/_emulator/stats")["runs_created"] == 0, "a run was created with the list unreadable")
+    code, report = status_of(stack, env)
+    check(code == 1 and report is not None and report["healthy"] is False,
+          f"status exited {code} while 2 reports were overdue: {report}")
+    missing = [i for spec in report["specs"] for i in spec["not_stored"]]
+    check(len(missing) == 2 and all(i["state"] == "never_requested" and i["overdue_secs"] > 0 for i in missing),
+          f"status does not name both intervals as never requested and overdue: {missing}")
+
+    stack.faults({})
+    stack.start_runner()
+    stack.wait_settled(timeout=60)
+    code, out, err = stack.invoke("scheduler", env=env, name="invoke-healed")
+    check(code == 0, f"the healed scheduler exited {code}: {err[-300:]!r}")
+    check(emf_values(out, "OverdueIntervals") == [0], f"healed, yet OverdueIntervals {emf_values(out, 'OverdueIntervals')}")
+    code, report = status_of(stack, env)
+    check(code == 0 and report is not None and report["healthy"] is True,
+          f"status exited {code} with everything stored: {report}")
+    return stack.audit(expected_requests=2)
+
+
 SCENARIOS = [webhooks_five_times_shuffled, scheduler_five_times, downloader_killed_mid_stream, stripe_429_storm,
              truncated_twice, s3_unavailable_mid_upload, webhooks_never_delivered, run_failed_at_stripe,
-             secret_rolled, redirect_off_the_allow_list, malformed_inputs, orphan_not_created_twice]
+             secret_rolled, redirect_off_the_allow_list, malformed_inputs, orphan_not_created_twice,
+             overdue_reported_then_healed]
 
 
 # Every scenario leaves at least a dozen log lines (the emulator's start, the
