@@ -14,7 +14,7 @@ use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{ANSWER_RESERVE, Downloader, Stored, work_deadline};
 use stripe_reports::ports::{Ledger, RunFacts};
-use stripe_reports::stripe::{CreateReportRun, StripeClient, StripeRunStatus};
+use stripe_reports::stripe::StripeClient;
 use test_support::*;
 
 const API_KEY: &str = "sk_test_downloader_deadline";
@@ -59,33 +59,14 @@ impl Stack {
     /// A run Stripe finished, recorded pending as the scheduler leaves it.
     async fn finished_run(&self, day: i64) -> String {
         let client = stripe_client(&self.emulator, API_KEY, "127.0.0.1", quick_retries(2));
-        let spec = ReportSpec::new(BALANCE);
         let base = 1_790_000_000 - 1_790_000_000 % DAY;
         let interval = Interval {
             start: base + day * DAY,
             end: base + (day + 1) * DAY,
         };
-        let run = client
-            .create_report_run(&CreateReportRun::for_spec(&spec, interval), &unique("key"))
-            .await
-            .unwrap();
-        let facts = RunFacts {
-            run_id: run.id.clone(),
-            report_type: BALANCE.into(),
-            interval_start: Some(interval.start),
-            interval_end: Some(interval.end),
-        };
-        self.ledger
-            .record_requested(&RequestKey::new(&spec, interval, 0), &facts, 1_790_000_000)
-            .await
-            .unwrap();
-        for _ in 0..200 {
-            if client.report_run(&run.id).await.unwrap().status != StripeRunStatus::Pending {
-                return run.id;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("run never finished");
+        let run_id = requested_run(&client, &self.ledger, BALANCE, interval, 1_790_000_000).await;
+        wait_finished(&client, &run_id).await;
+        run_id
     }
 
     async fn open_uploads(&self) -> usize {

@@ -10,13 +10,13 @@ use stripe_emulator::{Emulator, Faults, ReportTypeConfig};
 use stripe_reports::aws::{DynamoLedger, S3Sink};
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::RunStatus;
-use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{DownloadError, Downloader, Stored};
-use stripe_reports::ports::{Ledger, RunFacts};
-use stripe_reports::stripe::{CreateReportRun, StripeClient, StripeRunStatus};
+use stripe_reports::ports::Ledger;
+use stripe_reports::stripe::{CreateReportRun, StripeClient};
 use test_support::{
-    Clock, DAY, MIB, bucket, ledger, local_aws, quick_retries, stripe_client, unique,
+    Clock, DAY, MIB, bucket, ledger, local_aws, quick_retries, requested_run, stripe_client,
+    wait_finished,
 };
 
 const API_KEY: &str = "sk_test_downloader_tests";
@@ -92,32 +92,10 @@ impl Env {
             start: 1_790_000_000 - 1_790_000_000 % DAY + day * DAY,
             end: 1_790_000_000 - 1_790_000_000 % DAY + (day + 1) * DAY,
         };
-        let run = client
-            .create_report_run(
-                &CreateReportRun::for_spec(&ReportSpec::new(report_type), interval),
-                &unique("key"),
-            )
-            .await
-            .unwrap();
         // Recorded pending, as the scheduler leaves it.
-        let facts = RunFacts {
-            run_id: run.id.clone(),
-            report_type: report_type.into(),
-            interval_start: Some(interval.start),
-            interval_end: Some(interval.end),
-        };
-        let key = RequestKey::new(&ReportSpec::new(report_type), interval, 0);
-        self.ledger
-            .record_requested(&key, &facts, now())
-            .await
-            .unwrap();
-        for _ in 0..200 {
-            if client.report_run(&run.id).await.unwrap().status != StripeRunStatus::Pending {
-                return run.id;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("run never finished");
+        let run_id = requested_run(&client, &self.ledger, report_type, interval, now()).await;
+        wait_finished(&client, &run_id).await;
+        run_id
     }
 
     async fn batch(&self, bodies: &[(&str, String)]) -> Vec<String> {

@@ -11,11 +11,7 @@ use serde_json::{Value, json};
 use stripe_emulator::{Faults, ReportTypeConfig};
 use stripe_reports::aws::S3Sink;
 use stripe_reports::domain::calendar::Interval;
-use stripe_reports::domain::request_key::RequestKey;
-use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{Downloader, work_deadline};
-use stripe_reports::ports::{Ledger, RunFacts};
-use stripe_reports::stripe::CreateReportRun;
 use test_support::*;
 
 const API_KEY: &str = "sk_test_downloader_logs";
@@ -57,7 +53,6 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
     let ledger = ledger(&sdk).await;
     let (s3, bucket) = bucket(&sdk).await;
     let stripe = stripe_client(&emulator, API_KEY, "127.0.0.1", quick_retries(2));
-    let spec = ReportSpec::new(BALANCE);
     let base = 1_790_000_000 - 1_790_000_000 % DAY;
     let mut run_ids = BTreeSet::new();
     for day in 0..RUNS {
@@ -65,21 +60,7 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
             start: base + day * DAY,
             end: base + (day + 1) * DAY,
         };
-        let run = stripe
-            .create_report_run(&CreateReportRun::for_spec(&spec, interval), &unique("key"))
-            .await
-            .unwrap();
-        let facts = RunFacts {
-            run_id: run.id.clone(),
-            report_type: BALANCE.into(),
-            interval_start: Some(interval.start),
-            interval_end: Some(interval.end),
-        };
-        ledger
-            .record_requested(&RequestKey::new(&spec, interval, 0), &facts, base)
-            .await
-            .unwrap();
-        run_ids.insert(run.id);
+        run_ids.insert(requested_run(&stripe, &ledger, BALANCE, interval, base).await);
     }
     for _ in 0..200 {
         if emulator.runs().iter().all(|r| r["status"] != "pending") {

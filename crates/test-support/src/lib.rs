@@ -296,3 +296,48 @@ impl Write for CapturedLogs {
         Ok(())
     }
 }
+
+/// Creates the run of `report_type` over `interval` at Stripe (the type's
+/// default parameters, a fresh idempotency key) and records it pending in
+/// the ledger at `now`, as the scheduler leaves it. Returns the run id.
+pub async fn requested_run(
+    stripe: &StripeClient,
+    ledger: &DynamoLedger,
+    report_type: &str,
+    interval: stripe_reports::domain::calendar::Interval,
+    now: i64,
+) -> String {
+    use stripe_reports::ports::Ledger;
+    let spec = stripe_reports::domain::spec::ReportSpec::new(report_type);
+    let run = stripe
+        .create_report_run(
+            &stripe_reports::stripe::CreateReportRun::for_spec(&spec, interval),
+            &unique("key"),
+        )
+        .await
+        .expect("create run");
+    let facts = stripe_reports::ports::RunFacts {
+        run_id: run.id.clone(),
+        report_type: report_type.into(),
+        interval_start: Some(interval.start),
+        interval_end: Some(interval.end),
+    };
+    let key = stripe_reports::domain::request_key::RequestKey::new(&spec, interval, 0);
+    ledger
+        .record_requested(&key, &facts, now)
+        .await
+        .expect("record the request");
+    run.id
+}
+
+/// Waits (at most about 2 s) until Stripe has finished the run.
+pub async fn wait_finished(stripe: &StripeClient, run_id: &str) {
+    for _ in 0..200 {
+        let run = stripe.report_run(run_id).await.expect("read run");
+        if run.status != stripe_reports::stripe::StripeRunStatus::Pending {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {run_id} never finished");
+}

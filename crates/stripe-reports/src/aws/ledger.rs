@@ -200,17 +200,9 @@ impl DynamoLedger {
             sets.push("#unfinished = :unfinished".into());
             format!("SET {}", sets.join(", "))
         };
-        let sources: Vec<String> = RunStatus::allowed_sources(next)
-            .into_iter()
-            .enumerate()
-            .map(|(index, status)| {
-                values.insert(format!(":from{index}"), s(status.as_str()));
-                format!(":from{index}")
-            })
-            .collect();
         let condition = format!(
             "attribute_not_exists(pk) OR #status IN ({})",
-            sources.join(", ")
+            source_placeholders(next, &mut values)
         );
         let result = self
             .client
@@ -239,6 +231,21 @@ impl DynamoLedger {
             Err(err) => Err(unavailable(err)),
         }
     }
+}
+
+/// `:from0, :from1, …`: the states a run may move to `next` from (the
+/// domain's [`RunStatus::allowed_sources`]), bound into `values`, for an
+/// `#status IN (…)` condition.
+fn source_placeholders(next: RunStatus, values: &mut HashMap<String, AttributeValue>) -> String {
+    RunStatus::allowed_sources(next)
+        .into_iter()
+        .enumerate()
+        .map(|(index, status)| {
+            values.insert(format!(":from{index}"), s(status.as_str()));
+            format!(":from{index}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn get_s(item: &Item, name: &str) -> Option<String> {
@@ -446,14 +453,7 @@ impl Ledger for DynamoLedger {
             (":until".to_owned(), n(until)),
             (":now".to_owned(), n(now)),
         ]);
-        let sources: Vec<String> = RunStatus::allowed_sources(RunStatus::Stored)
-            .into_iter()
-            .enumerate()
-            .map(|(index, status)| {
-                values.insert(format!(":from{index}"), s(status.as_str()));
-                format!(":from{index}")
-            })
-            .collect();
+        let sources = source_placeholders(RunStatus::Stored, &mut values);
         let result = self
             .client
             .update_item()
@@ -463,7 +463,7 @@ impl Ledger for DynamoLedger {
             .condition_expression(format!(
                 "attribute_exists(pk) AND #status IN ({}) AND \
                  (attribute_not_exists(lease_until) OR lease_until < :now OR download_lease = :owner)",
-                sources.join(", ")
+                sources
             ))
             .expression_attribute_names("#status", "status")
             .set_expression_attribute_values(Some(values))
