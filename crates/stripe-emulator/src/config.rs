@@ -1,5 +1,6 @@
 //! What the emulator serves and how it misbehaves.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ pub fn duration_from_secs(seconds: f64, cap: Duration) -> Duration {
 }
 
 /// One report type the emulator knows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportTypeConfig {
     pub id: String,
@@ -83,9 +84,48 @@ pub struct WebhookConfig {
     pub retry_delay: Duration,
 }
 
+/// One Stripe account the emulator serves: its API key selects it, and it has
+/// its own report types, runs, files, events, idempotency keys and rate limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Stripe's account id, `acct_...`, as `GET /v1/account` answers it.
+    pub id: String,
+    pub api_key: String,
+    /// Its webhooks are signed with these (one `v1` per secret); empty means
+    /// the [`WebhookConfig::secrets`].
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    /// `None` means [`EmulatorConfig::report_types`].
+    #[serde(default)]
+    pub report_types: Option<Vec<ReportTypeConfig>>,
+}
+
+impl AccountConfig {
+    /// An account with the emulator's shared webhook secrets and report types.
+    pub fn new(id: impl Into<String>, api_key: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            api_key: api_key.into(),
+            webhook_secrets: Vec::new(),
+            report_types: None,
+        }
+    }
+}
+
+/// The id of the one account served when [`EmulatorConfig::accounts`] is empty.
+pub const DEFAULT_ACCOUNT_ID: &str = "acct_1EmulatorDefault00";
+
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
+    /// The key of the one account served when `accounts` is empty.
     pub api_key: String,
+    /// The id of the one account served when `accounts` is empty.
+    pub account_id: String,
+    /// The accounts served; when empty, one account made of `account_id`,
+    /// `api_key`, the webhook's secrets and `report_types`.
+    pub accounts: Vec<AccountConfig>,
+    /// The report types of every account that does not list its own.
     pub report_types: Vec<ReportTypeConfig>,
     /// How long a run stays `pending`.
     pub run_delay: Duration,
@@ -103,6 +143,8 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             api_key: "sk_test_emulator".to_owned(),
+            account_id: DEFAULT_ACCOUNT_ID.to_owned(),
+            accounts: Vec::new(),
             report_types: default_report_types(),
             run_delay: Duration::from_millis(500),
             webhook: None,
@@ -110,6 +152,33 @@ impl Default for EmulatorConfig {
             livemode: false,
             seed: None,
         }
+    }
+}
+
+impl EmulatorConfig {
+    /// The accounts served, first the default one (the one [`crate::Emulator::api_key`]
+    /// and the admin routes without `?account=` act on), with their webhook
+    /// secrets and report types filled in from the shared settings.
+    pub fn accounts(&self) -> Vec<AccountConfig> {
+        let configured = if self.accounts.is_empty() {
+            vec![AccountConfig::new(&self.account_id, &self.api_key)]
+        } else {
+            self.accounts.clone()
+        };
+        configured
+            .into_iter()
+            .map(|mut account| {
+                if account.webhook_secrets.is_empty()
+                    && let Some(webhook) = &self.webhook
+                {
+                    account.webhook_secrets = webhook.secrets.clone();
+                }
+                account
+                    .report_types
+                    .get_or_insert_with(|| self.report_types.clone());
+                account
+            })
+            .collect()
     }
 }
 
@@ -133,6 +202,26 @@ pub struct Injection {
     /// `200` with missing fields or wrong types, or a body that is not JSON.
     #[serde(default)]
     pub body: Option<String>,
+    /// Only requests made with this account's key (`acct_...`) match; any
+    /// account's when `None`.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// A single `500` to the next API request of any account: set the fields that matter.
+impl Default for Injection {
+    fn default() -> Self {
+        Self {
+            path_prefix: String::new(),
+            method: None,
+            status: 500,
+            should_retry: None,
+            times: one(),
+            retry_after: None,
+            body: None,
+            account: None,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -154,6 +243,23 @@ pub struct ErrorStorm {
     /// Seconds the storm lasts from when it is set (at most [`MAX_STORM`];
     /// a negative or NaN value is no storm).
     pub seconds: f64,
+    /// Only requests made with this account's key (`acct_...`) are drawn
+    /// from; any account's when `None`.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+/// `500` to every request of any account, for no time yet: set `seconds`.
+impl Default for ErrorStorm {
+    fn default() -> Self {
+        Self {
+            status: 500,
+            fraction: 1.0,
+            should_retry: None,
+            seconds: 0.0,
+            account: None,
+        }
+    }
 }
 
 /// Fault knobs, replaced as a whole by `POST /_emulator/faults`.
@@ -164,7 +270,8 @@ pub struct Faults {
     pub inject: Vec<Injection>,
     #[serde(default)]
     pub storm: Option<ErrorStorm>,
-    /// API requests per second above which Stripe's 429 `rate_limit` is answered.
+    /// API requests per second of each account above which Stripe's 429
+    /// `rate_limit` is answered (each account's key has its own budget, as at Stripe).
     #[serde(default)]
     pub rate_limit_rps: Option<u32>,
     /// The next N file downloads are cut after half of the bytes.
@@ -184,9 +291,18 @@ pub struct Faults {
     /// File contents answer `302` to this base URL (same path), once per download.
     #[serde(default)]
     pub file_redirect_base: Option<String>,
-    /// Replaces the configured webhook signing secrets (secret rolling).
+    /// Replaces the default (first) account's webhook signing secrets
+    /// (secret rolling).
     #[serde(default)]
     pub webhook_secrets: Option<Vec<String>>,
+    /// Replaces these accounts' webhook signing secrets, by account id; for
+    /// the default account this wins over `webhook_secrets`.
+    #[serde(default)]
+    pub account_webhook_secrets: Option<BTreeMap<String, Vec<String>>>,
+    /// Every request with these accounts' keys is answered Stripe's 401 for
+    /// an expired (revoked) key.
+    #[serde(default)]
+    pub revoked_accounts: Vec<String>,
     /// Reseeds the random decisions (error-storm draws, webhook shuffle
     /// delays) when these faults are applied, so that the same seed makes
     /// the same decisions from here on. `None` keeps the current generator.
@@ -207,6 +323,8 @@ impl Default for Faults {
             webhook_shuffle_ms: 0,
             file_redirect_base: None,
             webhook_secrets: None,
+            account_webhook_secrets: None,
+            revoked_accounts: Vec::new(),
             seed: None,
         }
     }
@@ -232,6 +350,8 @@ pub struct Stats {
 /// (`GET /_emulator/webhooks`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WebhookDelivery {
+    /// The account whose event it is (and whose secrets signed it).
+    pub account: String,
     /// The event's id and type.
     pub event: String,
     pub event_type: String,

@@ -1,15 +1,25 @@
 //! A local double of Stripe's reporting API for tests and the demo.
 //!
-//! It serves `/v1/reporting/report_types[/id]`, `/v1/reporting/report_runs[/id]`,
-//! `/v1/events[/id]`, `/v1/files/{id}` and file contents at
-//! `/v1/files/{id}/contents`, with objects shaped as in Stripe's OpenAPI
-//! description (`shared/stripe/stripe-reporting-openapi.json`, checked by a
-//! contract test). It checks the API key, honours `Idempotency-Key`, moves runs
-//! from `pending` to `succeeded` (or `failed`) after a delay, and delivers
-//! signed webhooks. Fault knobs (`/_emulator/faults`) inject 429s, 500s,
-//! truncated or slow files, duplicated and reordered webhooks; a seed
-//! ([`EmulatorConfig::seed`], [`Faults::seed`]) makes their random draws
-//! repeatable.
+//! It serves `/v1/account`, `/v1/reporting/report_types[/id]`,
+//! `/v1/reporting/report_runs[/id]`, `/v1/events[/id]`, `/v1/files/{id}` and
+//! file contents at `/v1/files/{id}/contents`, with objects shaped as in
+//! Stripe's OpenAPI description (`shared/stripe/stripe-reporting-openapi.json`,
+//! checked by a contract test). It checks the API key, honours
+//! `Idempotency-Key`, moves runs from `pending` to `succeeded` (or `failed`)
+//! after a delay, and delivers signed webhooks.
+//!
+//! It serves several Stripe accounts ([`EmulatorConfig::accounts`]), one API
+//! key each. As at Stripe, the key selects the account and sees only that
+//! account's report types, runs, files, events and idempotency keys (another
+//! account's object is a 404 `resource_missing`), each account has its own
+//! rate limit, and each account's webhooks are signed with its own secrets.
+//! Without accounts configured it serves one, made of [`EmulatorConfig::api_key`]
+//! and [`EmulatorConfig::account_id`].
+//!
+//! Fault knobs (`/_emulator/faults`) inject 429s, 500s (for every account or
+//! one), revoked keys, truncated or slow files, duplicated and reordered
+//! webhooks; a seed ([`EmulatorConfig::seed`], [`Faults::seed`]) makes their
+//! random draws repeatable.
 //!
 //! Start it in-process with [`Emulator::start`], or as the `stripe-emulator` binary.
 
@@ -19,12 +29,13 @@ mod server;
 pub mod state;
 mod webhooks;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use config::{
-    EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats, WebhookConfig,
-    WebhookDelivery,
+    AccountConfig, EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats,
+    WebhookConfig, WebhookDelivery,
 };
 pub use state::RequestRecord;
 use state::State;
@@ -35,11 +46,25 @@ pub const API_VERSION: &str = "2026-07-29.dahlia";
 pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub config: EmulatorConfig,
+    /// [`EmulatorConfig::accounts`], in the order of `State::accounts`.
+    pub accounts: Vec<AccountConfig>,
+    /// API key → index into `accounts`.
+    pub account_by_key: HashMap<String, usize>,
     pub files_base: String,
     pub http: reqwest::Client,
 }
 
 impl Shared {
+    /// The index of the account whose API key is `key`.
+    pub fn account_with_key(&self, key: &str) -> Option<usize> {
+        self.account_by_key.get(key).copied()
+    }
+
+    /// The index of the account with id `id`.
+    pub fn account_index(&self, id: &str) -> Option<usize> {
+        self.accounts.iter().position(|account| account.id == id)
+    }
+
     /// The state lock. A panic while holding it (a bug) must not wedge every
     /// later request, so a poisoned lock is taken over.
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -76,6 +101,32 @@ fn serve(
     });
 }
 
+/// API key → account index, refusing a configuration in which a key or an
+/// id would not name exactly one account.
+fn index_by_key(accounts: &[AccountConfig]) -> std::io::Result<HashMap<String, usize>> {
+    let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    let mut by_key = HashMap::new();
+    for (index, account) in accounts.iter().enumerate() {
+        if accounts[..index].iter().any(|other| other.id == account.id) {
+            return Err(invalid(format!(
+                "account {} is configured twice",
+                account.id
+            )));
+        }
+        // Never the key itself in the message.
+        if by_key.insert(account.api_key.clone(), index).is_some() {
+            return Err(invalid(format!(
+                "account {} has the API key of another account",
+                account.id
+            )));
+        }
+    }
+    if by_key.is_empty() {
+        return Err(invalid("no account configured".to_owned()));
+    }
+    Ok(by_key)
+}
+
 impl Emulator {
     /// Binds `listen` (use port 0 for any free port) and serves in the background.
     pub async fn start(config: EmulatorConfig, listen: SocketAddr) -> std::io::Result<Self> {
@@ -89,9 +140,13 @@ impl Emulator {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(std::io::Error::other)?;
+        let accounts = config.accounts();
+        let account_by_key = index_by_key(&accounts)?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(config.report_types.clone(), config.seed)),
+            state: Mutex::new(State::new(&accounts, config.seed)),
             config,
+            accounts,
+            account_by_key,
             files_base,
             http,
         });
@@ -133,8 +188,24 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
+    /// The default (first) account's API key.
     pub fn api_key(&self) -> &str {
-        &self.shared.config.api_key
+        &self.shared.accounts[0].api_key
+    }
+
+    /// Every account served, as (id, API key), the default one first.
+    pub fn accounts(&self) -> Vec<(String, String)> {
+        self.shared
+            .accounts
+            .iter()
+            .map(|account| (account.id.clone(), account.api_key.clone()))
+            .collect()
+    }
+
+    /// The API key of account `account` (`acct_...`).
+    pub fn api_key_of(&self, account: &str) -> Option<&str> {
+        let index = self.shared.account_index(account)?;
+        Some(&self.shared.accounts[index].api_key)
     }
 
     pub fn stats(&self) -> Stats {
@@ -157,24 +228,37 @@ impl Emulator {
         self.shared.lock().webhook_log.clone()
     }
 
-    /// Moves a report type's `data_available_end` and sends `reporting.report_type.updated`.
+    /// Moves a report type's `data_available_end` in the default (first)
+    /// account and sends `reporting.report_type.updated`.
     pub fn set_data_available_end(&self, report_type: &str, end: i64) -> bool {
-        server::update_report_type(&self.shared, report_type, None, Some(end)).is_some()
+        server::update_report_type(&self.shared, 0, report_type, None, Some(end)).is_some()
     }
 
-    /// SHA-256 and size of a file the emulator serves.
+    /// [`Emulator::set_data_available_end`] in account `account` (`acct_...`);
+    /// `false` when the account or its report type does not exist.
+    pub fn set_data_available_end_in(&self, account: &str, report_type: &str, end: i64) -> bool {
+        self.shared.account_index(account).is_some_and(|index| {
+            server::update_report_type(&self.shared, index, report_type, None, Some(end)).is_some()
+        })
+    }
+
+    /// SHA-256 and size of a file the emulator serves, whichever account's.
     pub fn file_digest(&self, file_id: &str) -> Option<(String, u64)> {
         server::file_digest(&self.shared, file_id)
     }
 
-    /// Every run, oldest first, as the API shows them.
+    /// Every run of the default (first) account, oldest first, as the API shows them.
     pub fn runs(&self) -> Vec<serde_json::Value> {
-        let state = self.shared.lock();
-        state
-            .runs
-            .iter()
-            .map(|run| run.to_json(self.shared.config.livemode, &self.shared.files_base))
-            .collect()
+        server::runs_json(&self.shared, 0)
+    }
+
+    /// Every run of account `account` (`acct_...`), oldest first, as its key
+    /// sees them; none for an unknown account.
+    pub fn runs_of(&self, account: &str) -> Vec<serde_json::Value> {
+        self.shared
+            .account_index(account)
+            .map(|index| server::runs_json(&self.shared, index))
+            .unwrap_or_default()
     }
 
     /// Stops serving and waits briefly for open connections.

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use stripe_emulator::{
-    Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig, config::default_report_types,
-};
+use serde::de::DeserializeOwned;
+use stripe_emulator::config::{DEFAULT_ACCOUNT_ID, default_report_types};
+use stripe_emulator::{AccountConfig, Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,9 +21,17 @@ struct Args {
     /// file host off the client's allow-list, for redirect tests.
     #[arg(long, env = "EMULATOR_ALSO_LISTEN")]
     also_listen: Option<SocketAddr>,
-    /// The API key clients must present.
+    /// The API key of the one account served (unused with --accounts).
     #[arg(long, env = "EMULATOR_API_KEY", default_value = "sk_test_emulator")]
     api_key: String,
+    /// The id of the one account served (unused with --accounts).
+    #[arg(long, env = "EMULATOR_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID)]
+    account_id: String,
+    /// Several accounts, as a JSON array of {"id": "acct_...", "api_key",
+    /// "webhook_secrets"?, "report_types"?}; without their own, accounts get
+    /// --webhook-secret and --report-types. The first is the default account.
+    #[arg(long, env = "EMULATOR_ACCOUNTS")]
+    accounts: Option<String>,
     /// Where signed webhooks are POSTed (none when unset).
     #[arg(long, env = "EMULATOR_WEBHOOK_URL")]
     webhook_url: Option<String>,
@@ -63,21 +71,27 @@ async fn main() {
     let args = Args::parse();
     let mut report_types = match &args.report_types {
         None => default_report_types(),
-        Some(json) => match serde_json::from_str::<Vec<ReportTypeConfig>>(json) {
-            Ok(types) => types,
-            Err(err) => {
-                eprintln!("stripe-emulator: --report-types: {err}");
-                std::process::exit(2);
-            }
-        },
+        Some(json) => parse_json::<Vec<ReportTypeConfig>>("--report-types", json),
+    };
+    let mut accounts = match &args.accounts {
+        None => Vec::new(),
+        Some(json) => parse_json::<Vec<AccountConfig>>("--accounts", json),
     };
     if let Some(size) = args.file_size {
-        for kind in &mut report_types {
+        let own_types = accounts
+            .iter_mut()
+            .filter_map(|account| account.report_types.as_mut());
+        for kind in std::iter::once(&mut report_types)
+            .chain(own_types)
+            .flatten()
+        {
             kind.file_size.get_or_insert(size);
         }
     }
     let config = EmulatorConfig {
         api_key: args.api_key,
+        account_id: args.account_id,
+        accounts,
         report_types,
         run_delay: Duration::from_millis(args.run_delay_ms),
         webhook: args.webhook_url.map(|url| WebhookConfig {
@@ -97,12 +111,18 @@ async fn main() {
     };
     let emulator = match Emulator::start(config, args.listen).await {
         Ok(emulator) => emulator,
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("stripe-emulator: {err}");
+            std::process::exit(2);
+        }
         Err(err) => {
             eprintln!("stripe-emulator: cannot listen on {}: {err}", args.listen);
             std::process::exit(1);
         }
     };
     println!("stripe-emulator listening on {}", emulator.base_url());
+    let ids: Vec<String> = emulator.accounts().into_iter().map(|(id, _)| id).collect();
+    println!("stripe-emulator serving accounts {}", ids.join(", "));
     if let Some(also) = args.also_listen {
         match emulator.also_listen(also).await {
             Ok(addr) => println!("stripe-emulator also listening on http://{addr}"),
@@ -114,4 +134,12 @@ async fn main() {
     }
     let _ = tokio::signal::ctrl_c().await;
     emulator.stop();
+}
+
+/// The JSON value of `flag`, or exit with one line saying what is wrong with it.
+fn parse_json<T: DeserializeOwned>(flag: &str, json: &str) -> T {
+    serde_json::from_str(json).unwrap_or_else(|err| {
+        eprintln!("stripe-emulator: {flag}: {err}");
+        std::process::exit(2);
+    })
 }

@@ -19,7 +19,8 @@ use crate::Shared;
 use crate::config::{Faults, MAX_STORM, duration_from_secs};
 use crate::csv::{CsvGenerator, seed_for};
 use crate::state::{
-    MAX_REQUEST_RECORDS, ReportTypeState, RequestRecord, RunState, RunStatus, new_id, now, rng_for,
+    MAX_REQUEST_RECORDS, ObjectKind, ReportTypeState, RequestRecord, RunState, RunStatus, new_id,
+    now, rng_for,
 };
 use crate::webhooks;
 
@@ -35,13 +36,32 @@ pub fn router(shared: Arc<Shared>, listener: Listener) -> Router {
         .with_state(shared)
 }
 
+/// The object an API path names, if any (file contents name their file).
+fn named_object<'a>(segments: &[&'a str]) -> Option<(ObjectKind, &'a str)> {
+    match segments {
+        ["v1", "reporting", "report_runs", id] => Some((ObjectKind::ReportRun, id)),
+        ["v1", "reporting", "report_types", id] => Some((ObjectKind::ReportType, id)),
+        ["v1", "files", id] | ["v1", "files", id, "contents"] => Some((ObjectKind::File, id)),
+        ["v1", "events", id] => Some((ObjectKind::Event, id)),
+        _ => None,
+    }
+}
+
+/// Logs a request with the account whose key it presents (`account`) and
+/// the account owning the object its path names.
 fn record_request(
     shared: &Shared,
     listener: &Listener,
     method: &Method,
     uri: &Uri,
+    segments: &[&str],
     headers: &HeaderMap,
+    account: Option<usize>,
 ) {
+    let mut state = shared.lock();
+    let object_account = named_object(segments)
+        .and_then(|(kind, id)| state.owner_of(kind, id, account))
+        .map(str::to_owned);
     let record = RequestRecord {
         listener: listener.0.clone(),
         host: headers
@@ -52,8 +72,9 @@ fn record_request(
         method: method.to_string(),
         path: uri.path().to_owned(),
         authorization: headers.contains_key(header::AUTHORIZATION),
+        account: account.map(|index| shared.accounts[index].id.clone()),
+        object_account,
     };
-    let mut state = shared.lock();
     if state.requests.len() >= MAX_REQUEST_RECORDS {
         state.requests.drain(..MAX_REQUEST_RECORDS / 2);
     }
@@ -131,40 +152,64 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
     Some(text.split(':').next().unwrap_or_default().to_owned())
 }
 
-fn check_key(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    match presented_key(headers) {
-        Some(key) if key == shared.config.api_key => Ok(()),
-        presented => {
-            shared.lock().stats.unauthorized += 1;
-            let message = if presented.is_none() {
-                "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth."
-            } else {
-                "Invalid API Key provided."
-            };
-            Err(stripe_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                None,
-                None,
-                message,
-            ))
-        }
-    }
+/// A key as Stripe shows it in errors: its prefix (`sk_test_`), then stars,
+/// then its last four characters if that still hides most of it.
+fn masked_key(key: &str) -> String {
+    let prefix_len = key.match_indices('_').nth(1).map_or(0, |(at, _)| at + 1);
+    let (prefix, rest) = key.split_at(prefix_len);
+    let rest: Vec<char> = rest.chars().collect();
+    let shown = if rest.len() >= 12 { 4 } else { 0 };
+    let hidden = "*".repeat(rest.len() - shown);
+    let tail: String = rest[rest.len() - shown..].iter().collect();
+    format!("{prefix}{hidden}{tail}")
 }
 
-/// Rate limit, injected responses and error storms, in that order.
-fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
+/// The account a request's key selects, or Stripe's 401: no key, a key of
+/// no account, or the key of an account revoked by the faults.
+fn authenticate(shared: &Shared, key: Option<&str>) -> Result<usize, Response> {
+    let account = key.and_then(|key| shared.account_with_key(key));
+    let message = match (key, account) {
+        (Some(key), Some(index)) => {
+            let revoked = shared
+                .lock()
+                .faults
+                .revoked_accounts
+                .contains(&shared.accounts[index].id);
+            if !revoked {
+                return Ok(index);
+            }
+            format!("Expired API Key provided: {}", masked_key(key))
+        }
+        (Some(_), None) => "Invalid API Key provided.".to_owned(),
+        (None, _) => "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth.".to_owned(),
+    };
+    shared.lock().stats.unauthorized += 1;
+    Err(stripe_error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        None,
+        None,
+        &message,
+    ))
+}
+
+/// Rate limit, injected responses and error storms, in that order, for a
+/// request made with `account`'s key.
+fn fault_for(shared: &Shared, account: usize, method: &Method, path: &str) -> Option<Response> {
+    let account_id = shared.accounts[account].id.as_str();
+    let applies = |scope: &Option<String>| scope.as_deref().is_none_or(|id| id == account_id);
     let mut guard = shared.lock();
     // Through a plain reference, so that the storm and the generator (two
     // fields) can be borrowed at once.
     let state = &mut *guard;
     if let Some(limit) = state.faults.rate_limit_rps {
         let second = now();
-        if state.rate_window.0 != second {
-            state.rate_window = (second, 0);
+        let window = &mut state.accounts[account].rate_window;
+        if window.0 != second {
+            *window = (second, 0);
         }
-        state.rate_window.1 += 1;
-        if state.rate_window.1 > limit {
+        window.1 += 1;
+        if window.1 > limit {
             state.stats.rate_limited += 1;
             return Some(stripe_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -177,6 +222,7 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
     }
     let matching = state.faults.inject.iter().position(|injection| {
         injection.times > 0
+            && applies(&injection.account)
             && path.starts_with(&injection.path_prefix)
             && injection
                 .method
@@ -207,6 +253,7 @@ fn fault_for(shared: &Shared, method: &Method, path: &str) -> Option<Response> {
     if chosen.is_none()
         && let (Some(storm), Some(until)) = (&state.faults.storm, state.storm_until)
         && Instant::now() < until
+        && applies(&storm.account)
         && state.rng.random::<f64>() < storm.fraction
     {
         chosen = Some((storm.status, storm.should_retry, None));
@@ -256,16 +303,21 @@ async fn dispatch(
     let path = uri.path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if segments.first() == Some(&"_emulator") {
-        return admin(&shared, &method, &segments[1..], &body);
+        return admin(&shared, &method, &segments[1..], &uri, &body);
     }
-    record_request(&shared, &listener, &method, &uri, &headers);
+    let key = presented_key(&headers);
+    let presenting = key.as_deref().and_then(|key| shared.account_with_key(key));
+    record_request(
+        &shared, &listener, &method, &uri, &segments, &headers, presenting,
+    );
     if let ["v1", "files", file_id, "contents"] = segments.as_slice() {
         if method != Method::GET {
             return invalid(None, "Unrecognized request URL.");
         }
-        if let Err(denied) = check_key(&shared, &headers) {
-            return denied;
-        }
+        let account = match authenticate(&shared, key.as_deref()) {
+            Ok(account) => account,
+            Err(denied) => return denied,
+        };
         let redirect = shared.lock().faults.file_redirect_base.clone();
         if let Some(base) =
             redirect.filter(|_| !uri.query().unwrap_or_default().contains("redirected=1"))
@@ -280,31 +332,42 @@ async fn dispatch(
                 .body(Body::empty())
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
-        return file_contents(&shared, file_id);
+        return file_contents(&shared, account, file_id);
     }
     shared.lock().stats.api_requests += 1;
-    if let Err(denied) = check_key(&shared, &headers) {
-        return denied;
-    }
-    if let Some(fault) = fault_for(&shared, &method, &path) {
+    let account = match authenticate(&shared, key.as_deref()) {
+        Ok(account) => account,
+        Err(denied) => return denied,
+    };
+    if let Some(fault) = fault_for(&shared, account, &method, &path) {
         return fault;
     }
     let query = query_pairs(&uri);
     match (method.clone(), segments.as_slice()) {
-        (Method::GET, ["v1", "reporting", "report_types"]) => list_report_types(&shared),
-        (Method::GET, ["v1", "reporting", "report_types", id]) => get_report_type(&shared, id),
+        (Method::GET, ["v1", "account"]) => {
+            let state = shared.lock();
+            json_response(StatusCode::OK, state.accounts[account].to_json())
+        }
+        (Method::GET, ["v1", "reporting", "report_types"]) => list_report_types(&shared, account),
+        (Method::GET, ["v1", "reporting", "report_types", id]) => {
+            get_report_type(&shared, account, id)
+        }
         (Method::POST, ["v1", "reporting", "report_runs"]) => {
-            let key = headers
+            let idempotency_key = headers
                 .get("idempotency-key")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            create_report_run(&shared, key, &body)
+            create_report_run(&shared, account, idempotency_key, &body)
         }
-        (Method::GET, ["v1", "reporting", "report_runs"]) => list_report_runs(&shared, &query),
-        (Method::GET, ["v1", "reporting", "report_runs", id]) => get_report_run(&shared, id),
-        (Method::GET, ["v1", "events"]) => list_events(&shared, &query),
-        (Method::GET, ["v1", "events", id]) => get_event(&shared, id),
-        (Method::GET, ["v1", "files", id]) => get_file(&shared, id),
+        (Method::GET, ["v1", "reporting", "report_runs"]) => {
+            list_report_runs(&shared, account, &query)
+        }
+        (Method::GET, ["v1", "reporting", "report_runs", id]) => {
+            get_report_run(&shared, account, id)
+        }
+        (Method::GET, ["v1", "events"]) => list_events(&shared, account, &query),
+        (Method::GET, ["v1", "events", id]) => get_event(&shared, account, id),
+        (Method::GET, ["v1", "files", id]) => get_file(&shared, account, id),
         _ => stripe_error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -319,9 +382,9 @@ fn list_json(url: &str, data: Vec<Value>, has_more: bool) -> Value {
     json!({"object": "list", "data": data, "has_more": has_more, "url": url})
 }
 
-fn list_report_types(shared: &Shared) -> Response {
+fn list_report_types(shared: &Shared, account: usize) -> Response {
     let state = shared.lock();
-    let data = state
+    let data = state.accounts[account]
         .report_types
         .values()
         .map(|t| t.to_json(shared.config.livemode))
@@ -332,17 +395,17 @@ fn list_report_types(shared: &Shared) -> Response {
     )
 }
 
-fn get_report_type(shared: &Shared, id: &str) -> Response {
+fn get_report_type(shared: &Shared, account: usize, id: &str) -> Response {
     let state = shared.lock();
-    match state.report_types.get(id) {
+    match state.accounts[account].report_types.get(id) {
         Some(t) => json_response(StatusCode::OK, t.to_json(shared.config.livemode)),
         None => missing("report_type", "report type", id),
     }
 }
 
-fn get_report_run(shared: &Shared, id: &str) -> Response {
+fn get_report_run(shared: &Shared, account: usize, id: &str) -> Response {
     let state = shared.lock();
-    match state.run(id) {
+    match state.accounts[account].run(id) {
         Some(run) => json_response(
             StatusCode::OK,
             run.to_json(shared.config.livemode, &shared.files_base),
@@ -351,9 +414,9 @@ fn get_report_run(shared: &Shared, id: &str) -> Response {
     }
 }
 
-fn get_file(shared: &Shared, id: &str) -> Response {
+fn get_file(shared: &Shared, account: usize, id: &str) -> Response {
     let state = shared.lock();
-    match state.file_index.get(id).map(|&i| &state.runs[i]) {
+    match state.accounts[account].run_of_file(id) {
         Some(run) if run.status == RunStatus::Succeeded => {
             json_response(StatusCode::OK, run.file_json(&shared.files_base))
         }
@@ -361,9 +424,9 @@ fn get_file(shared: &Shared, id: &str) -> Response {
     }
 }
 
-fn get_event(shared: &Shared, id: &str) -> Response {
+fn get_event(shared: &Shared, account: usize, id: &str) -> Response {
     let state = shared.lock();
-    match state.events.iter().find(|e| e["id"] == id) {
+    match state.accounts[account].event(id) {
         Some(event) => json_response(StatusCode::OK, event.clone()),
         None => missing("id", "event", id),
     }
@@ -435,23 +498,26 @@ fn paginate(items: Vec<Value>, query: &[(String, String)], url: &str) -> Result<
     Ok(list_json(url, page, has_more))
 }
 
-fn list_report_runs(shared: &Shared, query: &[(String, String)]) -> Response {
-    let items = {
-        let state = shared.lock();
-        state
-            .runs
-            .iter()
-            .rev()
-            .map(|run| run.to_json(shared.config.livemode, &shared.files_base))
-            .collect()
-    };
+/// An account's runs, oldest first, as the API shows them.
+pub fn runs_json(shared: &Shared, account: usize) -> Vec<Value> {
+    let state = shared.lock();
+    state.accounts[account]
+        .runs
+        .iter()
+        .map(|run| run.to_json(shared.config.livemode, &shared.files_base))
+        .collect()
+}
+
+fn list_report_runs(shared: &Shared, account: usize, query: &[(String, String)]) -> Response {
+    let mut items = runs_json(shared, account);
+    items.reverse();
     match paginate(items, query, "/v1/reporting/report_runs") {
         Ok(list) => json_response(StatusCode::OK, list),
         Err(response) => response,
     }
 }
 
-fn list_events(shared: &Shared, query: &[(String, String)]) -> Response {
+fn list_events(shared: &Shared, account: usize, query: &[(String, String)]) -> Response {
     let types: Vec<&str> = query
         .iter()
         .filter(|(name, _)| name == "type" || name.starts_with("types["))
@@ -459,7 +525,7 @@ fn list_events(shared: &Shared, query: &[(String, String)]) -> Response {
         .collect();
     let items = {
         let state = shared.lock();
-        state
+        state.accounts[account]
             .events
             .iter()
             .rev()
@@ -569,6 +635,7 @@ fn parse_create(body: &[u8]) -> Result<(String, Value, String), Response> {
 
 fn create_report_run(
     shared: &Arc<Shared>,
+    account: usize,
     idempotency_key: Option<String>,
     body: &[u8],
 ) -> Response {
@@ -576,9 +643,13 @@ fn create_report_run(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
-    let mut state = shared.lock();
+    let mut guard = shared.lock();
+    // Through a plain reference, so that the account and the counters (two
+    // fields) can be borrowed at once.
+    let state = &mut *guard;
+    let owner = &mut state.accounts[account];
     if let Some(key) = &idempotency_key
-        && let Some((seen, run_id)) = state.idempotency.get(key).cloned()
+        && let Some((seen, run_id)) = owner.idempotency.get(key).cloned()
     {
         if seen != fingerprint {
             return stripe_error(
@@ -592,7 +663,7 @@ fn create_report_run(
             );
         }
         state.stats.idempotent_replays += 1;
-        if let Some(run) = state.run(&run_id) {
+        if let Some(run) = owner.run(&run_id) {
             let mut response = json_response(
                 StatusCode::OK,
                 run.to_json(shared.config.livemode, &shared.files_base),
@@ -604,7 +675,7 @@ fn create_report_run(
             return response;
         }
     }
-    let Some(kind) = state.report_types.get(&report_type) else {
+    let Some(kind) = owner.report_types.get_mut(&report_type) else {
         return stripe_error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -647,9 +718,7 @@ fn create_report_run(
     }
     let will_fail = kind.config.fail || kind.runs_created < kind.config.fail_first_runs;
     let file_size = kind.config.file_size.unwrap_or(4096);
-    if let Some(kind) = state.report_types.get_mut(&report_type) {
-        kind.runs_created += 1;
-    }
+    kind.runs_created += 1;
     let id = new_id("frr");
     let run = RunState {
         id: id.clone(),
@@ -664,29 +733,31 @@ fn create_report_run(
         file_size,
     };
     let json = run.to_json(shared.config.livemode, &shared.files_base);
-    let index = state.runs.len();
-    state.run_index.insert(id.clone(), index);
-    state.file_index.insert(run.file_id.clone(), index);
-    state.runs.push(run);
-    state.stats.runs_created += 1;
+    let index = owner.runs.len();
+    owner.run_index.insert(id.clone(), index);
+    owner.file_index.insert(run.file_id.clone(), index);
+    owner.runs.push(run);
     if let Some(key) = idempotency_key {
-        state.idempotency.insert(key, (fingerprint, id.clone()));
+        owner.idempotency.insert(key, (fingerprint, id.clone()));
     }
-    drop(state);
+    state.stats.runs_created += 1;
+    drop(guard);
     let shared = shared.clone();
     let delay = shared.config.run_delay;
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        finish_run(&shared, &id);
+        finish_run(&shared, account, &id);
     });
     json_response(StatusCode::OK, json)
 }
 
 /// `pending → succeeded|failed`, with its event and webhook.
-fn finish_run(shared: &Arc<Shared>, id: &str) {
+fn finish_run(shared: &Arc<Shared>, account: usize, id: &str) {
     let event = {
         let mut state = shared.lock();
-        let Some(run) = state.run_mut(id) else { return };
+        let Some(run) = state.accounts[account].run_mut(id) else {
+            return;
+        };
         if run.status != RunStatus::Pending {
             return;
         }
@@ -703,21 +774,22 @@ fn finish_run(shared: &Arc<Shared>, id: &str) {
             "reporting.report_run.succeeded"
         };
         let object = run.to_json(shared.config.livemode, &shared.files_base);
-        state.push_event(event_type, object, shared.config.livemode)
+        state.push_event(account, event_type, object, shared.config.livemode)
     };
-    webhooks::deliver(shared.clone(), event);
+    webhooks::deliver(shared.clone(), account, event);
 }
 
-/// Changes a report type's availability and announces it.
+/// Changes a report type's availability in `account` and announces it.
 pub fn update_report_type(
     shared: &Arc<Shared>,
+    account: usize,
     id: &str,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Option<Value> {
     let event = {
         let mut state = shared.lock();
-        let kind: &mut ReportTypeState = state.report_types.get_mut(id)?;
+        let kind: &mut ReportTypeState = state.accounts[account].report_types.get_mut(id)?;
         if let Some(start) = start {
             kind.data_available_start = start;
         }
@@ -727,34 +799,37 @@ pub fn update_report_type(
         kind.updated = now();
         let object = kind.to_json(shared.config.livemode);
         state.push_event(
+            account,
             "reporting.report_type.updated",
             object,
             shared.config.livemode,
         )
     };
-    webhooks::deliver(shared.clone(), event.clone());
+    webhooks::deliver(shared.clone(), account, event.clone());
     Some(event)
 }
 
+/// SHA-256 and size of a file, whichever account's it is.
 pub fn file_digest(shared: &Shared, file_id: &str) -> Option<(String, u64)> {
     let size = {
         let state = shared.lock();
-        let run = state.file_index.get(file_id).map(|&i| &state.runs[i])?;
-        run.file_size
+        state
+            .accounts
+            .iter()
+            .find_map(|account| account.run_of_file(file_id))?
+            .file_size
     };
     Some((CsvGenerator::new(seed_for(file_id), size).sha256(), size))
 }
 
-fn file_contents(shared: &Shared, file_id: &str) -> Response {
+/// A file's bytes, for the key of the account owning it only.
+fn file_contents(shared: &Shared, account: usize, file_id: &str) -> Response {
     let (size, truncate, rate) = {
         let mut state = shared.lock();
-        let Some(&index) = state.file_index.get(file_id) else {
-            return missing("file", "file", file_id);
+        let size = match state.accounts[account].run_of_file(file_id) {
+            Some(run) if run.status == RunStatus::Succeeded => run.file_size,
+            _ => return missing("file", "file", file_id),
         };
-        if state.runs[index].status != RunStatus::Succeeded {
-            return missing("file", "file", file_id);
-        }
-        let size = state.runs[index].file_size;
         state.stats.file_downloads += 1;
         let truncate = state.faults.truncate_files > 0;
         if truncate {
@@ -824,16 +899,46 @@ pub fn apply_faults(shared: &Shared, faults: Faults) {
     state.faults = faults;
 }
 
-/// Forgets every idempotency key (Stripe's 24-hour window moved forward).
+/// Forgets every account's idempotency keys (Stripe's 24-hour window moved forward).
 pub fn expire_idempotency_keys(shared: &Shared) -> usize {
     let mut state = shared.lock();
-    let forgotten = state.idempotency.len();
-    state.idempotency.clear();
+    let forgotten = state
+        .accounts
+        .iter_mut()
+        .map(|account| {
+            let forgotten = account.idempotency.len();
+            account.idempotency.clear();
+            forgotten
+        })
+        .sum();
     tracing::info!(forgotten, "idempotency keys expired");
     forgotten
 }
 
-fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) -> Response {
+/// The account an admin route acts on: `?account=acct_...`, else the default (first) one.
+fn admin_account(shared: &Shared, uri: &Uri) -> Result<usize, Response> {
+    match query_pairs(uri)
+        .into_iter()
+        .find(|(name, _)| name == "account")
+    {
+        None => Ok(0),
+        Some((_, id)) => shared
+            .account_index(&id)
+            .ok_or_else(|| missing("account", "account", &id)),
+    }
+}
+
+fn admin(
+    shared: &Arc<Shared>,
+    method: &Method,
+    segments: &[&str],
+    uri: &Uri,
+    body: &[u8],
+) -> Response {
+    let account = match admin_account(shared, uri) {
+        Ok(account) => account,
+        Err(unknown) => return unknown,
+    };
     match (method.clone(), segments) {
         (Method::GET, ["stats"]) => {
             let stats = shared.lock().stats.clone();
@@ -862,19 +967,12 @@ fn admin(shared: &Arc<Shared>, method: &Method, segments: &[&str], body: &[u8]) 
             }
             Err(err) => invalid(None, &format!("bad faults: {err}")),
         },
-        (Method::GET, ["runs"]) => {
-            let state = shared.lock();
-            let runs: Vec<Value> = state
-                .runs
-                .iter()
-                .map(|r| r.to_json(shared.config.livemode, &shared.files_base))
-                .collect();
-            json_response(StatusCode::OK, json!(runs))
-        }
+        (Method::GET, ["runs"]) => json_response(StatusCode::OK, json!(runs_json(shared, account))),
         (Method::POST, ["report_types", id]) => {
             let update: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             match update_report_type(
                 shared,
+                account,
                 id,
                 update["data_available_start"].as_i64(),
                 update["data_available_end"].as_i64(),

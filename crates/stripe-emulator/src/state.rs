@@ -1,4 +1,5 @@
-//! The emulator's in-memory account: report types, runs, events, idempotency keys.
+//! The emulator's in-memory accounts (report types, runs, files, events,
+//! idempotency keys, rate windows) and what they share (faults, counters, logs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -7,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::config::{DAY, Faults, ReportTypeConfig, Stats, WebhookDelivery};
+use crate::config::{AccountConfig, DAY, Faults, ReportTypeConfig, Stats, WebhookDelivery};
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -133,21 +134,140 @@ impl RunState {
     }
 }
 
-pub struct State {
+/// The kinds of object an API path can name, for telling whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    ReportRun,
+    ReportType,
+    File,
+    Event,
+}
+
+/// One account's objects: what its key sees, and all that it sees.
+pub struct AccountState {
+    /// `acct_...`.
+    pub id: String,
+    /// When the emulator started: the account's `created`.
+    pub created: i64,
     pub report_types: BTreeMap<String, ReportTypeState>,
     /// In creation order; lists show them newest first.
     pub runs: Vec<RunState>,
     pub run_index: HashMap<String, usize>,
     pub file_index: HashMap<String, usize>,
-    /// Idempotency-Key → (request fingerprint, run id).
+    /// Idempotency-Key → (request fingerprint, run id). Scoped to the
+    /// account, as at Stripe: another account may use the same key.
     pub idempotency: HashMap<String, (String, String)>,
     /// Events in creation order.
     pub events: Vec<Value>,
+    pub event_index: HashMap<String, usize>,
+    /// (unix second, requests in it) for the account's rate limit.
+    pub rate_window: (i64, u32),
+}
+
+impl AccountState {
+    pub fn new(id: &str, report_types: &[ReportTypeConfig], now: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            created: now,
+            report_types: report_types
+                .iter()
+                .map(|c| (c.id.clone(), ReportTypeState::new(c.clone(), now)))
+                .collect(),
+            runs: Vec::new(),
+            run_index: HashMap::new(),
+            file_index: HashMap::new(),
+            idempotency: HashMap::new(),
+            events: Vec::new(),
+            event_index: HashMap::new(),
+            rate_window: (0, 0),
+        }
+    }
+
+    pub fn run(&self, id: &str) -> Option<&RunState> {
+        self.run_index.get(id).map(|&i| &self.runs[i])
+    }
+
+    pub fn run_mut(&mut self, id: &str) -> Option<&mut RunState> {
+        self.run_index.get(id).copied().map(|i| &mut self.runs[i])
+    }
+
+    /// The run whose file this is, succeeded or not.
+    pub fn run_of_file(&self, file_id: &str) -> Option<&RunState> {
+        self.file_index.get(file_id).map(|&i| &self.runs[i])
+    }
+
+    pub fn event(&self, id: &str) -> Option<&Value> {
+        self.event_index.get(id).map(|&i| &self.events[i])
+    }
+
+    /// Whether this account has the object `kind`/`id`.
+    pub fn owns(&self, kind: ObjectKind, id: &str) -> bool {
+        match kind {
+            ObjectKind::ReportRun => self.run_index.contains_key(id),
+            ObjectKind::ReportType => self.report_types.contains_key(id),
+            ObjectKind::File => self.file_index.contains_key(id),
+            ObjectKind::Event => self.event_index.contains_key(id),
+        }
+    }
+
+    /// Stripe's Account object, as `GET /v1/account` shows it: the fields a
+    /// client reads to learn whose key it holds, not the Connect settings.
+    /// The business profile's always-present fields are all unset (null).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "business_profile": {
+                "mcc": null,
+                "name": null,
+                "support_address": null,
+                "support_email": null,
+                "support_phone": null,
+                "support_url": null,
+                "url": null,
+            },
+            "charges_enabled": true,
+            "country": "US",
+            "created": self.created,
+            "default_currency": "usd",
+            "details_submitted": true,
+            "email": null,
+            "id": self.id,
+            "object": "account",
+            "payouts_enabled": true,
+            "type": "standard",
+        })
+    }
+
+    /// Records an event of this account and returns it. Like Stripe's events
+    /// about the account's own objects, it has no `account` field (that is
+    /// for Connect events about connected accounts).
+    pub fn push_event(&mut self, event_type: &str, object: Value, livemode: bool) -> Value {
+        let event = json!({
+            "api_version": crate::API_VERSION,
+            "created": now(),
+            "data": {"object": object},
+            "id": new_id("evt"),
+            "livemode": livemode,
+            "object": "event",
+            "pending_webhooks": 1,
+            "request": {"id": null, "idempotency_key": null},
+            "type": event_type,
+        });
+        let id = event["id"].as_str().unwrap_or_default().to_owned();
+        self.event_index.insert(id, self.events.len());
+        self.events.push(event.clone());
+        event
+    }
+}
+
+/// Everything the emulator holds, behind one lock.
+pub struct State {
+    /// In the order of [`crate::EmulatorConfig::accounts`]: an account is
+    /// referred to by its index here.
+    pub accounts: Vec<AccountState>,
+    /// Counted over all accounts.
     pub stats: Stats,
     pub faults: Faults,
     pub storm_until: Option<Instant>,
-    /// (unix second, requests in it) for the rate limit.
-    pub rate_window: (i64, u32),
     /// Every API and file request, for checks of where the key was sent.
     pub requests: Vec<RequestRecord>,
     /// Every webhook delivery attempt and its answer, oldest first.
@@ -169,6 +289,12 @@ pub struct RequestRecord {
     pub path: String,
     /// Whether an `Authorization` header came with it.
     pub authorization: bool,
+    /// The account whose key was presented (`None`: no key, or an unknown one).
+    pub account: Option<String>,
+    /// The account owning the object the path names (a report run, report
+    /// type, file, file contents or event), if any does. A report type
+    /// several accounts have is the presenting account's when it has it.
+    pub object_account: Option<String>,
 }
 
 /// Older records are dropped beyond this (a fan-out test makes thousands).
@@ -183,51 +309,47 @@ pub fn rng_for(seed: Option<u64>) -> StdRng {
 }
 
 impl State {
-    pub fn new(report_types: Vec<ReportTypeConfig>, seed: Option<u64>) -> Self {
+    pub fn new(accounts: &[AccountConfig], seed: Option<u64>) -> Self {
         let now = now();
         Self {
-            report_types: report_types
-                .into_iter()
-                .map(|c| (c.id.clone(), ReportTypeState::new(c, now)))
+            accounts: accounts
+                .iter()
+                .map(|account| {
+                    AccountState::new(
+                        &account.id,
+                        account.report_types.as_deref().unwrap_or_default(),
+                        now,
+                    )
+                })
                 .collect(),
-            runs: Vec::new(),
-            run_index: HashMap::new(),
-            file_index: HashMap::new(),
-            idempotency: HashMap::new(),
-            events: Vec::new(),
             stats: Stats::default(),
             faults: Faults::default(),
             storm_until: None,
-            rate_window: (0, 0),
             requests: Vec::new(),
             webhook_log: Vec::new(),
             rng: rng_for(seed),
         }
     }
 
-    pub fn run(&self, id: &str) -> Option<&RunState> {
-        self.run_index.get(id).map(|&i| &self.runs[i])
+    /// The account owning the object `kind`/`id` (see [`AccountState::owns`]),
+    /// trying `presenting` first.
+    pub fn owner_of(&self, kind: ObjectKind, id: &str, presenting: Option<usize>) -> Option<&str> {
+        presenting
+            .and_then(|index| self.accounts.get(index))
+            .filter(|account| account.owns(kind, id))
+            .or_else(|| self.accounts.iter().find(|account| account.owns(kind, id)))
+            .map(|account| account.id.as_str())
     }
 
-    pub fn run_mut(&mut self, id: &str) -> Option<&mut RunState> {
-        self.run_index.get(id).copied().map(|i| &mut self.runs[i])
-    }
-
-    /// Records an event and returns it.
-    pub fn push_event(&mut self, event_type: &str, object: Value, livemode: bool) -> Value {
-        let event = json!({
-            "api_version": crate::API_VERSION,
-            "created": now(),
-            "data": {"object": object},
-            "id": new_id("evt"),
-            "livemode": livemode,
-            "object": "event",
-            "pending_webhooks": 1,
-            "request": {"id": null, "idempotency_key": null},
-            "type": event_type,
-        });
-        self.events.push(event.clone());
+    /// Records an event of `account` and returns it.
+    pub fn push_event(
+        &mut self,
+        account: usize,
+        event_type: &str,
+        object: Value,
+        livemode: bool,
+    ) -> Value {
         self.stats.events += 1;
-        event
+        self.accounts[account].push_event(event_type, object, livemode)
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::Shared;
-use crate::config::WebhookDelivery;
+use crate::config::{Faults, WebhookDelivery};
 use crate::state::{MAX_REQUEST_RECORDS, now};
 
 /// `t=<now>,v1=<hmac>` with one `v1` per secret: Stripe's scheme, written here
@@ -29,8 +29,22 @@ pub fn signature_header(secrets: &[String], timestamp: i64, payload: &[u8]) -> S
     header
 }
 
-/// Sends `event` to the configured endpoint (if any, and if webhooks are on).
-pub fn deliver(shared: Arc<Shared>, event: Value) {
+/// The secrets `account`'s webhooks are signed with now: those the faults
+/// set for it (`webhook_secrets` is the default account's), else its own.
+fn signing_secrets(shared: &Shared, faults: &Faults, account: usize) -> Vec<String> {
+    let configured = &shared.accounts[account];
+    faults
+        .account_webhook_secrets
+        .as_ref()
+        .and_then(|by_account| by_account.get(&configured.id))
+        .or(faults.webhook_secrets.as_ref().filter(|_| account == 0))
+        .unwrap_or(&configured.webhook_secrets)
+        .clone()
+}
+
+/// Sends `account`'s `event` to the configured endpoint (if any, and if
+/// webhooks are on), signed with the account's secrets.
+pub fn deliver(shared: Arc<Shared>, account: usize, event: Value) {
     let Some(config) = shared.config.webhook.clone() else {
         return;
     };
@@ -51,11 +65,7 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
         (
             state.faults.webhooks_enabled,
             delays,
-            state
-                .faults
-                .webhook_secrets
-                .clone()
-                .unwrap_or_else(|| config.secrets.clone()),
+            signing_secrets(&shared, &state.faults, account),
         )
     };
     if !enabled {
@@ -64,6 +74,7 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
     let payload = serde_json::to_vec_pretty(&event).unwrap_or_default();
     let event_id = event["id"].as_str().unwrap_or_default().to_owned();
     let event_type = event["type"].as_str().unwrap_or_default().to_owned();
+    let account_id = shared.accounts[account].id.clone();
     for (copy, delay) in (0u32..).zip(delays) {
         let shared = shared.clone();
         let config = config.clone();
@@ -71,6 +82,7 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
         let secrets = secrets.clone();
         let event_id = event_id.clone();
         let event_type = event_type.clone();
+        let account_id = account_id.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let mut wait = config.retry_delay;
@@ -95,6 +107,7 @@ pub fn deliver(shared: Arc<Shared>, event: Value) {
                         state.webhook_log.drain(..MAX_REQUEST_RECORDS / 2);
                     }
                     state.webhook_log.push(WebhookDelivery {
+                        account: account_id.clone(),
                         event: event_id.clone(),
                         event_type: event_type.clone(),
                         copy,

@@ -1,10 +1,15 @@
 //! The emulator's own knobs: seeded random decisions, idempotency keys moved
-//! past their window, absurd fault values, and the webhook delivery log.
+//! past their window, absurd fault values, and the webhook delivery log; and
+//! its accounts: one key each, which sees only its own account's objects, with
+//! its own rate limit, faults and webhook secrets.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stripe_emulator::{Emulator, EmulatorConfig, ErrorStorm, Faults, WebhookConfig};
+use stripe_emulator::{
+    AccountConfig, Emulator, EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig,
+    WebhookConfig,
+};
 
 const KEY: &str = "sk_test_emulator";
 
@@ -20,6 +25,7 @@ fn storm(fraction: f64, seconds: f64) -> ErrorStorm {
         fraction,
         should_retry: None,
         seconds,
+        ..ErrorStorm::default()
     }
 }
 
@@ -191,4 +197,587 @@ async fn webhook_deliveries_are_logged_with_their_answer() {
         .unwrap();
     assert_eq!(routed.as_array().map(Vec::len), Some(2));
     assert_eq!(routed[1]["status"], 200);
+}
+
+// ---- Several accounts ----
+
+const A: &str = "acct_1AlphaAccount00001";
+const KEY_A: &str = "sk_test_alpha_0123456789abcdef";
+const SECRET_A: &str = "whsec_alpha";
+const B: &str = "acct_1BetaAccount000002";
+const KEY_B: &str = "sk_test_beta_0123456789abcdef";
+const SECRET_B: &str = "whsec_beta";
+
+/// A with the shared report types, B with only `payouts.itemized.3`; each
+/// with its own webhook secret.
+fn two_accounts() -> EmulatorConfig {
+    EmulatorConfig {
+        accounts: vec![
+            AccountConfig {
+                webhook_secrets: vec![SECRET_A.into()],
+                ..AccountConfig::new(A, KEY_A)
+            },
+            AccountConfig {
+                webhook_secrets: vec![SECRET_B.into()],
+                report_types: Some(vec![ReportTypeConfig::new("payouts.itemized.3")]),
+                ..AccountConfig::new(B, KEY_B)
+            },
+        ],
+        run_delay: Duration::from_millis(10),
+        ..EmulatorConfig::default()
+    }
+}
+
+/// `GET path` with `key`: the status and the JSON body.
+async fn get(emulator: &Emulator, key: &str, path: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", emulator.base_url()))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates a run of `report_type` with `key`, under `idempotency_key`.
+async fn create_in(
+    emulator: &Emulator,
+    key: &str,
+    report_type: &str,
+    idempotency_key: &str,
+) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/reporting/report_runs", emulator.base_url()))
+        .bearer_auth(key)
+        .header("Idempotency-Key", idempotency_key)
+        .form(&[("report_type", report_type)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "create {report_type}");
+    response.json().await.unwrap()
+}
+
+/// The run once it has succeeded, as `key` sees it.
+async fn succeeded(emulator: &Emulator, key: &str, run_id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, run) = get(
+            emulator,
+            key,
+            &format!("/v1/reporting/report_runs/{run_id}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        if run["status"] == "succeeded" {
+            return run;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{run_id} still {}",
+            run["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn assert_resource_missing((status, body): (u16, Value), what: &str) {
+    assert_eq!(status, 404, "{what}: {body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{what}");
+    assert_eq!(body["error"]["code"], "resource_missing", "{what}");
+}
+
+#[tokio::test]
+async fn one_account_by_default_with_a_stripe_shaped_id() {
+    let emulator = start(EmulatorConfig::default()).await;
+    assert_eq!(
+        emulator.accounts(),
+        [("acct_1EmulatorDefault00".to_owned(), KEY.to_owned())]
+    );
+    let (status, account) = get(&emulator, KEY, "/v1/account").await;
+    assert_eq!(status, 200);
+    assert_eq!(account["id"], "acct_1EmulatorDefault00");
+    assert_eq!(account["object"], "account");
+}
+
+#[tokio::test]
+async fn get_account_answers_each_keys_own_account() {
+    let emulator = start(two_accounts()).await;
+    for (id, key) in [(A, KEY_A), (B, KEY_B)] {
+        let (status, account) = get(&emulator, key, "/v1/account").await;
+        assert_eq!(status, 200);
+        assert_eq!(account["id"], id);
+        assert_eq!(account["object"], "account");
+        assert_eq!(account["type"], "standard");
+        assert!(account.get("business_profile").is_some());
+        assert!(account["created"].is_i64());
+    }
+    let (status, _) = get(&emulator, "sk_test_nobody", "/v1/account").await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        emulator.api_key(),
+        KEY_A,
+        "the first account is the default"
+    );
+    assert_eq!(emulator.api_key_of(B), Some(KEY_B));
+    assert_eq!(emulator.api_key_of("acct_1Nobody"), None);
+}
+
+#[tokio::test]
+async fn each_key_lists_only_its_own_accounts_objects() {
+    let emulator = start(two_accounts()).await;
+    let run_a = create_in(&emulator, KEY_A, "balance.summary.1", "a").await;
+    let run_b = create_in(&emulator, KEY_B, "payouts.itemized.3", "b").await;
+    let run_a = run_a["id"].as_str().unwrap();
+    let run_b = run_b["id"].as_str().unwrap();
+    succeeded(&emulator, KEY_A, run_a).await;
+    succeeded(&emulator, KEY_B, run_b).await;
+
+    let (_, runs_a) = get(&emulator, KEY_A, "/v1/reporting/report_runs").await;
+    let (_, runs_b) = get(&emulator, KEY_B, "/v1/reporting/report_runs").await;
+    assert_eq!(ids(&runs_a), [run_a]);
+    assert_eq!(ids(&runs_b), [run_b]);
+
+    let (_, types_a) = get(&emulator, KEY_A, "/v1/reporting/report_types").await;
+    let (_, types_b) = get(&emulator, KEY_B, "/v1/reporting/report_types").await;
+    assert_eq!(ids(&types_a).len(), 3, "the shared report types");
+    assert_eq!(
+        ids(&types_b),
+        ["payouts.itemized.3"],
+        "B's own report types"
+    );
+
+    let (_, events_a) = get(&emulator, KEY_A, "/v1/events").await;
+    let (_, events_b) = get(&emulator, KEY_B, "/v1/events").await;
+    for (events, run) in [(&events_a, run_a), (&events_b, run_b)] {
+        let data = events["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1);
+        assert_eq!(data[0]["data"]["object"]["id"], run);
+        assert!(data[0].get("account").is_none(), "not a Connect event");
+    }
+
+    assert_eq!(emulator.runs_of(A)[0]["id"], run_a);
+    assert_eq!(emulator.runs_of(B)[0]["id"], run_b);
+    assert_eq!(
+        emulator.runs(),
+        emulator.runs_of(A),
+        "the default account's"
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_objects_are_missing_as_at_stripe() {
+    let emulator = start(two_accounts()).await;
+    let run_b = create_in(&emulator, KEY_B, "payouts.itemized.3", "b").await;
+    let run_b = succeeded(&emulator, KEY_B, run_b["id"].as_str().unwrap()).await;
+    let run_id = run_b["id"].as_str().unwrap();
+    let file_id = run_b["result"]["id"].as_str().unwrap();
+    let (_, events_b) = get(&emulator, KEY_B, "/v1/events").await;
+    let event_id = ids(&events_b).remove(0);
+
+    for (key, path, what) in [
+        (
+            KEY_A,
+            format!("/v1/reporting/report_runs/{run_id}"),
+            "B's run",
+        ),
+        (KEY_A, format!("/v1/files/{file_id}"), "B's file"),
+        (
+            KEY_A,
+            format!("/v1/files/{file_id}/contents"),
+            "B's file contents",
+        ),
+        (KEY_A, format!("/v1/events/{event_id}"), "B's event"),
+        (
+            KEY_B,
+            "/v1/reporting/report_types/balance.summary.1".to_owned(),
+            "a report type only A has",
+        ),
+    ] {
+        assert_resource_missing(get(&emulator, key, &path).await, what);
+    }
+    // The same objects with their own account's key.
+    let (status, _) = get(&emulator, KEY_B, &format!("/v1/files/{file_id}/contents")).await;
+    assert_eq!(status, 200);
+    assert!(
+        emulator.file_digest(file_id).is_some(),
+        "any account's file"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_scoped_per_account() {
+    let emulator = start(two_accounts()).await;
+    let first_a = create_in(&emulator, KEY_A, "balance.summary.1", "request#1").await;
+    // Another account, other parameters, the same key: a run of its own,
+    // neither a replay nor an idempotency error.
+    let first_b = create_in(&emulator, KEY_B, "payouts.itemized.3", "request#1").await;
+    let replayed_a = create_in(&emulator, KEY_A, "balance.summary.1", "request#1").await;
+    assert_ne!(first_a["id"], first_b["id"]);
+    assert_eq!(first_a["id"], replayed_a["id"]);
+    assert_eq!(emulator.runs_of(A).len(), 1);
+    assert_eq!(emulator.runs_of(B).len(), 1);
+    let stats = emulator.stats();
+    assert_eq!((stats.runs_created, stats.idempotent_replays), (2, 1));
+}
+
+#[tokio::test]
+async fn each_account_has_its_own_rate_limit() {
+    let emulator = start(two_accounts()).await;
+    let limit = 3;
+    emulator.set_faults(Faults {
+        rate_limit_rps: Some(limit),
+        ..Faults::default()
+    });
+    // A spends its budget until it is refused...
+    let mut refused = false;
+    for _ in 0..20 {
+        if get(&emulator, KEY_A, "/v1/account").await.0 == 429 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "A is rate limited");
+    // ...and B, right after, still has its own whole budget.
+    for _ in 0..limit {
+        assert_eq!(get(&emulator, KEY_B, "/v1/account").await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_account_is_refused_while_the_other_works() {
+    let emulator = start(two_accounts()).await;
+    let run_b = create_in(&emulator, KEY_B, "payouts.itemized.3", "b").await;
+    let run_b = succeeded(&emulator, KEY_B, run_b["id"].as_str().unwrap()).await;
+    emulator.set_faults(Faults {
+        revoked_accounts: vec![B.into()],
+        ..Faults::default()
+    });
+    let file_contents = format!(
+        "/v1/files/{}/contents",
+        run_b["result"]["id"].as_str().unwrap()
+    );
+    for path in ["/v1/account", "/v1/reporting/report_runs", &file_contents] {
+        let (status, body) = get(&emulator, KEY_B, path).await;
+        assert_eq!(status, 401, "{path}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Expired API Key provided: sk_test_"),
+            "{message}"
+        );
+        assert!(
+            !message.contains(KEY_B),
+            "the key is never echoed: {message}"
+        );
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(emulator.stats().unauthorized, 3);
+    assert_eq!(get(&emulator, KEY_A, "/v1/account").await.0, 200);
+}
+
+#[tokio::test]
+async fn faults_scoped_to_an_account_spare_the_others() {
+    let emulator = start(two_accounts()).await;
+    emulator.set_faults(Faults {
+        inject: vec![Injection {
+            path_prefix: "/v1/reporting".into(),
+            status: 500,
+            times: 2,
+            account: Some(B.into()),
+            ..Injection::default()
+        }],
+        ..Faults::default()
+    });
+    let types = "/v1/reporting/report_types";
+    assert_eq!(get(&emulator, KEY_A, types).await.0, 200);
+    assert_eq!(get(&emulator, KEY_B, types).await.0, 500);
+    assert_eq!(get(&emulator, KEY_A, types).await.0, 200);
+    assert_eq!(get(&emulator, KEY_B, types).await.0, 500);
+    assert_eq!(get(&emulator, KEY_B, types).await.0, 200, "used up");
+
+    emulator.set_faults(Faults {
+        storm: Some(ErrorStorm {
+            account: Some(A.into()),
+            ..storm(1.0, 60.0)
+        }),
+        ..Faults::default()
+    });
+    assert_eq!(get(&emulator, KEY_A, "/v1/account").await.0, 429);
+    assert_eq!(get(&emulator, KEY_B, "/v1/account").await.0, 200);
+}
+
+/// Whether `header` (`t=..,v1=..[,v1=..]`) carries a valid `v1` of `body` under `secret`.
+fn signed_with(header: &str, body: &[u8], secret: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", t)) => timestamp = Some(t.to_owned()),
+            Some(("v1", v1)) => signatures.push(v1.to_owned()),
+            _ => {}
+        }
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{}.", timestamp.unwrap()).as_bytes());
+    mac.update(body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    signatures.contains(&expected)
+}
+
+/// An endpoint keeping every delivery as (`Stripe-Signature`, body).
+async fn webhook_endpoint() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    let signature = headers["stripe-signature"].to_str().unwrap().to_owned();
+                    kept.lock().unwrap().push((signature, body.to_vec()));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test]
+async fn each_accounts_webhooks_are_signed_with_its_own_secret() {
+    let (url, received) = webhook_endpoint().await;
+    let emulator = start(EmulatorConfig {
+        webhook: Some(WebhookConfig {
+            url,
+            secrets: vec!["whsec_shared".into()],
+            max_attempts: 1,
+            retry_delay: Duration::from_millis(10),
+        }),
+        ..two_accounts()
+    })
+    .await;
+    let run_a = create_in(&emulator, KEY_A, "balance.summary.1", "a").await;
+    let run_b = create_in(&emulator, KEY_B, "payouts.itemized.3", "b").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no deliveries");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deliveries = received.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 2);
+    for (signature, body) in &deliveries {
+        let event: Value = serde_json::from_slice(body).unwrap();
+        assert!(event.get("account").is_none(), "not a Connect event");
+        let run = &event["data"]["object"]["id"];
+        let (own, other) = if *run == run_a["id"] {
+            (SECRET_A, SECRET_B)
+        } else {
+            assert_eq!(*run, run_b["id"]);
+            (SECRET_B, SECRET_A)
+        };
+        assert!(
+            signed_with(signature, body, own),
+            "signed with its account's secret"
+        );
+        assert!(!signed_with(signature, body, other), "not with the other's");
+        assert!(!signed_with(signature, body, "whsec_shared"));
+    }
+    let mut logged: Vec<String> = emulator
+        .webhook_deliveries()
+        .into_iter()
+        .map(|delivery| delivery.account)
+        .collect();
+    logged.sort();
+    assert_eq!(logged, [A, B]);
+
+    // Rolling B's secret alone: B's next event is signed with the new one,
+    // A's still with A's own.
+    received.lock().unwrap().clear();
+    let rolled = "whsec_beta_rolled".to_owned();
+    emulator.set_faults(Faults {
+        account_webhook_secrets: Some([(B.to_owned(), vec![rolled.clone()])].into()),
+        ..Faults::default()
+    });
+    for account in [A, B] {
+        assert!(emulator.set_data_available_end_in(account, "payouts.itemized.3", 1_700_006_400));
+    }
+    while received.lock().unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no deliveries");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deliveries = received.lock().unwrap().clone();
+    let signed_by = |secret: &str| {
+        deliveries
+            .iter()
+            .filter(|(signature, body)| signed_with(signature, body, secret))
+            .count()
+    };
+    assert_eq!(
+        (signed_by(SECRET_A), signed_by(&rolled), signed_by(SECRET_B)),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn the_request_log_names_the_presenting_and_the_owning_account() {
+    let emulator = start(two_accounts()).await;
+    let run_a = create_in(&emulator, KEY_A, "balance.summary.1", "a").await;
+    let run_b = create_in(&emulator, KEY_B, "payouts.itemized.3", "b").await;
+    let (run_a, run_b) = (run_a["id"].as_str().unwrap(), run_b["id"].as_str().unwrap());
+    get(
+        &emulator,
+        KEY_A,
+        &format!("/v1/reporting/report_runs/{run_a}"),
+    )
+    .await;
+    get(
+        &emulator,
+        KEY_A,
+        &format!("/v1/reporting/report_runs/{run_b}"),
+    )
+    .await;
+    get(
+        &emulator,
+        KEY_B,
+        "/v1/reporting/report_types/payouts.itemized.3",
+    )
+    .await;
+    get(
+        &emulator,
+        "sk_test_nobody",
+        &format!("/v1/reporting/report_runs/{run_b}"),
+    )
+    .await;
+
+    let seen: Vec<(String, Option<String>, Option<String>)> = emulator
+        .requests()
+        .into_iter()
+        .map(|r| (r.path, r.account, r.object_account))
+        .collect();
+    let some = |id: &str| Some(id.to_owned());
+    assert_eq!(
+        seen,
+        [
+            ("/v1/reporting/report_runs".to_owned(), some(A), None),
+            ("/v1/reporting/report_runs".to_owned(), some(B), None),
+            (
+                format!("/v1/reporting/report_runs/{run_a}"),
+                some(A),
+                some(A)
+            ),
+            (
+                format!("/v1/reporting/report_runs/{run_b}"),
+                some(A),
+                some(B)
+            ),
+            (
+                "/v1/reporting/report_types/payouts.itemized.3".to_owned(),
+                some(B),
+                some(B)
+            ),
+            (format!("/v1/reporting/report_runs/{run_b}"), None, some(B)),
+        ]
+    );
+    // The check a multi-account test makes: which of A's requests touched
+    // another account's object.
+    let strays: Vec<String> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.account.as_deref() == Some(A))
+        .filter(|r| r.object_account.as_deref().is_some_and(|owner| owner != A))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(strays, [format!("/v1/reporting/report_runs/{run_b}")]);
+}
+
+#[tokio::test]
+async fn admin_routes_act_on_the_named_account() {
+    let emulator = start(two_accounts()).await;
+    create_in(&emulator, KEY_B, "payouts.itemized.3", "b").await;
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{}/_emulator/{path}", emulator.base_url());
+    let runs: Value = http
+        .get(admin(&format!("runs?account={B}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let runs: Value = http
+        .get(admin("runs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs, json!([]), "the default account, A, has none");
+
+    let moved = http
+        .post(admin(&format!(
+            "report_types/payouts.itemized.3?account={B}"
+        )))
+        .json(&json!({"data_available_end": 1_700_006_400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let type_path = "/v1/reporting/report_types/payouts.itemized.3";
+    assert_eq!(
+        get(&emulator, KEY_B, type_path).await.1["data_available_end"],
+        1_700_006_400
+    );
+    assert_ne!(
+        get(&emulator, KEY_A, type_path).await.1["data_available_end"],
+        1_700_006_400
+    );
+
+    let unknown = http
+        .get(admin("runs?account=acct_1Nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert!(!emulator.set_data_available_end_in("acct_1Nobody", "payouts.itemized.3", 0));
+}
+
+#[tokio::test]
+async fn a_key_or_id_naming_two_accounts_is_refused() {
+    for accounts in [
+        vec![AccountConfig::new(A, KEY_A), AccountConfig::new(B, KEY_A)],
+        vec![AccountConfig::new(A, KEY_A), AccountConfig::new(A, KEY_B)],
+    ] {
+        let refused = Emulator::start(
+            EmulatorConfig {
+                accounts,
+                ..EmulatorConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(!refused.to_string().contains(KEY_A), "{refused}");
+    }
 }
