@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::ledger::StoredObject;
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::secret::SecretString;
@@ -22,6 +23,7 @@ use stripe_reports::webhook::{WebhookAnswer, WebhookService, parse_event};
 
 const NOW: i64 = 1_796_000_000;
 const SECRET: &str = "whsec_fuzz";
+const ACCOUNT: &str = "acct_1Fuzz";
 
 /// Counts every write; answers as an empty ledger would.
 #[derive(Default)]
@@ -107,15 +109,22 @@ impl Ledger for CountingLedger {
     }
     async fn availability(
         &self,
+        _: &AccountId,
         _: &str,
     ) -> Result<stripe_reports::domain::due::Availability, LedgerError> {
         Ok(Default::default())
     }
-    async fn record_availability(&self, _: &str, _: i64, _: i64) -> Result<(), LedgerError> {
+    async fn record_availability(
+        &self,
+        _: &AccountId,
+        _: &str,
+        _: i64,
+        _: i64,
+    ) -> Result<(), LedgerError> {
         self.write();
         Ok(())
     }
-    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+    async fn unfinished_runs(&self, _: &AccountId) -> Result<Vec<RunRecord>, LedgerError> {
         Ok(Vec::new())
     }
 }
@@ -126,14 +135,14 @@ struct CountingQueue {
 }
 
 impl DownloadQueue for CountingQueue {
-    async fn enqueue_download(&self, _: &str) -> Result<(), QueueError> {
+    async fn enqueue_download(&self, _: &AccountId, _: &str) -> Result<(), QueueError> {
         self.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
 
 impl ScheduleQueue for CountingQueue {
-    async fn enqueue_schedule(&self, _: &str, _: i64) -> Result<(), QueueError> {
+    async fn enqueue_schedule(&self, _: &AccountId, _: &str, _: i64) -> Result<(), QueueError> {
         self.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -145,6 +154,7 @@ fuzz_target!(|body: &[u8]| {
         CountingLedger::default(),
         CountingQueue::default(),
         CountingQueue::default(),
+        AccountId::parse(ACCOUNT).expect("account id"),
         vec![SecretString::new(SECRET)],
         ["balance.summary.1".to_owned()],
     );

@@ -2,7 +2,7 @@
 //! the Lambda function) and prints one JSON line: bytes, seconds, MiB/s and
 //! the process's peak resident memory. Used by `make bench` (`bench/run.py`).
 //!
-//! usage: download_one RUN_ID
+//! usage: download_one RUN_ID [ACCOUNT] (default: the only configured account)
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -20,10 +20,30 @@ fn peak_rss_kib() -> u64 {
 #[tokio::main]
 async fn main() {
     let Some(run_id) = std::env::args().nth(1) else {
-        eprintln!("usage: download_one RUN_ID");
+        eprintln!("usage: download_one RUN_ID [ACCOUNT]");
         std::process::exit(2);
     };
-    let deps = match downloader::deps_from_env().await {
+    let env = match stripe_reports::env::Environment::load().await {
+        Ok(env) => env,
+        Err(err) => {
+            eprintln!("download_one: configuration error: {err}");
+            std::process::exit(2);
+        }
+    };
+    let account = match std::env::args().nth(2) {
+        Some(text) => stripe_reports::domain::account::AccountId::parse(&text).ok(),
+        None => match env.accounts.ready().await.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        },
+    };
+    let Some(account) = account else {
+        eprintln!(
+            "download_one: give the run's account (acct_…): not exactly one account is ready"
+        );
+        std::process::exit(2);
+    };
+    let deps = match downloader::deps_from(env).await {
         Ok(deps) => deps,
         Err(err) => {
             eprintln!("download_one: configuration error: {err}");
@@ -36,7 +56,11 @@ async fn main() {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     let deadline = stripe_reports::downloader::work_deadline(0, 0);
-    match deps.downloader.store_run(&run_id, now, deadline).await {
+    match deps
+        .downloader
+        .store_run(&account, &run_id, now, deadline)
+        .await
+    {
         Ok(stripe_reports::downloader::Stored::Now(report)) => {
             let stored = report.object;
             let seconds = started.elapsed().as_secs_f64();

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
+use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{self, DynamoLedger};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::downloader::{
@@ -14,12 +15,11 @@ use stripe_reports::downloader::{
 };
 use stripe_reports::env::Environment;
 use stripe_reports::metrics::{self, Metric};
-use stripe_reports::ports::{Ledger, StripeApi};
-use stripe_reports::stripe::{StripeClient, StripeClientConfig};
+use stripe_reports::ports::{Ledger, StripeByAccount};
 use tokio::time::Instant;
 use tracing::warn;
 
-pub type Service = Downloader<DynamoLedger, StripeClient>;
+pub type Service = Downloader<DynamoLedger, AccountClients>;
 
 /// The service and how many messages of a batch it handles at once.
 pub struct Deps<L, S> {
@@ -28,18 +28,18 @@ pub struct Deps<L, S> {
 }
 
 /// Builds the downloader once per cold start.
-pub async fn deps_from_env() -> Result<Deps<DynamoLedger, StripeClient>, ConfigError> {
+pub async fn deps_from_env() -> Result<Deps<DynamoLedger, AccountClients>, ConfigError> {
     deps_from(Environment::load().await?).await
 }
 
 /// Builds the downloader from a loaded environment (tests pass their own
-/// configuration and clock). The client reads the API key from the
+/// configuration and clock). Each account's client reads its key from the
 /// secrets cache at each request.
-pub async fn deps_from(env: Environment) -> Result<Deps<DynamoLedger, StripeClient>, ConfigError> {
+pub async fn deps_from(
+    env: Environment,
+) -> Result<Deps<DynamoLedger, AccountClients>, ConfigError> {
     let config = &env.config;
-    let key = env.api_key().await?;
-    let stripe = StripeClient::new(StripeClientConfig::from_config(config, key))
-        .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
+    let stripe = env.account_clients();
     let ledger = DynamoLedger::new(
         aws_sdk_dynamodb::Client::new(&env.sdk),
         config.require_runs_table()?,
@@ -72,7 +72,7 @@ fn unix_now_ms() -> u64 {
 
 /// The Lambda handler: every budget comes from the time the invocation has
 /// left (`Context.deadline`), so the batch answer is always sent in time.
-pub async fn handle<L: Ledger, S: StripeApi>(
+pub async fn handle<L: Ledger, S: StripeByAccount>(
     deps: &Deps<L, S>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
@@ -86,7 +86,7 @@ pub async fn handle<L: Ledger, S: StripeApi>(
 /// and uploads end by `deadline`; a message still busy shortly after it
 /// (a ledger write that hangs) is reported failed rather than losing the
 /// whole answer.
-pub async fn handle_batch<L: Ledger, S: StripeApi>(
+pub async fn handle_batch<L: Ledger, S: StripeByAccount>(
     deps: &Deps<L, S>,
     batch: SqsEvent,
     now: i64,

@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use stripe_emulator::{Emulator, Faults, ReportTypeConfig};
+use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, S3Sink};
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::RunStatus;
@@ -14,7 +15,6 @@ use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{ANSWER_RESERVE, Downloader, Stored, work_deadline};
 use stripe_reports::ports::{Ledger, RunFacts};
-use stripe_reports::stripe::StripeClient;
 use test_support::*;
 
 const API_KEY: &str = "sk_test_downloader_deadline";
@@ -25,7 +25,7 @@ struct Stack {
     s3: aws_sdk_s3::Client,
     bucket: String,
     ledger: DynamoLedger,
-    deps: downloader::Deps<DynamoLedger, StripeClient>,
+    deps: downloader::Deps<DynamoLedger, AccountClients>,
 }
 
 async fn stack(file_size: u64) -> Stack {
@@ -40,7 +40,12 @@ async fn stack(file_size: u64) -> Stack {
     let deps = downloader::Deps {
         downloader: Downloader {
             ledger: ledger.clone(),
-            stripe: stripe_client(&emulator, API_KEY, "127.0.0.1", quick_retries(2)),
+            stripe: account_clients(
+                &emulator,
+                &[(ACCOUNT, API_KEY)],
+                "127.0.0.1",
+                quick_retries(2),
+            ),
             sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
         },
@@ -64,7 +69,15 @@ impl Stack {
             start: base + day * DAY,
             end: base + (day + 1) * DAY,
         };
-        let run_id = requested_run(&client, &self.ledger, BALANCE, interval, 1_790_000_000).await;
+        let run_id = requested_run(
+            &client,
+            &account(),
+            &self.ledger,
+            BALANCE,
+            interval,
+            1_790_000_000,
+        )
+        .await;
         wait_finished(&client, &run_id).await;
         run_id
     }
@@ -95,7 +108,7 @@ impl Stack {
 fn batch(messages: &[(&str, &str)]) -> SqsEvent {
     let records: Vec<_> = messages
         .iter()
-        .map(|(id, run_id)| json!({"messageId": id, "body": json!({"run_id": run_id}).to_string(), "eventSource": "aws:sqs"}))
+        .map(|(id, run_id)| json!({"messageId": id, "body": json!({"run_id": run_id, "account": ACCOUNT}).to_string(), "eventSource": "aws:sqs"}))
         .collect();
     serde_json::from_value(json!({ "Records": records })).unwrap()
 }
@@ -197,6 +210,7 @@ async fn a_run_stripe_no_longer_has_is_left_to_reconcile_not_retried_forever() {
         end: 1_790_086_400,
     };
     let gone = RunFacts {
+        account: account(),
         run_id: "frr_gone_after_a_key_switch".into(),
         report_type: BALANCE.into(),
         interval_start: Some(interval.start),
@@ -204,14 +218,18 @@ async fn a_run_stripe_no_longer_has_is_left_to_reconcile_not_retried_forever() {
     };
     stack
         .ledger
-        .record_requested(&RequestKey::new(&spec, interval, 0), &gone, 1_790_000_000)
+        .record_requested(
+            &RequestKey::new(&account(), &spec, interval, 0),
+            &gone,
+            1_790_000_000,
+        )
         .await
         .unwrap();
     let deadline = work_deadline(0, 0);
     let outcome = stack
         .deps
         .downloader
-        .store_run(&gone.run_id, 1_790_000_100, deadline)
+        .store_run(&account(), &gone.run_id, 1_790_000_100, deadline)
         .await
         .unwrap();
     assert_eq!(outcome, Stored::Gone);
@@ -254,7 +272,7 @@ async fn a_stored_report_says_how_fresh_it_is_in_its_metrics() {
     let seen = 1_790_000_000;
     stack
         .ledger
-        .record_availability(BALANCE, end + DAY, seen)
+        .record_availability(&account(), BALANCE, end + DAY, seen)
         .await
         .unwrap();
     let stored_at = seen + 3 * 3600 + 17;
@@ -262,7 +280,7 @@ async fn a_stored_report_says_how_fresh_it_is_in_its_metrics() {
         .deps
         .downloader
         .handle_message(
-            &json!({"run_id": run_id}).to_string(),
+            &json!({"run_id": run_id, "account": ACCOUNT}).to_string(),
             stored_at,
             work_deadline(0, 0),
         )

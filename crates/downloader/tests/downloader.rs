@@ -7,6 +7,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use stripe_emulator::{Emulator, Faults, ReportTypeConfig};
+use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, S3Sink};
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::RunStatus;
@@ -15,8 +16,8 @@ use stripe_reports::downloader::{DownloadError, Downloader, Stored};
 use stripe_reports::ports::Ledger;
 use stripe_reports::stripe::{CreateReportRun, StripeClient};
 use test_support::{
-    Clock, DAY, MIB, bucket, ledger, local_aws, quick_retries, requested_run, stripe_client,
-    wait_finished,
+    ACCOUNT, Clock, DAY, MIB, account, account_clients, bucket, ledger, local_aws, quick_retries,
+    requested_run, stripe_client, wait_finished,
 };
 
 const API_KEY: &str = "sk_test_downloader_tests";
@@ -47,7 +48,7 @@ struct Env {
     s3: aws_sdk_s3::Client,
     bucket: String,
     ledger: DynamoLedger,
-    deps: downloader::Deps<DynamoLedger, StripeClient>,
+    deps: downloader::Deps<DynamoLedger, AccountClients>,
 }
 
 fn stripe(emulator: &Emulator, hosts: &str) -> StripeClient {
@@ -61,7 +62,7 @@ async fn env_with(emulator: Emulator, hosts: &str) -> Env {
     let deps = downloader::Deps {
         downloader: Downloader {
             ledger: ledger.clone(),
-            stripe: stripe(&emulator, hosts),
+            stripe: account_clients(&emulator, &[(ACCOUNT, API_KEY)], hosts, quick_retries(2)),
             sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
         },
@@ -93,7 +94,15 @@ impl Env {
             end: 1_790_000_000 - 1_790_000_000 % DAY + (day + 1) * DAY,
         };
         // Recorded pending, as the scheduler leaves it.
-        let run_id = requested_run(&client, &self.ledger, report_type, interval, now()).await;
+        let run_id = requested_run(
+            &client,
+            &account(),
+            &self.ledger,
+            report_type,
+            interval,
+            now(),
+        )
+        .await;
         wait_finished(&client, &run_id).await;
         run_id
     }
@@ -176,8 +185,9 @@ impl Env {
     }
 }
 
+/// A download message for a run of the emulator's (default) account.
 fn message(run_id: &str) -> String {
-    json!({"run_id": run_id}).to_string()
+    json!({"run_id": run_id, "account": ACCOUNT}).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +214,7 @@ async fn a_100_mib_report_is_stored_whole_with_its_sha256() {
     assert_eq!(output.content_type(), Some("text/csv"));
     let meta = output.metadata().unwrap();
     assert_eq!(meta.get("report-run"), Some(&run_id));
+    assert_eq!(meta.get("account").map(String::as_str), Some(ACCOUNT));
     assert_eq!(
         meta.get("report-type").map(String::as_str),
         Some("balance.summary.1")
@@ -213,9 +224,11 @@ async fn a_100_mib_report_is_stored_whole_with_its_sha256() {
         Some(&record.facts.interval_start.unwrap().to_string())
     );
     assert!(
-        stored
-            .s3_key
-            .starts_with("stripe/report_type=balance.summary.1/date=")
+        stored.s3_key.starts_with(&format!(
+            "stripe/account={ACCOUNT}/report_type=balance.summary.1/date="
+        )),
+        "{}",
+        stored.s3_key
     );
     assert_eq!(env.open_uploads().await, 0);
 }
@@ -283,7 +296,7 @@ async fn uploads_left_open_by_a_dead_attempt_are_aborted_once_the_run_is_stored(
         .report_run(&run_id)
         .await
         .unwrap();
-    let key = stripe_reports::downloader::object_key("stripe/", &run);
+    let key = stripe_reports::downloader::object_key("stripe/", &account(), &run);
     // What a process killed mid-stream (or cut off from S3) leaves behind: an
     // open upload with a part, under the run's key; and one under another key.
     for other in [key.as_str(), "stripe/unrelated.csv"] {
@@ -543,9 +556,24 @@ async fn poison_messages_fail_alone() {
             ("not-json", "{run_id".to_owned()),
             ("unknown-run", message("frr_does_not_exist")),
             ("wrong-shape", json!({"run": run_id}).to_string()),
+            // The account is part of the message: without it, no key to read with.
+            ("no-account", json!({"run_id": run_id}).to_string()),
+            (
+                "bad-account",
+                json!({"run_id": run_id, "account": "acct_not-an-id!"}).to_string(),
+            ),
         ])
         .await;
-    assert_eq!(failed, ["not-json", "unknown-run", "wrong-shape"]);
+    assert_eq!(
+        failed,
+        [
+            "bad-account",
+            "no-account",
+            "not-json",
+            "unknown-run",
+            "wrong-shape"
+        ]
+    );
     assert_eq!(
         env.ledger.run(&run_id).await.unwrap().unwrap().status,
         RunStatus::Stored
@@ -576,7 +604,15 @@ async fn the_sample_event_parses_and_its_run_is_handled() {
         .as_str()
         .unwrap()
         .to_owned();
-    // As written, its run does not exist at the emulator: that message fails.
+    // Its body is a download message as SPEC writes it (run and account)...
+    let body = sample["Records"][0]["body"].as_str().unwrap();
+    let parsed: Result<stripe_reports::domain::messages::DownloadMessage, _> =
+        serde_json::from_str(body);
+    assert!(
+        parsed.is_ok(),
+        "events/downloader-sqs.json body is not a download message: {body}: {parsed:?}"
+    );
+    // ...but as written, its run does not exist at the emulator: that message fails.
     let event: SqsEvent = serde_json::from_value(sample.clone()).unwrap();
     let response = downloader::handle_batch(&env.deps, event, now(), deadline()).await;
     assert_eq!(response.batch_item_failures.len(), 1);

@@ -60,7 +60,7 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
             start: base + day * DAY,
             end: base + (day + 1) * DAY,
         };
-        run_ids.insert(requested_run(&stripe, &ledger, BALANCE, interval, base).await);
+        run_ids.insert(requested_run(&stripe, &account(), &ledger, BALANCE, interval, base).await);
     }
     for _ in 0..200 {
         if emulator.runs().iter().all(|r| r["status"] != "pending") {
@@ -80,7 +80,12 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
     let deps = downloader::Deps {
         downloader: Downloader {
             ledger,
-            stripe,
+            stripe: account_clients(
+                &emulator,
+                &[(ACCOUNT, API_KEY)],
+                "127.0.0.1",
+                quick_retries(2),
+            ),
             sink: S3Sink::new(s3, &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
         },
@@ -88,7 +93,7 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
     };
     let records: Vec<Value> = run_ids
         .iter()
-        .map(|id| json!({"messageId": id, "body": json!({"run_id": id}).to_string(), "eventSource": "aws:sqs"}))
+        .map(|id| json!({"messageId": id, "body": json!({"run_id": id, "account": ACCOUNT}).to_string(), "eventSource": "aws:sqs"}))
         .collect();
     let batch: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
     let response = downloader::handle_batch(&deps, batch, base, work_deadline(0, 0)).await;
@@ -110,6 +115,13 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
             key.ends_with(&format!("/{span_id}.csv")),
             "the line about {key} carries run_id {span_id}"
         );
+        // And the account whose key read it, whose segment the key has.
+        let span = line["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().rev().find(|span| span["name"] == "run"))
+            .unwrap();
+        assert_eq!(span["account"], ACCOUNT, "{line}");
+        assert!(key.contains(&format!("/account={ACCOUNT}/")), "{key}");
         seen.insert(span_id.to_owned());
     }
     assert_eq!(seen, run_ids, "each run logged under its own id, once");

@@ -2,27 +2,25 @@
 //! schedule, a schedule-queue batch, or a backfill by hand) and what it
 //! answers. The use case itself is `stripe_reports::scheduler`.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
+use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::domain::messages::ScheduleMessage;
 use stripe_reports::env::Environment;
 use stripe_reports::metrics::{self, Metric};
-use stripe_reports::ports::{DownloadQueue, Ledger, StripeApi};
-use stripe_reports::rate::RateLimiter;
-use stripe_reports::scheduler::{Backfill, Scheduler, Summary};
-use stripe_reports::stripe::{StripeClient, StripeClientConfig};
+use stripe_reports::ports::{DownloadQueue, Ledger, StripeByAccount};
+use stripe_reports::scheduler::{AccountSchedulers, Backfill, Outcome, Summary};
 use tracing::{info, warn};
 
 /// The `input` of a scheduled invocation in the summary log line.
 const SCHEDULED: &str = "scheduled";
 
-pub type Service = Scheduler<DynamoLedger, StripeClient, SqsQueue>;
+pub type Service = AccountSchedulers<DynamoLedger, AccountClients, SqsQueue>;
 
 /// Builds the scheduler once per cold start.
 pub async fn service_from_env() -> Result<Service, ConfigError> {
@@ -30,12 +28,10 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
 }
 
 /// Builds the scheduler from a loaded environment (tests pass their own
-/// configuration and clock). The client reads the API key from the
+/// configuration and clock). Each account's client reads its key from the
 /// secrets cache at each request.
 pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
-    let key = env.api_key().await?;
-    let stripe = StripeClient::new(StripeClientConfig::from_config(&env.config, key))
-        .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
+    let stripe = env.account_clients();
     let ledger = DynamoLedger::new(
         aws_sdk_dynamodb::Client::new(&env.sdk),
         env.config.require_runs_table()?,
@@ -44,7 +40,8 @@ pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
         aws_sdk_sqs::Client::new(&env.sdk),
         env.config.require_download_queue_url()?,
     );
-    let mut service = Scheduler::new(
+    let mut service = AccountSchedulers::new(
+        env.accounts.clone(),
         ledger,
         stripe,
         downloads,
@@ -53,7 +50,7 @@ pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
     );
     service.stuck_after = Duration::from_secs(u64::from(env.config.stuck_after_hours) * 3600);
     service.overdue_after = Duration::from_secs(u64::from(env.config.overdue_after_minutes) * 60);
-    service.limiter = Arc::new(RateLimiter::new(env.config.stripe_max_rps));
+    service.max_rps = env.config.stripe_max_rps;
     Ok(service)
 }
 
@@ -65,10 +62,15 @@ pub fn unix_now() -> i64 {
 }
 
 /// The Lambda handler.
-pub async fn handle<L: Ledger, S: StripeApi, D: DownloadQueue>(
-    service: &Scheduler<L, S, D>,
+pub async fn handle<L, S, D>(
+    service: &AccountSchedulers<L, S, D>,
     event: LambdaEvent<Value>,
-) -> Result<Value, Error> {
+) -> Result<Value, Error>
+where
+    L: Ledger + Clone,
+    S: StripeByAccount,
+    D: DownloadQueue + Clone,
+{
     handle_at(service, event.payload, unix_now()).await
 }
 
@@ -104,11 +106,16 @@ pub fn classify(payload: Value) -> Result<Input, String> {
 }
 
 /// The handler with the clock given.
-pub async fn handle_at<L: Ledger, S: StripeApi, D: DownloadQueue>(
-    service: &Scheduler<L, S, D>,
+pub async fn handle_at<L, S, D>(
+    service: &AccountSchedulers<L, S, D>,
     payload: Value,
     now: i64,
-) -> Result<Value, Error> {
+) -> Result<Value, Error>
+where
+    L: Ledger + Clone,
+    S: StripeByAccount,
+    D: DownloadQueue + Clone,
+{
     match classify(payload)? {
         Input::Scheduled => finish(SCHEDULED, service.run_scheduled(now).await),
         Input::Backfill(backfill) => {
@@ -124,11 +131,11 @@ pub async fn handle_at<L: Ledger, S: StripeApi, D: DownloadQueue>(
                     serde_json::from_str(record.body.as_deref().unwrap_or_default());
                 let outcome = match message {
                     Ok(message) => service
-                        .run_for_type(&message.report_type, now)
+                        .run_for_type(&message.account, &message.report_type, now)
                         .await
                         .map_err(|e| e.to_string()),
                     Err(err) => Err(format!(
-                        "schedule message is not {{\"report_type\", \"data_available_end\"}}: {err}"
+                        "schedule message is not {{\"report_type\", \"data_available_end\", \"account\"}}: {err}"
                     )),
                 };
                 match outcome {
@@ -144,15 +151,18 @@ pub async fn handle_at<L: Ledger, S: StripeApi, D: DownloadQueue>(
                     }
                 }
             }
-            log_summary("queue", &total);
+            log_summary("queue", None, &total);
+            metrics::emit("scheduler", &summary_metrics("queue", &total, None));
             Ok(serde_json::to_value(response)?)
         }
     }
 }
 
-fn log_summary(input: &str, summary: &Summary) {
+/// One summary line: an account's (`account` set) or the invocation's total.
+fn log_summary(input: &str, account: Option<&str>, summary: &Summary) {
     info!(
         input,
+        account,
         planned = summary.planned,
         created = summary.created,
         already_requested = summary.already_requested,
@@ -167,14 +177,19 @@ fn log_summary(input: &str, summary: &Summary) {
         errors = summary.errors,
         "scheduler summary"
     );
-    metrics::emit("scheduler", &summary_metrics(input, summary));
 }
 
-/// The invocation's metrics (EMF, dimension `Function=scheduler`).
-/// `OverdueIntervals` comes from scheduled invocations only: they alone
-/// count every spec, and its absence is what the "scheduler stopped"
-/// alarm watches for (a schedule-queue message must not hide it).
-pub fn summary_metrics(input: &str, summary: &Summary) -> Vec<Metric<'static>> {
+/// The invocation's metrics (EMF, dimension `Function=scheduler`), over
+/// every account. `OverdueIntervals` comes from scheduled invocations only:
+/// they alone count every spec, and its absence is what the "scheduler
+/// stopped" alarm watches for (a schedule-queue message must not hide it).
+/// `FailingAccounts` (invocations over every account) counts the accounts
+/// that could not be worked or had requests fail.
+pub fn summary_metrics(
+    input: &str,
+    summary: &Summary,
+    failing_accounts: Option<u64>,
+) -> Vec<Metric<'static>> {
     let count = |name, value: u64| Metric {
         name,
         value: value as f64,
@@ -191,23 +206,49 @@ pub fn summary_metrics(input: &str, summary: &Summary) -> Vec<Metric<'static>> {
     if input == SCHEDULED {
         metrics.push(count("OverdueIntervals", summary.overdue));
     }
+    if let Some(failing) = failing_accounts {
+        metrics.push(count("FailingAccounts", failing));
+    }
     metrics
 }
 
-/// Logs the summary and answers it; an invocation with errors fails (Lambda
-/// retries it, and the Errors metric alarms), which is safe since every
-/// step is idempotent.
-fn finish(input: &str, summary: Summary) -> Result<Value, Error> {
-    log_summary(input, &summary);
-    if summary.errors > 0 {
+/// Logs each account's summary and the total, and answers the total with
+/// the accounts' parts; an invocation with errors fails (Lambda retries
+/// it, and the Errors metric alarms), which is safe since every step is
+/// idempotent. The failing accounts are named in the error.
+fn finish(input: &str, outcome: Outcome) -> Result<Value, Error> {
+    for part in &outcome.accounts {
+        log_summary(input, Some(&part.account), &part.summary);
+    }
+    let total = outcome.total();
+    log_summary(input, None, &total);
+    metrics::emit(
+        "scheduler",
+        &summary_metrics(input, &total, Some(outcome.failing_accounts())),
+    );
+    let mut answer = serde_json::to_value(&total)?;
+    answer["accounts"] = serde_json::to_value(&outcome.accounts)?;
+    if total.errors > 0 {
+        let failing: Vec<String> = outcome
+            .accounts
+            .iter()
+            .filter(|part| part.is_failing())
+            .map(|part| match &part.failing {
+                Some(reason) => format!("{}: {reason}", part.account),
+                None => format!(
+                    "{}: {} request(s) failed",
+                    part.account, part.summary.errors
+                ),
+            })
+            .collect();
         return Err(format!(
-            "{} request(s) failed; they are retried by the next invocation: {}",
-            summary.errors,
-            serde_json::to_string(&summary)?
+            "{} request(s) failed; they are retried by the next invocation ({}): {answer}",
+            total.errors,
+            failing.join("; ")
         )
         .into());
     }
-    Ok(serde_json::to_value(summary)?)
+    Ok(answer)
 }
 
 #[cfg(test)]
@@ -221,12 +262,17 @@ mod tests {
             ..Summary::default()
         };
         let names = |input| -> Vec<&str> {
-            summary_metrics(input, &summary)
+            summary_metrics(input, &summary, None)
                 .iter()
                 .map(|m| m.name)
                 .collect()
         };
-        let scheduled = summary_metrics(SCHEDULED, &summary);
+        let scheduled = summary_metrics(SCHEDULED, &summary, Some(1));
+        assert!(
+            scheduled
+                .iter()
+                .any(|m| m.name == "FailingAccounts" && m.value == 1.0)
+        );
         let overdue = scheduled.iter().find(|m| m.name == "OverdueIntervals");
         assert_eq!(overdue.map(|m| m.value), Some(3.0));
         for input in ["queue", "backfill"] {

@@ -1,4 +1,7 @@
 //! The `scheduler` Lambda function: EventBridge schedule, schedule queue, backfills.
+// Every account's invocation nested in the runtime's future is deeper than
+// the compiler's default layout query limit.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;

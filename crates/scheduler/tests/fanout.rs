@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
 use stripe_emulator::Faults;
 use stripe_reports::domain::spec::ReportSpec;
-use stripe_reports::rate::RateLimiter;
 use stripe_reports::scheduler::{DEFAULT_MAX_RPS, Summary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +34,7 @@ async fn a_thousand_runs_are_created_once_each_under_the_rate_limit() {
     });
     let aws = aws().await;
     let mut service = scheduler(&aws, &emulator, specs, 20);
-    service.limiter = Arc::new(RateLimiter::new(DEFAULT_MAX_RPS));
+    service.max_rps = DEFAULT_MAX_RPS;
     let started = Instant::now();
     let result: Summary = serde_json::from_value(
         scheduler::handle_at(&service, event_file("scheduler-scheduled.json"), clock.now)

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use stripe_emulator::{Faults, Injection};
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::{RunStatus, StoredObject};
-use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::{ReportSpec, read_specs};
 use stripe_reports::ports::{Ledger, RunFacts, Transition};
 use stripe_reports::scheduler::Summary;
@@ -30,13 +29,6 @@ fn scheduled() -> Value {
     event_file("scheduler-scheduled.json")
 }
 
-fn schedule_message(report_type: &str) -> Value {
-    let mut batch = event_file("scheduler-sqs.json");
-    batch["Records"][0]["body"] =
-        json!(json!({"report_type": report_type, "data_available_end": 0}).to_string());
-    batch
-}
-
 fn day(clock: &Clock, days_ago: i64) -> Interval {
     Interval {
         start: clock.today - days_ago * DAY,
@@ -48,6 +40,7 @@ fn day(clock: &Clock, days_ago: i64) -> Interval {
 /// was stored: the `run#` item, without the request key.
 async fn stored_through_the_webhook(aws: &Aws, run: &Value, clock: &Clock) {
     let facts = RunFacts {
+        account: account(),
         run_id: run["id"].as_str().unwrap().to_owned(),
         report_type: run["report_type"].as_str().unwrap().to_owned(),
         interval_start: run["parameters"]["interval_start"].as_i64(),
@@ -99,7 +92,7 @@ async fn an_orphan_stored_through_the_webhook_is_adopted_not_created_again_a_day
         assert_eq!(emulator.stats().runs_created, 2, "{entry}");
         assert_eq!(
             aws.ledger
-                .requested_run(&RequestKey::new(&spec, day(&clock, 1), 0))
+                .requested_run(&request_key(&spec, day(&clock, 1), 0))
                 .await
                 .unwrap(),
             None,
@@ -153,7 +146,7 @@ async fn an_orphan_stored_through_the_webhook_is_adopted_not_created_again_a_day
                 start: run["parameters"]["interval_start"].as_i64().unwrap(),
                 end: run["parameters"]["interval_end"].as_i64().unwrap(),
             };
-            let key = RequestKey::new(&spec, interval, 0);
+            let key = request_key(&spec, interval, 0);
             assert_eq!(
                 aws.ledger.requested_run(&key).await.unwrap().as_deref(),
                 Some(id),
@@ -184,6 +177,7 @@ fn list_unreadable() -> Faults {
             times: 1000,
             body: None,
             retry_after: None,
+            account: None,
         }],
         ..Faults::default()
     }
@@ -244,13 +238,13 @@ async fn a_ledger_read_error_is_an_error_not_a_guess_at_the_attempt() {
         .ledger
         .first_attempt_reads_fail
         .store(true, Ordering::SeqCst);
-    let result = service.reconcile(clock.now).await;
+    let result = service.reconcile(clock.now).await.total();
     assert!(result.errors >= 1, "{result:?}");
     assert_eq!(result.adopted, 0, "{result:?}");
     for attempt in 0..2 {
         assert_eq!(
             aws.ledger
-                .requested_run(&RequestKey::new(&spec, interval, attempt))
+                .requested_run(&request_key(&spec, interval, attempt))
                 .await
                 .unwrap(),
             None,
@@ -276,7 +270,7 @@ async fn a_ledger_read_error_is_an_error_not_a_guess_at_the_attempt() {
     assert_eq!((healed.adopted, healed.created), (1, 0), "{healed:?}");
     assert_eq!(
         aws.ledger
-            .requested_run(&RequestKey::new(&spec, interval, 0))
+            .requested_run(&request_key(&spec, interval, 0))
             .await
             .unwrap(),
         Some(orphan.id)
@@ -324,7 +318,7 @@ async fn a_currency_in_capitals_is_one_request_with_its_lowercase_twin() {
         .into_iter()
         .find(|run| run["id"] != orphan.id.as_str())
         .unwrap();
-    let key = RequestKey::new(&lower, day(&clock, 2), 0);
+    let key = request_key(&lower, day(&clock, 2), 0);
     let replayed = stripe(&emulator)
         .create_report_run(
             &CreateReportRun::for_spec(&lower, day(&clock, 2)),
@@ -478,7 +472,7 @@ async fn when_an_orphan_cannot_be_adopted_nothing_new_is_created() {
     assert_eq!((healed.adopted, healed.created), (1, 0), "{healed:?}");
     assert_eq!(
         aws.ledger
-            .requested_run(&RequestKey::new(&spec, day(&clock, 1), 0))
+            .requested_run(&request_key(&spec, day(&clock, 1), 0))
             .await
             .unwrap(),
         Some(orphan.id)
@@ -507,6 +501,7 @@ async fn a_retired_runs_interval_is_requested_again_until_that_succeeds() {
             times: 1000,
             body: None,
             retry_after: None,
+            account: None,
         }],
         ..Faults::default()
     });
@@ -526,7 +521,7 @@ async fn a_retired_runs_interval_is_requested_again_until_that_succeeds() {
     assert_eq!(live_mode.stats().runs_created, 1);
     assert!(
         aws.ledger
-            .requested_run(&RequestKey::new(&spec, day(&clock, 1), 1))
+            .requested_run(&request_key(&spec, day(&clock, 1), 1))
             .await
             .unwrap()
             .is_some(),
@@ -559,7 +554,7 @@ async fn an_interval_due_longer_than_the_grace_and_not_stored_is_overdue_until_s
             .unwrap(),
     );
     assert_eq!((first.created, first.overdue), (2, 0), "{first:?}");
-    let seen = aws.ledger.availability(BALANCE).await.unwrap();
+    let seen = aws.ledger.availability(&account(), BALANCE).await.unwrap();
     assert_eq!(seen.since(clock.today), Some(clock.now));
     // Still within the grace.
     let soon = summary(

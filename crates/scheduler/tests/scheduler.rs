@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use stripe_emulator::{ErrorStorm, Faults};
 use stripe_reports::domain::ledger::RunStatus;
-use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::{Frequency, ReportSpec};
 
 use stripe_reports::ports::Ledger;
@@ -292,23 +291,37 @@ async fn a_schedule_queue_message_plans_only_its_type_and_poison_fails_alone() {
         ],
         3,
     );
-    let mut batch = event_file("scheduler-sqs.json");
+    let mut batch = schedule_message("balance.summary.1");
     let mut poison = batch["Records"][0].clone();
     poison["messageId"] = json!("poison-1");
     poison["body"] = json!("{not json");
     let mut unknown = batch["Records"][0].clone();
     unknown["messageId"] = json!("unknown-type-1");
-    unknown["body"] = json!(r#"{"report_type":"tax.transactions.1","data_available_end":1}"#);
+    unknown["body"] = json!(
+        json!({"report_type": "tax.transactions.1", "data_available_end": 1, "account": ACCOUNT})
+            .to_string()
+    );
+    // A message of an account this deployment does not serve.
+    let mut stranger = batch["Records"][0].clone();
+    stranger["messageId"] = json!("other-account-1");
+    stranger["body"] = json!(
+        json!({"report_type": "balance.summary.1", "data_available_end": 1, "account": "acct_1NotConfigured000"})
+            .to_string()
+    );
     batch["Records"]
         .as_array_mut()
         .unwrap()
-        .extend([poison, unknown]);
+        .extend([poison, unknown, stranger]);
     let response = scheduler::handle_at(&service, batch, clock.now)
         .await
         .unwrap();
     assert_eq!(
         response,
-        json!({"batchItemFailures": [{"itemIdentifier": "poison-1"}, {"itemIdentifier": "unknown-type-1"}]})
+        json!({"batchItemFailures": [
+            {"itemIdentifier": "poison-1"},
+            {"itemIdentifier": "unknown-type-1"},
+            {"itemIdentifier": "other-account-1"}
+        ]})
     );
     let runs = emulator.runs();
     assert_eq!(runs.len(), 3);
@@ -340,9 +353,12 @@ async fn reconcile_enqueues_a_succeeded_run_whose_webhook_never_came() {
             .unwrap(),
     );
     assert_eq!(second.enqueued, 2);
-    let mut messages: Vec<String> = aws
-        .drain()
-        .await
+    let drained = aws.drain().await;
+    assert!(
+        drained.iter().all(|m| m["account"] == ACCOUNT),
+        "each message names the run's account: {drained:?}"
+    );
+    let mut messages: Vec<String> = drained
         .iter()
         .map(|m| m["run_id"].as_str().unwrap().to_owned())
         .collect();
@@ -411,7 +427,7 @@ async fn reconcile_enqueues_a_dashboard_run_whose_parameters_no_spec_has_without
     assert_eq!((result.created, result.enqueued), (1, 1), "{result:?}");
     let messages = aws.drain().await;
     assert!(
-        messages.contains(&json!({"run_id": run.id})),
+        messages.contains(&json!({"run_id": run.id, "account": ACCOUNT})),
         "{messages:?}"
     );
     // Recorded as a run to download, but under no request key: it answers
@@ -425,7 +441,7 @@ async fn reconcile_enqueues_a_dashboard_run_whose_parameters_no_spec_has_without
     };
     let created = aws
         .ledger
-        .requested_run(&RequestKey::new(
+        .requested_run(&request_key(
             &ReportSpec::new("balance.summary.1"),
             planned,
             0,
@@ -518,7 +534,7 @@ async fn a_crash_between_stripe_and_the_ledger_never_makes_a_second_run() {
     // The retry (here from the schedule queue) first reads Stripe's runs of
     // the window and adopts the one whose request the ledger lost, so it
     // neither creates a second run nor needs the Idempotency-Key's replay.
-    let response = scheduler::handle_at(&service, event_file("scheduler-sqs.json"), clock.now)
+    let response = scheduler::handle_at(&service, schedule_message("balance.summary.1"), clock.now)
         .await
         .unwrap();
     assert_eq!(response, json!({"batchItemFailures": []}));
@@ -567,7 +583,7 @@ async fn an_orphaned_run_older_than_stripes_idempotency_window_is_adopted_not_re
     );
     assert_eq!(emulator.stats().runs_created, 1);
     // Adopted: recorded under the spec's request key, not created again.
-    let key = RequestKey::new(&spec, interval, 0);
+    let key = request_key(&spec, interval, 0);
     assert_eq!(
         aws.ledger.requested_run(&key).await.unwrap(),
         Some(orphan.id.clone())
@@ -593,6 +609,7 @@ async fn a_429_storm_is_ridden_out() {
             fraction: 0.5,
             should_retry: None,
             seconds: 5.0,
+            account: None,
         }),
         // A fixed seed: the same draws on every run. With seed 7 the first
         // draw (0.03) is under the fraction, so the very first request is a

@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::signature::{signature_header, verify};
 use stripe_reports::webhook::{Decision, decide, parse_event};
@@ -47,12 +48,13 @@ fn verify_parse_decide(
     body: &[u8],
     header: &str,
     secrets: &[SecretString],
+    account: &AccountId,
     configured: &HashSet<String>,
 ) -> bool {
     verify(body, Some(header), secrets, NOW, Some(300)).is_ok()
         && parse_event(body)
             .ok()
-            .and_then(|event| decide(&event, configured).ok())
+            .and_then(|event| decide(&event, account, configured).ok())
             .is_some_and(|decision| matches!(decision, Decision::Run { .. }))
 }
 
@@ -66,6 +68,7 @@ fn payload_dir() -> PathBuf {
 
 fn webhook(c: &mut Criterion) {
     let secrets = vec![SecretString::new(SECRET)];
+    let account = AccountId::parse("acct_1BenchAccount00").expect("account id");
     let configured: HashSet<String> = ["balance.summary.1".to_owned()].into();
     let dir = payload_dir();
     let _ = std::fs::create_dir_all(&dir);
@@ -77,6 +80,7 @@ fn webhook(c: &mut Criterion) {
             body.as_bytes(),
             &header,
             &secrets,
+            &account,
             &configured
         ));
         // The same bytes for the peers in other languages.
@@ -93,6 +97,7 @@ fn webhook(c: &mut Criterion) {
                         black_box(body.as_bytes()),
                         black_box(header),
                         &secrets,
+                        &account,
                         &configured,
                     )
                 })

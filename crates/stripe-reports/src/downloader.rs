@@ -1,7 +1,8 @@
 //! The downloader use case: re-read → allow-list → stream → commit.
 //!
-//! A message names a run id and nothing else is trusted: the run is read
-//! again from Stripe, its `result.url` checked against the allow-list (by the
+//! A message names a run id and its account, and nothing else is trusted:
+//! the run is read again from Stripe with that account's key (another
+//! account's run is Stripe's 404), its `result.url` checked against the allow-list (by the
 //! Stripe client, before a byte is sent), the file streamed into S3 with its
 //! SHA-256 and size checked, and only then the ledger moved to `stored` with
 //! a conditional write. Any failure leaves the ledger as it was and no object
@@ -15,11 +16,14 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
 use crate::aws::s3::{ObjectSpec, S3Sink, SinkError};
+use crate::domain::account::AccountId;
 use crate::domain::calendar::local_date;
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::messages::DownloadMessage;
 use crate::domain::spec::DEFAULT_TIMEZONE;
-use crate::ports::{DownloadLease, Ledger, LedgerError, RunFacts, StripeApi, Transition};
+use crate::ports::{
+    DownloadLease, Ledger, LedgerError, RunFacts, StripeApi, StripeByAccount, Transition,
+};
 use crate::stripe::{ReportRun, StripeError, StripeRunStatus};
 
 /// The budget of one message when the invocation has no deadline (tests,
@@ -79,8 +83,15 @@ pub enum Stored {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("message is not {{\"run_id\": \"frr_…\"}}: {0}")]
+    #[error("message is not {{\"run_id\": \"frr_…\", \"account\": \"acct_…\"}}: {0}")]
     BadMessage(String),
+    #[error(
+        "the ledger holds this run for {owner}, not for the message's account {account}: not read with either key"
+    )]
+    OtherAccount {
+        account: AccountId,
+        owner: AccountId,
+    },
     #[error("report run is not finished yet (status {0})")]
     NotFinished(String),
     #[error("report run succeeded without a downloadable file")]
@@ -101,6 +112,8 @@ pub enum DownloadError {
 
 pub struct Downloader<L, S> {
     pub ledger: L,
+    /// Each account's Stripe client (a message's run is read with its
+    /// account's key only).
     pub stripe: S,
     pub sink: S3Sink,
     pub prefix: String,
@@ -126,10 +139,11 @@ impl Clock {
     }
 }
 
-/// `<prefix>report_type=<type>/date=<YYYY-MM-DD>/<run id>.csv` (SPEC "S3 objects"):
-/// the date of `interval_start` in the run's timezone; of `interval_end` for
-/// a type without a start; of the run's creation for a run with neither.
-pub fn object_key(prefix: &str, run: &ReportRun) -> String {
+/// `<prefix>account=<account>/report_type=<type>/date=<YYYY-MM-DD>/<run id>.csv`
+/// (SPEC "S3 objects"): the date of `interval_start` in the run's timezone;
+/// of `interval_end` for a type without a start; of the run's creation for a
+/// run with neither.
+pub fn object_key(prefix: &str, account: &AccountId, run: &ReportRun) -> String {
     let tz = run
         .parameters
         .timezone
@@ -145,20 +159,26 @@ pub fn object_key(prefix: &str, run: &ReportRun) -> String {
         .map(|d| d.to_string())
         .unwrap_or_else(|_| "unknown".to_owned());
     format!(
-        "{prefix}report_type={}/date={date}/{}.csv",
+        "{prefix}account={account}/report_type={}/date={date}/{}.csv",
         run.report_type, run.id
     )
 }
 
 /// The S3 object a run's file becomes (SPEC "S3 objects"): its key, CSV
 /// content type, the run's metadata, and the byte count it must have.
-pub fn object_spec(prefix: &str, run: &ReportRun, expected_size: u64) -> ObjectSpec {
+pub fn object_spec(
+    prefix: &str,
+    account: &AccountId,
+    run: &ReportRun,
+    expected_size: u64,
+) -> ObjectSpec {
     let number = |value: Option<i64>| value.map(|v| v.to_string()).unwrap_or_default();
     ObjectSpec {
-        key: object_key(prefix, run),
+        key: object_key(prefix, account, run),
         content_type: "text/csv".into(),
         metadata: HashMap::from([
             ("report-run".to_owned(), run.id.clone()),
+            ("account".to_owned(), account.to_string()),
             ("report-type".to_owned(), run.report_type.clone()),
             (
                 "interval-start".to_owned(),
@@ -173,7 +193,7 @@ pub fn object_spec(prefix: &str, run: &ReportRun, expected_size: u64) -> ObjectS
     }
 }
 
-impl<L: Ledger, S: StripeApi> Downloader<L, S> {
+impl<L: Ledger, S: StripeByAccount> Downloader<L, S> {
     /// Handles one download-queue message body; the Stripe reads and the
     /// upload must be done by `deadline` (see [`work_deadline`]).
     pub async fn handle_message(
@@ -184,39 +204,48 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
     ) -> Result<Stored, DownloadError> {
         let message: DownloadMessage =
             serde_json::from_str(body).map_err(|err| DownloadError::BadMessage(err.to_string()))?;
-        self.store_run(&message.run_id, now, deadline).await
+        self.store_run(&message.account, &message.run_id, now, deadline)
+            .await
     }
 
-    /// Stores one run's file, exactly once.
+    /// Stores one run of `account`, exactly once.
     pub async fn store_run(
         &self,
+        account: &AccountId,
         run_id: &str,
         now: i64,
         deadline: Instant,
     ) -> Result<Stored, DownloadError> {
         // Attached with `instrument`, never entered across an await: several
         // messages share one task under `buffer_unordered`.
-        let span =
-            tracing::info_span!("run", run_id = %run_id, report_type = tracing::field::Empty);
-        self.store_run_in_span(run_id, now, deadline)
+        let span = tracing::info_span!("run", run_id = %run_id, account = %account, report_type = tracing::field::Empty);
+        self.store_run_in_span(account, run_id, now, deadline)
             .instrument(span)
             .await
     }
 
     async fn store_run_in_span(
         &self,
+        account: &AccountId,
         run_id: &str,
         now: i64,
         deadline: Instant,
     ) -> Result<Stored, DownloadError> {
         let record = self.ledger.run(run_id).await?;
         if let Some(record) = &record {
+            if record.facts.account != *account {
+                return Err(DownloadError::OtherAccount {
+                    account: account.clone(),
+                    owner: record.facts.account.clone(),
+                });
+            }
             tracing::Span::current().record("report_type", record.facts.report_type.as_str());
             if record.status == RunStatus::Stored {
                 return Ok(Stored::Already);
             }
         }
-        let run = match tokio::time::timeout_at(deadline, self.stripe.report_run(run_id)).await {
+        let stripe = self.stripe.for_account(account);
+        let run = match tokio::time::timeout_at(deadline, stripe.report_run(run_id)).await {
             Err(_) => return Err(DownloadError::Deadline("reading the run from Stripe")),
             Ok(Ok(run)) => run,
             Ok(Err(err)) if err.status() == Some(404) => return self.gone(record.as_ref(), err),
@@ -224,6 +253,7 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         };
         tracing::Span::current().record("report_type", run.report_type.as_str());
         let facts = RunFacts {
+            account: account.clone(),
             run_id: run.id.clone(),
             report_type: run.report_type.clone(),
             interval_start: run.parameters.interval_start,
@@ -249,7 +279,7 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         }
         let file = run.result.clone().ok_or(DownloadError::NoFile)?;
         let url = file.url.clone().ok_or(DownloadError::NoFile)?;
-        let object = object_spec(&self.prefix, &run, file.size);
+        let object = object_spec(&self.prefix, account, &run, file.size);
         let key = object.key.clone();
         // One attempt downloads at a time: a duplicate delivery handled at
         // the same moment waits for it (and then finds the run stored)
@@ -272,7 +302,7 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         }
         let started = std::time::Instant::now();
         let written = self
-            .download_holding_lease(run_id, &owner, &url, &object, &clock, deadline)
+            .download_holding_lease(&stripe, run_id, &owner, &url, &object, &clock, deadline)
             .await;
         let written = match written {
             Ok(written) => written,
@@ -306,7 +336,7 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
             .await;
         match outcome {
             Transition::Applied => {
-                let freshness_secs = self.freshness(&run, clock.now()).await;
+                let freshness_secs = self.freshness(account, &run, clock.now()).await;
                 info!(
                     freshness_secs,
                     bytes = stored.bytes,
@@ -335,6 +365,10 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
                 current: RunStatus::Retired,
             } => Ok(Stored::Gone),
             Transition::Refused { current } => Err(DownloadError::Refused(current)),
+            Transition::OtherAccount { owner } => Err(DownloadError::OtherAccount {
+                account: account.clone(),
+                owner,
+            }),
         }
     }
 
@@ -373,8 +407,10 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
     }
 
     /// Streams the file into S3 by `deadline`, renewing the lease while it runs.
+    #[allow(clippy::too_many_arguments)]
     async fn download_holding_lease(
         &self,
+        stripe: &S::Api,
         run_id: &str,
         owner: &str,
         url: &str,
@@ -383,7 +419,7 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
         deadline: Instant,
     ) -> Result<crate::aws::s3::Written, DownloadError> {
         let store = async {
-            let download = tokio::time::timeout_at(deadline, self.stripe.download_file(url))
+            let download = tokio::time::timeout_at(deadline, stripe.download_file(url))
                 .await
                 .map_err(|_| DownloadError::Deadline("starting the download"))??;
             // The sink aborts its own upload when the deadline passes.
@@ -413,9 +449,9 @@ impl<L: Ledger, S: StripeApi> Downloader<L, S> {
     }
 
     /// How long ago the run's interval was first seen available.
-    async fn freshness(&self, run: &ReportRun, now: i64) -> Option<i64> {
+    async fn freshness(&self, account: &AccountId, run: &ReportRun, now: i64) -> Option<i64> {
         let end = run.parameters.interval_end?;
-        match self.ledger.availability(&run.report_type).await {
+        match self.ledger.availability(account, &run.report_type).await {
             Ok(seen) => seen.since(end).map(|since| (now - since).max(0)),
             Err(err) => {
                 warn!(error = %err, "cannot read when the data became available: no freshness figure");
@@ -473,6 +509,10 @@ mod tests {
     use super::*;
     use crate::stripe::RunParameters;
 
+    fn acct() -> AccountId {
+        AccountId::parse("acct_A").unwrap()
+    }
+
     fn run(params: RunParameters) -> ReportRun {
         ReportRun {
             id: "frr_1".into(),
@@ -496,8 +536,8 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            object_key("stripe/", &utc),
-            "stripe/report_type=balance.summary.1/date=2026-11-29/frr_1.csv"
+            object_key("stripe/", &acct(), &utc),
+            "stripe/account=acct_A/report_type=balance.summary.1/date=2026-11-29/frr_1.csv"
         );
         // Midnight in Tokyo is 15:00 UTC the day before: the local date counts.
         let tokyo = run(RunParameters {
@@ -507,16 +547,16 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            object_key("", &tokyo),
-            "report_type=balance.summary.1/date=2026-11-29/frr_1.csv"
+            object_key("", &acct(), &tokyo),
+            "account=acct_A/report_type=balance.summary.1/date=2026-11-29/frr_1.csv"
         );
         let end_only = run(RunParameters {
             interval_end: Some(1_795_996_800),
             ..Default::default()
         });
         assert_eq!(
-            object_key("p/", &end_only),
-            "p/report_type=balance.summary.1/date=2026-11-30/frr_1.csv"
+            object_key("p/", &acct(), &end_only),
+            "p/account=acct_A/report_type=balance.summary.1/date=2026-11-30/frr_1.csv"
         );
     }
 }

@@ -1,25 +1,28 @@
 //! What every function loads once per cold start: configuration, the AWS SDK
-//! configuration and the Stripe credentials (cached, re-read when stale: see
-//! [`crate::secrets`]).
+//! configuration, the Stripe credentials (cached, re-read when stale: see
+//! [`crate::secrets`]) and the accounts they are for (each key checked with
+//! Stripe: see [`crate::accounts`]).
 
 use std::sync::Arc;
 
-use tracing::warn;
-
+use crate::accounts::{AccountClients, Accounts};
 use crate::aws;
 use crate::domain::config::{Config, ConfigError};
-use crate::secrets::{Clock, SecretsCache, SystemClock};
-use crate::stripe::client::ApiKey;
+use crate::secrets::{Clock, SystemClock};
+use crate::stripe::{ApiKey, StripeClient, StripeClientConfig};
 
 pub struct Environment {
     pub config: Config,
     pub sdk: aws_config::SdkConfig,
-    pub secrets: SecretsCache,
+    pub accounts: Arc<Accounts>,
+    /// A client without a key of its own; [`Environment::stripe_for`] gives
+    /// each account its own, sharing its connections.
+    pub stripe: StripeClient,
 }
 
 impl Environment {
-    /// Reads the environment, loads the SDK configuration and the secrets.
-    /// Fails with one line naming the variable and the problem.
+    /// Reads the environment, loads the SDK configuration, the secrets and
+    /// the accounts. Fails with one line naming the variable and the problem.
     pub async fn load() -> Result<Self, ConfigError> {
         let config = Config::from_env()?;
         let sdk = aws::load_sdk_config().await;
@@ -34,39 +37,41 @@ impl Environment {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         let secrets = aws::secrets::secrets_cache(&sdk, &config.secrets, clock).await?;
+        let stripe = StripeClient::new(StripeClientConfig::from_config(&config, ApiKey::None))
+            .map_err(|err| ConfigError::new("STRIPE_API_BASE", err.to_string()))?;
+        let accounts = Arc::new(Accounts::load(secrets, Arc::new(stripe.clone())).await?);
+        check_spec_accounts(&config, &accounts).await?;
         Ok(Self {
             config,
             sdk,
-            secrets,
+            accounts,
+            stripe,
         })
     }
 
-    /// The API key for the Stripe client, read from the cache at each
-    /// request. No key at all stops the cold start; the template's
-    /// placeholder is logged here and refused at each use until the secret
-    /// is filled (then used without a cold start).
-    pub async fn api_key(&self) -> Result<ApiKey, ConfigError> {
-        let values = self.secrets.current().await;
-        if values.api_key_is_placeholder() && self.secrets.rereads() {
-            if let Err(err) = values.require_api_key() {
-                warn!(error = %err, "Stripe API key not set yet");
-            }
-        } else {
-            values.require_api_key()?;
-        }
-        Ok(ApiKey::Cached(self.secrets.clone()))
+    /// Each account's Stripe client: it sends only that account's key.
+    pub fn account_clients(&self) -> AccountClients {
+        AccountClients::new(self.stripe.clone(), self.accounts.clone())
     }
+}
 
-    /// The webhook secrets, as [`Environment::api_key`] treats the key.
-    pub async fn webhook_secrets(&self) -> Result<SecretsCache, ConfigError> {
-        let values = self.secrets.current().await;
-        if values.webhook_secret_is_placeholder() && self.secrets.rereads() {
-            if let Err(err) = values.require_webhook_secrets() {
-                warn!(error = %err, "Stripe webhook secret not set yet");
-            }
-        } else {
-            values.require_webhook_secrets()?;
+/// A report spec for an account that is not configured would never run.
+async fn check_spec_accounts(config: &Config, accounts: &Accounts) -> Result<(), ConfigError> {
+    let Some(configured) = accounts.configured().await else {
+        return Ok(());
+    };
+    for (index, spec) in config.reports.iter().enumerate() {
+        if let Some(account) = &spec.account
+            && !configured.contains(account)
+        {
+            return Err(ConfigError::new(
+                "REPORTS",
+                format!(
+                    "report spec {index} ({}) is for {account}, which is not a configured account",
+                    spec.report_type
+                ),
+            ));
         }
-        Ok(self.secrets.clone())
     }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! adapters that make it happen. The adapters are features (`http`, `aws`,
 //! both on by default) so the domain builds alone, for the fuzz targets.
 
+pub mod accounts;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod domain;

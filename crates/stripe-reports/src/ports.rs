@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::domain::account::AccountId;
 use crate::domain::due::Availability;
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
@@ -13,6 +14,8 @@ use crate::domain::request_key::RequestKey;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFacts {
     pub run_id: String,
+    /// The account whose run it is (whose key created or announced it).
+    pub account: AccountId,
     pub report_type: String,
     pub interval_start: Option<i64>,
     pub interval_end: Option<i64>,
@@ -93,6 +96,9 @@ pub enum Transition {
     /// The run is in `current`, from which the requested state is not allowed
     /// (a `succeeded` after `stored`, a `failed` after `stored`, …). Nothing changed.
     Refused { current: RunStatus },
+    /// The ledger holds the run for another account (`owner`): nothing of
+    /// one account changes the runs of another. Nothing changed.
+    OtherAccount { owner: AccountId },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,23 +212,29 @@ pub trait Ledger: Send + Sync {
         token: &ClaimToken,
     ) -> impl Future<Output = Result<ClaimEnd, LedgerError>> + Send;
 
-    /// When each `data_available_end` of a report type was first seen.
+    /// When each `data_available_end` of an account's report type was first seen.
     fn availability(
         &self,
+        account: &AccountId,
         report_type: &str,
     ) -> impl Future<Output = Result<Availability, LedgerError>> + Send;
 
     /// Records a sighting of `data_available_end` at `now` (the first one is kept).
     fn record_availability(
         &self,
+        account: &AccountId,
         report_type: &str,
         data_available_end: i64,
         now: i64,
     ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
-    /// Runs that are `pending` or `succeeded`, read without visiting the
-    /// finished ones (their number grows with history; these stay few).
-    fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
+    /// An account's runs that are `pending` or `succeeded`, read without
+    /// visiting the finished ones (their number grows with history; these
+    /// stay few) or other accounts' runs.
+    fn unfinished_runs(
+        &self,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, LedgerError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,17 +243,28 @@ pub struct QueueError(pub String);
 
 /// The download queue: runs to store.
 pub trait DownloadQueue: Send + Sync {
-    fn enqueue_download(&self, run_id: &str)
-    -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn enqueue_download(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
 /// The schedule queue: report types with new data.
 pub trait ScheduleQueue: Send + Sync {
     fn enqueue_schedule(
         &self,
+        account: &AccountId,
         report_type: &str,
         data_available_end: i64,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The Stripe API of each account: a client that sends that account's key
+/// and no other, for that account's objects.
+pub trait StripeByAccount: Send + Sync {
+    type Api: StripeApi;
+    fn for_account(&self, account: &AccountId) -> Self::Api;
 }
 
 /// The Stripe reporting API, as the use cases need it.

@@ -11,6 +11,7 @@
 //! state; when that list cannot be read, nothing new is created.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +20,16 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, warn};
 
+use crate::accounts::{AccountState, Accounts};
+use crate::domain::account::AccountId;
 use crate::domain::calendar::{self, CalendarError, Interval};
 use crate::domain::due::{Availability, DEFAULT_OVERDUE_AFTER_MINUTES, IntervalState, overdue_for};
 use crate::domain::ledger::RunStatus;
 use crate::domain::request_key::RequestKey;
 use crate::domain::spec::ReportSpec;
 use crate::ports::{
-    DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, RunRecord, StripeApi, Transition,
+    DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, RunRecord, StripeApi, StripeByAccount,
+    Transition,
 };
 use crate::rate::RateLimiter;
 use crate::status::walk_attempts;
@@ -107,7 +111,8 @@ pub enum Window {
     Dates { from: Date, to: Date },
 }
 
-/// The body of a backfill invocation: `{"backfill": {"from", "to", "report_types"?}}`.
+/// The body of a backfill invocation:
+/// `{"backfill": {"from", "to", "report_types"?, "accounts"?}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backfill {
@@ -115,6 +120,9 @@ pub struct Backfill {
     pub to: Date,
     #[serde(default)]
     pub report_types: Option<Vec<String>>,
+    /// Only these accounts (default: every configured account).
+    #[serde(default)]
+    pub accounts: Option<Vec<AccountId>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +131,8 @@ pub enum SchedulerError {
     BadBackfill(String),
     #[error("report type {0} is not in REPORTS")]
     UnknownReportType(String),
+    #[error("{0}")]
+    Account(String),
     #[error("{0}")]
     Calendar(#[from] CalendarError),
 }
@@ -149,8 +159,9 @@ enum Overdue {
 /// The request (spec, interval, attempt) a run answers.
 type Request<'a> = (&'a ReportSpec, Interval, u32);
 
-fn facts_of(run: &ReportRun) -> RunFacts {
+fn facts_of(account: &AccountId, run: &ReportRun) -> RunFacts {
     RunFacts {
+        account: account.clone(),
         run_id: run.id.clone(),
         report_type: run.report_type.clone(),
         interval_start: run.parameters.interval_start,
@@ -158,8 +169,11 @@ fn facts_of(run: &ReportRun) -> RunFacts {
     }
 }
 
-/// The scheduler's dependencies and settings.
+/// One account's scheduler: its dependencies and settings. Everything it
+/// reads and writes is that account's (its key, its request keys, its
+/// ledger items); [`AccountSchedulers`] runs one per configured account.
 pub struct Scheduler<L, S, D> {
+    pub account: AccountId,
     pub ledger: L,
     pub stripe: S,
     pub downloads: D,
@@ -174,14 +188,21 @@ pub struct Scheduler<L, S, D> {
 }
 
 impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
+    /// The scheduler of `account`, over the specs that apply to it.
     pub fn new(
+        account: AccountId,
         ledger: L,
         stripe: S,
         downloads: D,
         specs: Vec<ReportSpec>,
         lookback_days: u32,
     ) -> Self {
+        let specs = specs
+            .into_iter()
+            .filter(|spec| spec.applies_to(&account))
+            .collect();
         Self {
+            account,
             ledger,
             stripe,
             downloads,
@@ -352,14 +373,14 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             warn!(report_type = %id, error = %err, "cannot read report type");
             Summary::error()
         })?;
-        let mut seen = self.ledger.availability(id).await.map_err(|err| {
+        let mut seen = self.ledger.availability(&self.account, id).await.map_err(|err| {
             warn!(report_type = %id, error = %err, "cannot read when its data became available");
             Summary::error()
         })?;
         if seen.observe(kind.data_available_end, now)
             && let Err(err) = self
                 .ledger
-                .record_availability(id, kind.data_available_end, now)
+                .record_availability(&self.account, id, kind.data_available_end, now)
                 .await
         {
             warn!(report_type = %id, error = %err, "cannot record when its data became available");
@@ -468,7 +489,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         now: i64,
     ) -> (Summary, IntervalState) {
         let mut summary = Summary::default();
-        let walked = match walk_attempts(&self.ledger, spec, interval).await {
+        let walked = match walk_attempts(&self.ledger, &self.account, spec, interval).await {
             Ok(walked) => walked,
             Err(err) => {
                 warn!(report_type = %spec.report_type, interval_start = interval.start, error = %err, "cannot read the ledger");
@@ -478,7 +499,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         };
         match walked.next_free {
             Some(attempt) => {
-                let key = RequestKey::new(spec, interval, attempt);
+                let key = RequestKey::new(&self.account, spec, interval, attempt);
                 let created = self
                     .create(spec, interval, attempt, &key, creates, now)
                     .await;
@@ -530,6 +551,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             }
         };
         let facts = RunFacts {
+            account: self.account.clone(),
             run_id: run.id.clone(),
             report_type: run.report_type.clone(),
             interval_start: Some(interval.start),
@@ -572,7 +594,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
     ) -> (Summary, Creates) {
         let mut summary = Summary::default();
         let listed_ok = listed.is_some();
-        let unfinished = match self.ledger.unfinished_runs().await {
+        let unfinished = match self.ledger.unfinished_runs(&self.account).await {
             Ok(unfinished) => unfinished,
             Err(err) => {
                 warn!(error = %err, "cannot list unfinished runs");
@@ -700,6 +722,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 summary.retired += 1;
             }
             Ok(Transition::Refused { .. }) => {}
+            Ok(Transition::OtherAccount { owner }) => {
+                warn!(owner = %owner, "the ledger holds this run for another account: left alone");
+                summary.errors += 1;
+            }
             Err(err) => {
                 warn!(error = %err, "cannot retire report run");
                 summary.errors += 1;
@@ -724,10 +750,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         let Some((spec, interval, attempt)) = self.request_of(run).await? else {
             return Ok(false);
         };
-        let key = RequestKey::new(spec, interval, attempt);
+        let key = RequestKey::new(&self.account, spec, interval, attempt);
         match self
             .ledger
-            .record_requested(&key, &facts_of(run), now)
+            .record_requested(&key, &facts_of(&self.account, run), now)
             .await?
         {
             Recorded::New => {
@@ -748,7 +774,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
     /// Brings the ledger in line with what Stripe says of one run.
     async fn settle_run(&self, run: ReportRun, record: Option<RunRecord>, now: i64) -> Summary {
         let mut summary = Summary::default();
-        let facts = facts_of(&run);
+        let facts = facts_of(&self.account, &run);
         if record.as_ref().is_some_and(|r| r.status.is_final())
             && run.status != StripeRunStatus::Failed
         {
@@ -767,7 +793,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                     return summary;
                 }
                 match self.ledger.mark_succeeded(&facts, now).await {
-                    Ok(Transition::Applied) => match self.downloads.enqueue_download(&run.id).await
+                    Ok(Transition::Applied) => match self
+                        .downloads
+                        .enqueue_download(&self.account, &run.id)
+                        .await
                     {
                         Ok(()) => {
                             info!("finished run enqueued for download by reconcile");
@@ -779,6 +808,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                         }
                     },
                     Ok(Transition::Refused { .. }) => {}
+                    Ok(Transition::OtherAccount { owner }) => {
+                        warn!(owner = %owner, "the ledger holds this run for another account: left alone");
+                        summary.errors += 1;
+                    }
                     Err(err) => {
                         warn!(error = %err, "cannot mark succeeded");
                         summary.errors += 1;
@@ -798,6 +831,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                         summary.failed += 1;
                     }
                     Ok(Transition::Refused { .. }) => {}
+                    Ok(Transition::OtherAccount { owner }) => {
+                        warn!(owner = %owner, "the ledger holds this run for another account: left alone");
+                        summary.errors += 1;
+                    }
                     Err(err) => {
                         warn!(error = %err, "cannot mark failed");
                         summary.errors += 1;
@@ -832,7 +869,7 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         });
         for spec in candidates {
             for attempt in 0..MAX_ATTEMPTS {
-                let key = RequestKey::new(spec, interval, attempt);
+                let key = RequestKey::new(&self.account, spec, interval, attempt);
                 let answers = match self.ledger.requested_run(&key).await? {
                     None => true,
                     Some(run_id) => run_id == run.id,
@@ -843,6 +880,258 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             }
         }
         Ok(None)
+    }
+}
+
+/// One account's part of an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSummary {
+    /// The account's id (or, for a one-account configuration whose key
+    /// could not be checked, what names it).
+    pub account: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Why the account could not be worked at all (its key could not be
+    /// checked, or is another account's): it waits, the others go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
+}
+
+impl AccountSummary {
+    /// Whether the account needs a person: it could not be worked, or some
+    /// of its requests failed (a revoked key answers 401 to each).
+    pub fn is_failing(&self) -> bool {
+        self.failing.is_some() || self.summary.errors > 0
+    }
+}
+
+/// What one invocation did, account by account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub accounts: Vec<AccountSummary>,
+}
+
+impl Outcome {
+    /// Every account's counts added up.
+    pub fn total(&self) -> Summary {
+        let mut total = Summary::default();
+        for account in &self.accounts {
+            total.add(&account.summary);
+        }
+        total
+    }
+
+    /// How many accounts need a person (the `FailingAccounts` metric).
+    pub fn failing_accounts(&self) -> u64 {
+        self.accounts.iter().filter(|a| a.is_failing()).count() as u64
+    }
+}
+
+/// The scheduler of every configured account. Each account is worked by
+/// its own [`Scheduler`], with its own key and its own rate limiter (Stripe
+/// limits each account on its own), all at once: N accounts take about the
+/// time of the largest, and one that fails (a revoked key, a 429 storm, an
+/// outage) neither stops nor slows the others.
+pub struct AccountSchedulers<L, S, D> {
+    pub accounts: Arc<Accounts>,
+    pub ledger: L,
+    pub stripe: S,
+    pub downloads: D,
+    pub specs: Vec<ReportSpec>,
+    pub lookback_days: u32,
+    pub stuck_after: Duration,
+    pub overdue_after: Duration,
+    /// Each account's request rate (`STRIPE_MAX_RPS`).
+    pub max_rps: u32,
+    pub concurrency: usize,
+    /// Kept across the invocations of a warm function, so that back-to-back
+    /// invocations share one account's budget.
+    limiters: std::sync::Mutex<HashMap<AccountId, Arc<RateLimiter>>>,
+}
+
+impl<L, S, D> AccountSchedulers<L, S, D>
+where
+    L: Ledger + Clone,
+    S: StripeByAccount,
+    D: DownloadQueue + Clone,
+{
+    pub fn new(
+        accounts: Arc<Accounts>,
+        ledger: L,
+        stripe: S,
+        downloads: D,
+        specs: Vec<ReportSpec>,
+        lookback_days: u32,
+    ) -> Self {
+        Self {
+            accounts,
+            ledger,
+            stripe,
+            downloads,
+            specs,
+            lookback_days,
+            stuck_after: DEFAULT_STUCK_AFTER,
+            overdue_after: Duration::from_secs(u64::from(DEFAULT_OVERDUE_AFTER_MINUTES) * 60),
+            max_rps: DEFAULT_MAX_RPS,
+            concurrency: 16,
+            limiters: Default::default(),
+        }
+    }
+
+    fn limiter(&self, account: &AccountId) -> Arc<RateLimiter> {
+        let mut limiters = self
+            .limiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        limiters
+            .entry(account.clone())
+            .or_insert_with(|| Arc::new(RateLimiter::new(self.max_rps)))
+            .clone()
+    }
+
+    /// The scheduler of one account.
+    pub fn scheduler(&self, account: &AccountId) -> Scheduler<L, S::Api, D> {
+        let mut scheduler = Scheduler::new(
+            account.clone(),
+            self.ledger.clone(),
+            self.stripe.for_account(account),
+            self.downloads.clone(),
+            self.specs.clone(),
+            self.lookback_days,
+        );
+        scheduler.stuck_after = self.stuck_after;
+        scheduler.overdue_after = self.overdue_after;
+        scheduler.limiter = self.limiter(account);
+        scheduler.concurrency = self.concurrency;
+        scheduler
+    }
+
+    /// Runs `work` for every account that can be worked, all at once, and
+    /// reports the others as failing.
+    async fn each<F, Fut>(&self, work: F) -> Outcome
+    where
+        F: Fn(Scheduler<L, S::Api, D>) -> Fut,
+        Fut: Future<Output = Summary> + Send,
+    {
+        let states = self.accounts.states().await;
+        let runs = states.into_iter().map(|state| {
+            let work = &work;
+            async move {
+                match state {
+                    AccountState::Ready(account) => {
+                        let span = tracing::info_span!("account", account = %account);
+                        let summary = work(self.scheduler(&account)).instrument(span).await;
+                        AccountSummary {
+                            account: account.to_string(),
+                            summary,
+                            failing: None,
+                        }
+                    }
+                    AccountState::Failing { account, reason } => {
+                        tracing::error!(account = %account, reason = %reason, "Stripe account cannot be worked: its reports wait");
+                        AccountSummary {
+                            account,
+                            summary: Summary::error(),
+                            failing: Some(reason),
+                        }
+                    }
+                }
+            }
+        });
+        Outcome {
+            accounts: futures_util::future::join_all(runs).await,
+        }
+    }
+
+    /// The scheduled invocation, for every account (see [`Scheduler::run_scheduled`]).
+    pub async fn run_scheduled(&self, now: i64) -> Outcome {
+        self.each(|scheduler| async move { scheduler.run_scheduled(now).await })
+            .await
+    }
+
+    /// The polling path alone, for every account.
+    pub async fn reconcile(&self, now: i64) -> Outcome {
+        self.each(|scheduler| async move { scheduler.reconcile(now).await })
+            .await
+    }
+
+    /// New data for one account's report type (the schedule queue).
+    pub async fn run_for_type(
+        &self,
+        account: &AccountId,
+        report_type: &str,
+        now: i64,
+    ) -> Result<Summary, SchedulerError> {
+        match self.accounts.api_key(account).await {
+            Ok(_) => {}
+            Err(err) => return Err(SchedulerError::Account(err.to_string())),
+        }
+        let span = tracing::info_span!("account", account = %account);
+        self.scheduler(account)
+            .run_for_type(report_type, now)
+            .instrument(span)
+            .await
+    }
+
+    /// A backfill, for every account it names (all when it names none),
+    /// each over the specs it has of the report types named.
+    pub async fn run_backfill(
+        &self,
+        backfill: &Backfill,
+        now: i64,
+    ) -> Result<Outcome, SchedulerError> {
+        if let Some(types) = &backfill.report_types
+            && let Some(unknown) = types
+                .iter()
+                .find(|t| !self.specs.iter().any(|s| &s.report_type == *t))
+        {
+            return Err(SchedulerError::UnknownReportType(unknown.clone()));
+        }
+        if let Some(named) = &backfill.accounts
+            && let Some(configured) = self.accounts.configured().await
+            && let Some(unknown) = named.iter().find(|a| !configured.contains(a))
+        {
+            return Err(SchedulerError::Account(format!(
+                "{unknown} is not a configured account"
+            )));
+        }
+        let outcome = self
+            .each(|scheduler| async move {
+                if backfill
+                    .accounts
+                    .as_ref()
+                    .is_some_and(|named| !named.contains(&scheduler.account))
+                {
+                    return Summary::default();
+                }
+                let types: Vec<String> = scheduler
+                    .specs
+                    .iter()
+                    .map(|spec| spec.report_type.clone())
+                    .filter(|t| {
+                        backfill
+                            .report_types
+                            .as_ref()
+                            .is_none_or(|only| only.contains(t))
+                    })
+                    .collect();
+                if types.is_empty() {
+                    return Summary::default();
+                }
+                let own = Backfill {
+                    report_types: Some(types),
+                    ..backfill.clone()
+                };
+                scheduler
+                    .run_backfill(&own, now)
+                    .await
+                    .unwrap_or_else(|err| {
+                        warn!(error = %err, "backfill refused");
+                        Summary::error()
+                    })
+            })
+            .await;
+        Ok(outcome)
     }
 }
 

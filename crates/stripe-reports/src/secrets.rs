@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::domain::config::{ConfigError, StripeSecrets};
-use crate::domain::secret::SecretString;
+use crate::domain::config::{ConfigError, StripeAccounts};
 
 /// Values older than this are re-read before use.
 pub const MAX_AGE: Duration = Duration::from_secs(5 * 60);
@@ -30,8 +29,9 @@ pub const REREAD_EVERY: Duration = Duration::from_secs(60);
 /// Reads the credentials from where they live.
 pub trait SecretReader: Send + Sync {
     /// One read. The error is one line naming the variable, never a value.
-    fn read(&self)
-    -> Pin<Box<dyn Future<Output = Result<StripeSecrets, ConfigError>> + Send + '_>>;
+    fn read(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<StripeAccounts, ConfigError>> + Send + '_>>;
 }
 
 /// A monotonic clock: the time since some fixed origin.
@@ -66,7 +66,7 @@ impl Clock for SystemClock {
 }
 
 struct State {
-    values: StripeSecrets,
+    values: StripeAccounts,
     /// When the values were last read successfully.
     read_at: Duration,
     /// No re-read for staleness before this (set after a failed read, so an
@@ -96,15 +96,15 @@ impl std::fmt::Debug for SecretsCache {
     }
 }
 
-impl From<StripeSecrets> for SecretsCache {
-    fn from(values: StripeSecrets) -> Self {
+impl From<StripeAccounts> for SecretsCache {
+    fn from(values: StripeAccounts) -> Self {
         Self::fixed(values)
     }
 }
 
 impl SecretsCache {
     /// Values given directly: never re-read.
-    pub fn fixed(values: StripeSecrets) -> Self {
+    pub fn fixed(values: StripeAccounts) -> Self {
         Self(Arc::new(Inner {
             reader: None,
             clock: Arc::new(SystemClock::new()),
@@ -143,7 +143,7 @@ impl SecretsCache {
     }
 
     /// The values to use now: re-read first when older than [`MAX_AGE`].
-    pub async fn current(&self) -> StripeSecrets {
+    pub async fn current(&self) -> StripeAccounts {
         let mut state = self.0.state.lock().await;
         if let Some(reader) = &self.0.reader {
             let now = self.0.clock.now();
@@ -157,7 +157,7 @@ impl SecretsCache {
     /// Re-reads now, unless a re-read was asked for less than
     /// [`REREAD_EVERY`] ago (by anyone) or the values never change. `Some`
     /// with the values when a read succeeded.
-    pub async fn reread_now(&self) -> Option<StripeSecrets> {
+    pub async fn reread_now(&self) -> Option<StripeAccounts> {
         let reader = self.0.reader.as_ref()?;
         let mut state = self.0.state.lock().await;
         let now = self.0.clock.now();
@@ -171,32 +171,6 @@ impl SecretsCache {
         self.read_into(reader.as_ref(), &mut state, now)
             .await
             .then(|| state.values.clone())
-    }
-
-    /// The API key to send now. A placeholder (or a missing key) asks for a
-    /// re-read first, so a secret filled after deploying is used at once.
-    pub async fn api_key(&self) -> Result<SecretString, ConfigError> {
-        let values = self.current().await;
-        match values.require_api_key() {
-            Ok(key) => Ok(key.clone()),
-            Err(err) => match self.reread_now().await {
-                Some(fresh) => fresh.require_api_key().cloned(),
-                None => Err(err),
-            },
-        }
-    }
-
-    /// The webhook secrets to verify with now. A placeholder (or none) asks
-    /// for a re-read first, as [`SecretsCache::api_key`] does.
-    pub async fn webhook_secrets(&self) -> Result<Vec<SecretString>, ConfigError> {
-        let values = self.current().await;
-        match values.require_webhook_secrets() {
-            Ok(secrets) => Ok(secrets.to_vec()),
-            Err(err) => match self.reread_now().await {
-                Some(fresh) => fresh.require_webhook_secrets().map(<[_]>::to_vec),
-                None => Err(err),
-            },
-        }
     }
 
     /// One read into `state`; whether it succeeded. A failure keeps the last
@@ -226,7 +200,8 @@ impl SecretsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::config::PLACEHOLDER_API_KEY;
+    use crate::domain::config::StripeSecrets;
+    use crate::domain::secret::SecretString;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -257,12 +232,13 @@ mod tests {
     impl SecretReader for Scripted {
         fn read(
             &self,
-        ) -> Pin<Box<dyn Future<Output = Result<StripeSecrets, ConfigError>> + Send + '_>> {
+        ) -> Pin<Box<dyn Future<Output = Result<StripeAccounts, ConfigError>> + Send + '_>>
+        {
             self.reads.fetch_add(1, Ordering::SeqCst);
             let json = self.json.lock().unwrap().clone();
             Box::pin(async move {
                 match json {
-                    Some(json) => StripeSecrets::from_secret_json(&json),
+                    Some(json) => StripeAccounts::from_secret_json(&json),
                     None => Err(ConfigError::new(
                         "STRIPE_SECRET_ARN",
                         "cannot read the secret",
@@ -270,6 +246,15 @@ mod tests {
                 }
             })
         }
+    }
+
+    /// The key the cache holds now (the one-account shape).
+    async fn api_key(cache: &SecretsCache) -> String {
+        let values = cache.current().await;
+        values.entries()[0]
+            .require_api_key()
+            .map(|key| key.expose().to_owned())
+            .unwrap_or_default()
     }
 
     fn key(n: u32) -> String {
@@ -291,9 +276,9 @@ mod tests {
         let (cache, reader, clock) = cache().await;
         reader.set(Some(&key(2)));
         clock.advance(MAX_AGE - Duration::from_secs(1));
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_1");
+        assert_eq!(api_key(&cache).await, "sk_test_1");
         clock.advance(Duration::from_secs(1));
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_2");
+        assert_eq!(api_key(&cache).await, "sk_test_2");
         assert_eq!(reader.reads.load(Ordering::SeqCst), 2);
     }
 
@@ -302,8 +287,8 @@ mod tests {
         let (cache, reader, clock) = cache().await;
         reader.set(None);
         clock.advance(MAX_AGE);
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_1");
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_1");
+        assert_eq!(api_key(&cache).await, "sk_test_1");
+        assert_eq!(api_key(&cache).await, "sk_test_1");
         assert_eq!(
             reader.reads.load(Ordering::SeqCst),
             2,
@@ -311,7 +296,7 @@ mod tests {
         );
         reader.set(Some(&key(3)));
         clock.advance(REREAD_EVERY);
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_3");
+        assert_eq!(api_key(&cache).await, "sk_test_3");
     }
 
     #[tokio::test]
@@ -328,33 +313,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_placeholder_is_refused_and_a_filled_secret_used_at_once() {
-        let reader = Arc::new(Scripted::default());
-        reader.set(Some(&format!(r#"{{"api_key":"{PLACEHOLDER_API_KEY}"}}"#)));
-        let clock = Arc::new(Hand::default());
-        let cache = SecretsCache::load(reader.clone(), clock.clone())
-            .await
-            .unwrap();
-        let err = cache.api_key().await.unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("STRIPE_SECRET_ARN: api_key in the secret is still the placeholder"),
-            "{err}"
-        );
-        reader.set(Some(&key(4)));
-        clock.advance(REREAD_EVERY);
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_4");
-    }
-
-    #[tokio::test]
     async fn values_given_directly_are_never_read_again() {
-        let cache = SecretsCache::fixed(StripeSecrets::given(
+        let cache = SecretsCache::fixed(StripeAccounts::one(StripeSecrets::given(
             Some(SecretString::new("sk_test_direct")),
             vec![],
-        ));
+        )));
         assert!(!cache.rereads());
         assert!(cache.reread_now().await.is_none());
-        assert_eq!(cache.api_key().await.unwrap().expose(), "sk_test_direct");
-        assert!(cache.webhook_secrets().await.is_err());
+        assert_eq!(api_key(&cache).await, "sk_test_direct");
     }
 }

@@ -7,6 +7,7 @@
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::domain::account::AccountId;
 use crate::domain::calendar::{self, CalendarError, Interval};
 use crate::domain::due::{IntervalState, overdue_for};
 use crate::domain::ledger::RunStatus;
@@ -25,11 +26,12 @@ pub struct Attempts {
     pub next_free: Option<u32>,
 }
 
-/// Walks the attempts of (spec, interval) in order: the first missing
-/// request key ends the walk, and so does a run that is neither failed nor
-/// retired.
+/// Walks the attempts of (account, spec, interval) in order: the first
+/// missing request key ends the walk, and so does a run that is neither
+/// failed nor retired.
 pub async fn walk_attempts<L: Ledger>(
     ledger: &L,
+    account: &AccountId,
     spec: &ReportSpec,
     interval: Interval,
 ) -> Result<Attempts, LedgerError> {
@@ -39,7 +41,7 @@ pub async fn walk_attempts<L: Ledger>(
         next_free: Some(0),
     };
     for attempt in 0..MAX_ATTEMPTS {
-        let key = RequestKey::new(spec, interval, attempt);
+        let key = RequestKey::new(account, spec, interval, attempt);
         let Some(run_id) = ledger.requested_run(&key).await? else {
             walked.next_free = Some(attempt);
             return Ok(walked);
@@ -88,9 +90,10 @@ pub struct IntervalStatus {
     pub error: Option<String>,
 }
 
-/// One report spec's standing over the window.
+/// One report spec's standing over the window, for one account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SpecStatus {
+    pub account: AccountId,
     pub spec: ReportSpec,
     /// The newest stored interval in the window.
     pub last_stored: Option<IntervalStatus>,
@@ -129,19 +132,27 @@ pub enum StatusError {
     Calendar(#[from] CalendarError),
 }
 
-/// The standing of every spec over intervals ending in the last `days`
-/// days, at `now`, with `grace_secs` before a due interval is overdue.
+/// The standing of every spec of every account given over intervals ending
+/// in the last `days` days, at `now`, with `grace_secs` before a due
+/// interval is overdue.
 pub async fn status<L: Ledger>(
     ledger: &L,
+    accounts: &[AccountId],
     specs: &[ReportSpec],
     days: u32,
     now: i64,
     grace_secs: i64,
     concurrency: usize,
 ) -> Result<Vec<SpecStatus>, StatusError> {
-    let mut statuses = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let seen = ledger.availability(&spec.report_type).await?;
+    let mut statuses = Vec::with_capacity(specs.len() * accounts.len());
+    let pairs = accounts.iter().flat_map(|account| {
+        specs
+            .iter()
+            .filter(|spec| spec.applies_to(account))
+            .map(move |spec| (account, spec))
+    });
+    for (account, spec) in pairs {
+        let seen = ledger.availability(account, &spec.report_type).await?;
         let tz = spec.time_zone();
         let window = calendar::intervals_ending_in(
             spec.frequency,
@@ -161,7 +172,7 @@ pub async fn status<L: Ledger>(
             .map(|(interval, due_since)| {
                 let tz = tz.clone();
                 async move {
-                    let walked = walk_attempts(ledger, spec, interval).await?;
+                    let walked = walk_attempts(ledger, account, spec, interval).await?;
                     let latest = walked.latest.as_ref();
                     let stored_at = latest
                         .filter(|run| run.status == RunStatus::Stored)
@@ -194,6 +205,7 @@ pub async fn status<L: Ledger>(
             .into_iter()
             .partition(|i| i.state == IntervalState::Stored);
         statuses.push(SpecStatus {
+            account: account.clone(),
             spec: spec.clone(),
             recent_freshness_secs: stored.iter().filter_map(|i| i.freshness_secs).collect(),
             last_stored: stored.into_iter().next(),

@@ -8,19 +8,22 @@
 //! no-op for the downloader), so a delivery replayed after a crash is safe.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use tracing::{Instrument, info, warn};
 
-use crate::domain::config::StripeSecrets;
+use crate::accounts::{Accounts, SigningSecrets};
+use crate::domain::account::AccountId;
+use crate::domain::config::{StripeAccounts, StripeSecrets};
 use crate::domain::ledger::RunStatus;
 use crate::domain::secret::SecretString;
 use crate::domain::signature::{self, DEFAULT_TOLERANCE_SECS, SignatureError};
+use crate::domain::spec::ReportSpec;
 use crate::ports::{
     ClaimEnd, DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, RunFacts, ScheduleQueue,
     Transition,
 };
-use crate::secrets::SecretsCache;
 use crate::stripe::types::{Event, RunParameters};
 
 /// The part of a `reporting.report_run` the webhook reads. Lenient on purpose:
@@ -74,6 +77,9 @@ pub enum Outcome {
     Scheduled,
     /// The run was already final (`stored`/`failed`): nothing changed.
     AlreadyFinal,
+    /// The ledger holds the run for another account than the one whose
+    /// secret signed the delivery: nothing of one account changes another's.
+    OtherAccount,
     /// The same event was handled before.
     Duplicate,
     /// An event type, or a report type, this system does not act on.
@@ -127,9 +133,15 @@ pub enum RunOutcome {
     Failed { error: String },
 }
 
-/// The route decision for a parsed event: which effect it asks for, or why
-/// its `data.object` is not what its type says (a 400, nothing written).
-pub fn decide(event: &Event, report_types: &HashSet<String>) -> Result<Decision, String> {
+/// The route decision for a parsed event of `account` (whose signing secret
+/// verified it): which effect it asks for, or why its `data.object` is not
+/// what its type says (a 400, nothing written). `report_types` are the
+/// types configured for that account.
+pub fn decide(
+    event: &Event,
+    account: &AccountId,
+    report_types: &HashSet<String>,
+) -> Result<Decision, String> {
     match event.event_type.as_str() {
         TYPE_UPDATED => {
             let kind: TypeInEvent = read_object(event)?;
@@ -155,6 +167,7 @@ pub fn decide(event: &Event, report_types: &HashSet<String>) -> Result<Decision,
             let configured = report_types.contains(&run.report_type);
             Ok(Decision::Run {
                 facts: RunFacts {
+                    account: account.clone(),
                     interval_start: run.parameters.as_ref().and_then(|p| p.interval_start),
                     interval_end: run.parameters.as_ref().and_then(|p| p.interval_end),
                     run_id: run.id,
@@ -177,53 +190,65 @@ enum RouteError {
     Queue(#[from] QueueError),
 }
 
-/// The webhook function's dependencies: the ledger, both queues, the secrets
-/// and the configured report types.
+/// The webhook function's dependencies: the ledger, both queues, the
+/// accounts (with their signing secrets) and the configured report specs.
 pub struct WebhookService<L, D, S> {
     pub ledger: L,
     pub downloads: D,
     pub schedules: S,
-    /// The endpoint secrets: cached at most 5 minutes, re-read (at most once
-    /// a minute) when a signature matches none of them.
-    pub secrets: SecretsCache,
-    pub report_types: HashSet<String>,
+    /// Every account's endpoint secrets: cached at most 5 minutes, re-read
+    /// (at most once a minute) when a signature matches none of them.
+    pub accounts: Arc<Accounts>,
+    pub specs: Vec<ReportSpec>,
     pub tolerance_secs: i64,
 }
 
 impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
-    /// A service with fixed endpoint secrets (never re-read).
+    /// A service for one account with fixed endpoint secrets (never re-read).
     pub fn new(
         ledger: L,
         downloads: D,
         schedules: S,
+        account: AccountId,
         secrets: Vec<SecretString>,
         report_types: impl IntoIterator<Item = String>,
     ) -> Self {
-        Self::with_secrets(
+        let mut values = StripeSecrets::given(None, secrets);
+        values.account = Some(account);
+        Self::with_accounts(
             ledger,
             downloads,
             schedules,
-            SecretsCache::fixed(StripeSecrets::given(None, secrets)),
-            report_types,
+            Arc::new(Accounts::trusted(StripeAccounts::one(values))),
+            report_types.into_iter().map(ReportSpec::new).collect(),
         )
     }
 
-    /// A service reading its endpoint secrets from a cache (Secrets Manager).
-    pub fn with_secrets(
+    /// A service over the configured accounts (Secrets Manager, `STRIPE_ACCOUNTS`).
+    pub fn with_accounts(
         ledger: L,
         downloads: D,
         schedules: S,
-        secrets: SecretsCache,
-        report_types: impl IntoIterator<Item = String>,
+        accounts: Arc<Accounts>,
+        specs: Vec<ReportSpec>,
     ) -> Self {
         Self {
             ledger,
             downloads,
             schedules,
-            secrets,
-            report_types: report_types.into_iter().collect(),
+            accounts,
+            specs,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
         }
+    }
+
+    /// The report types configured for `account`.
+    fn report_types_of(&self, account: &AccountId) -> HashSet<String> {
+        self.specs
+            .iter()
+            .filter(|spec| spec.applies_to(account))
+            .map(|spec| spec.report_type.clone())
+            .collect()
     }
 
     /// Handles one delivery: the raw body as received and the
@@ -237,9 +262,10 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         if body.len() > MAX_BODY_BYTES {
             return WebhookAnswer::Rejected(format!("body exceeds {MAX_BODY_BYTES} bytes"));
         }
-        if let Err(answer) = self.verify(body, signature_header, now).await {
-            return answer;
-        }
+        let account = match self.verify(body, signature_header, now).await {
+            Ok(account) => account,
+            Err(answer) => return answer,
+        };
         let event = match parse_event(body) {
             Ok(event) => event,
             Err(reason) => {
@@ -249,13 +275,15 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         };
         // A span attached with `instrument`, never entered across an await:
         // deliveries handled concurrently on one task keep their own ids.
-        let span =
-            tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type);
-        self.handle_event(event, now).instrument(span).await
+        let span = tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type, account = %account);
+        self.handle_event(event, &account, now)
+            .instrument(span)
+            .await
     }
 
-    /// Checks the signature against the cached secrets; when it matches none
-    /// of them, re-reads the secret (at most once a minute, across
+    /// Checks the signature against every account's cached secrets, each in
+    /// constant time, and answers the account whose secret verified it; when
+    /// it matches none, re-reads the secret (at most once a minute, across
     /// deliveries) and checks again, so a secret filled or rolled in Secrets
     /// Manager is used without a cold start. No secret, or the template's
     /// placeholder, is a 500: the fault is ours, and Stripe delivers again.
@@ -264,36 +292,39 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         body: &[u8],
         signature_header: Option<&str>,
         now: i64,
-    ) -> Result<(), WebhookAnswer> {
-        let check = |secrets: &[SecretString]| {
-            signature::verify(
-                body,
-                signature_header,
-                secrets,
-                now,
-                Some(self.tolerance_secs),
-            )
-        };
-        let mut outcome = match self.secrets.webhook_secrets().await {
-            Ok(secrets) => check(&secrets),
-            Err(err) if signature_header.is_some() => {
-                // The line is for the log; the caller (anyone on the internet)
-                // learns only that the secret is not configured.
-                warn!(error = %err, "webhook secret not usable: answering 500 so Stripe retries");
-                return Err(WebhookAnswer::Failed("no webhook secret configured".into()));
-            }
-            Err(_) => check(&[]),
-        };
-        if outcome == Err(SignatureError::NoMatchingSignature)
-            && let Some(fresh) = self.secrets.reread_now().await
-            && let Ok(secrets) = fresh.require_webhook_secrets()
+    ) -> Result<AccountId, WebhookAnswer> {
+        let (signing, some_unusable) = self.accounts.signing_secrets().await;
+        let mut outcome = self.attribute(body, signature_header, now, &signing);
+        let mut some_unusable = some_unusable;
+        if matches!(
+            outcome,
+            Err(SignatureError::NoMatchingSignature | SignatureError::NoSecret)
+        ) && signature_header.is_some()
+            && let Some((fresh, unusable)) = self.accounts.signing_secrets_reread().await
         {
             info!("signature matched no cached secret: secret read again");
-            outcome = check(secrets);
+            outcome = self.attribute(body, signature_header, now, &fresh);
+            some_unusable = unusable;
         }
         match outcome {
-            Ok(_) => Ok(()),
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => {
+                warn!(
+                    "delivery signed by the configured account, whose id is not known yet (its key cannot be checked): answering 500 so Stripe retries"
+                );
+                Err(WebhookAnswer::Failed(
+                    "the account of this endpoint is not known yet".into(),
+                ))
+            }
             Err(SignatureError::NoSecret) => {
+                Err(WebhookAnswer::Failed("no webhook secret configured".into()))
+            }
+            Err(SignatureError::NoMatchingSignature) if some_unusable => {
+                // The line is for the log; the caller (anyone on the internet)
+                // learns only that a secret is not configured.
+                warn!(
+                    "signature matched no secret while an account has no usable webhook secret: answering 500 so Stripe retries"
+                );
                 Err(WebhookAnswer::Failed("no webhook secret configured".into()))
             }
             Err(other) => {
@@ -304,11 +335,44 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         }
     }
 
+    /// The account whose secrets verify the delivery (`None` inside: a
+    /// one-account configuration whose id is not known yet), trying every
+    /// account's secrets until one matches.
+    fn attribute(
+        &self,
+        body: &[u8],
+        signature_header: Option<&str>,
+        now: i64,
+        signing: &[SigningSecrets],
+    ) -> Result<Option<AccountId>, SignatureError> {
+        let mut outcome = Err(SignatureError::NoSecret);
+        for account in signing {
+            outcome = signature::verify(
+                body,
+                signature_header,
+                &account.secrets,
+                now,
+                Some(self.tolerance_secs),
+            )
+            .map(|_| account.account.clone());
+            // Only "no match" depends on the secret: a malformed header
+            // or a stale match is the answer whichever account it is for.
+            if outcome != Err(SignatureError::NoMatchingSignature) {
+                return outcome;
+            }
+        }
+        if signing.is_empty() {
+            // Still refuse a missing or malformed header as such.
+            signature::verify(body, signature_header, &[], now, None)?;
+        }
+        outcome
+    }
+
     /// Decides, claims, routes and finishes one verified event.
-    async fn handle_event(&self, event: Event, now: i64) -> WebhookAnswer {
+    async fn handle_event(&self, event: Event, account: &AccountId, now: i64) -> WebhookAnswer {
         // Decided before anything is written: an unreadable object is refused
         // with the ledger untouched, an ignored event costs no write.
-        let decision = match decide(&event, &self.report_types) {
+        let decision = match decide(&event, account, &self.report_types_of(account)) {
             Ok(Decision::Ignore) => {
                 info!("event type, or report type, not handled: ignored");
                 return WebhookAnswer::Received(Outcome::Ignored);
@@ -339,7 +403,7 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 return WebhookAnswer::Failed("ledger unavailable".into());
             }
         };
-        match self.route(decision, now).await {
+        match self.route(decision, account, now).await {
             Ok(outcome) => {
                 match self.ledger.finish_event(&event.id, &token, now).await {
                     Ok(ClaimEnd::Owned) => {}
@@ -374,7 +438,12 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         }
     }
 
-    async fn route(&self, decision: Decision, now: i64) -> Result<Outcome, RouteError> {
+    async fn route(
+        &self,
+        decision: Decision,
+        account: &AccountId,
+        now: i64,
+    ) -> Result<Outcome, RouteError> {
         match decision {
             Decision::Ignore => Ok(Outcome::Ignored),
             Decision::Schedule {
@@ -382,7 +451,7 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                 data_available_end,
             } => {
                 self.schedules
-                    .enqueue_schedule(&report_type, data_available_end)
+                    .enqueue_schedule(account, &report_type, data_available_end)
                     .await?;
                 Ok(Outcome::Scheduled)
             }
@@ -413,13 +482,16 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         match outcome {
             RunOutcome::Succeeded => match self.ledger.mark_succeeded(&facts, now).await? {
                 Transition::Applied => {
-                    self.downloads.enqueue_download(&facts.run_id).await?;
+                    self.downloads
+                        .enqueue_download(&facts.account, &facts.run_id)
+                        .await?;
                     Ok(Outcome::Enqueued)
                 }
                 Transition::Refused { current } => {
                     info!(status = %current, "run already final");
                     Ok(Outcome::AlreadyFinal)
                 }
+                Transition::OtherAccount { owner } => Ok(other_account(&owner)),
             },
             RunOutcome::Failed { error } => {
                 match self.ledger.mark_failed(&facts, &error, now).await? {
@@ -429,10 +501,18 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
                         info!(status = %current, "run already final: failure not recorded");
                         Ok(Outcome::AlreadyFinal)
                     }
+                    Transition::OtherAccount { owner } => Ok(other_account(&owner)),
                 }
             }
         }
     }
+}
+
+/// A verified delivery names a run the ledger holds for another account:
+/// nothing is written and nothing is fetched with this account's key.
+fn other_account(owner: &AccountId) -> Outcome {
+    warn!(owner = %owner, "the run belongs to another account than the one whose secret signed the delivery: ignored");
+    Outcome::OtherAccount
 }
 
 /// A Stripe event: `object` is `"event"`, with `id`, `type`, `created`,
@@ -511,6 +591,10 @@ mod tests {
         .unwrap()
     }
 
+    fn acct() -> AccountId {
+        AccountId::parse("acct_A").unwrap()
+    }
+
     fn configured() -> HashSet<String> {
         ["balance.summary.1".to_owned()].into()
     }
@@ -524,14 +608,14 @@ mod tests {
             )
         };
         assert_eq!(
-            decide(&updated("balance.summary.1"), &configured()),
+            decide(&updated("balance.summary.1"), &acct(), &configured()),
             Ok(Decision::Schedule {
                 report_type: "balance.summary.1".into(),
                 data_available_end: 1_795_910_400
             })
         );
         assert_eq!(
-            decide(&updated("payouts.itemized.3"), &configured()),
+            decide(&updated("payouts.itemized.3"), &acct(), &configured()),
             Ok(Decision::Ignore)
         );
         let run = json!({"id": "frr_1", "object": "reporting.report_run", "report_type": "payouts.itemized.3",
@@ -540,7 +624,7 @@ mod tests {
             facts,
             outcome,
             configured: false,
-        }) = decide(&event(RUN_FAILED, run), &configured())
+        }) = decide(&event(RUN_FAILED, run), &acct(), &configured())
         else {
             panic!("a failed run of an unconfigured type is still a run decision");
         };
@@ -561,6 +645,7 @@ mod tests {
         assert_eq!(
             decide(
                 &event("charge.succeeded", json!({"id": "ch_1"})),
+                &acct(),
                 &configured()
             ),
             Ok(Decision::Ignore)
@@ -573,7 +658,7 @@ mod tests {
             RUN_SUCCEEDED,
             json!({"id": 42, "report_type": "sk_live_not_to_be_echoed"}),
         );
-        let reason = decide(&wrong, &configured()).unwrap_err();
+        let reason = decide(&wrong, &acct(), &configured()).unwrap_err();
         assert!(
             reason.starts_with(
                 "data.object of reporting.report_run.succeeded is not what the type says"
@@ -586,7 +671,7 @@ mod tests {
         );
         let missing = event(RUN_SUCCEEDED, json!({"id": "frr_1"}));
         assert!(
-            decide(&missing, &configured())
+            decide(&missing, &acct(), &configured())
                 .unwrap_err()
                 .ends_with("missing field `report_type`")
         );

@@ -5,6 +5,7 @@ mod support;
 
 use stripe_reports::aws::secrets::load_stripe_secrets;
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::config::SecretSource;
 use stripe_reports::domain::ledger::{RunStatus, StoredObject};
@@ -17,13 +18,29 @@ use stripe_reports::ports::{
 use support::*;
 
 const NOW: i64 = 1_790_000_000;
+const ACCOUNT_A: &str = "acct_1LedgerAlpha00";
+const ACCOUNT_B: &str = "acct_1LedgerBravo00";
+
+fn account_a() -> AccountId {
+    AccountId::parse(ACCOUNT_A).unwrap()
+}
+
+fn account_b() -> AccountId {
+    AccountId::parse(ACCOUNT_B).unwrap()
+}
 
 async fn ledger() -> DynamoLedger {
     test_support::ledger(&local_aws().await).await
 }
 
+/// A run of account A.
 fn facts(run_id: &str) -> RunFacts {
+    facts_of(&account_a(), run_id)
+}
+
+fn facts_of(account: &AccountId, run_id: &str) -> RunFacts {
     RunFacts {
+        account: account.clone(),
         run_id: run_id.into(),
         report_type: "balance.summary.1".into(),
         interval_start: Some(1_789_000_000),
@@ -31,8 +48,14 @@ fn facts(run_id: &str) -> RunFacts {
     }
 }
 
+/// A request of account A.
 fn key(day: i64) -> RequestKey {
+    key_of(&account_a(), day)
+}
+
+fn key_of(account: &AccountId, day: i64) -> RequestKey {
     RequestKey::new(
+        account,
         &ReportSpec::new("balance.summary.1"),
         Interval {
             start: 1_789_000_000 + day * 86_400,
@@ -44,7 +67,9 @@ fn key(day: i64) -> RequestKey {
 
 fn stored(run_id: &str) -> StoredObject {
     StoredObject {
-        s3_key: format!("stripe/report_type=balance.summary.1/date=2026-09-10/{run_id}.csv"),
+        s3_key: format!(
+            "stripe/account={ACCOUNT_A}/report_type=balance.summary.1/date=2026-09-10/{run_id}.csv"
+        ),
         bytes: 1234,
         sha256: "ab".repeat(32),
         file_id: "file_1".into(),
@@ -385,7 +410,7 @@ async fn unfinished_runs_are_pending_and_succeeded_only() {
     assert_eq!(orphan.status, RunStatus::Stored);
     assert_eq!(orphan.request_key.as_deref(), Some(key(21).as_str()));
     let mut unfinished: Vec<(String, RunStatus)> = ledger
-        .unfinished_runs()
+        .unfinished_runs(&account_a())
         .await
         .unwrap()
         .into_iter()
@@ -429,9 +454,12 @@ async fn queues_carry_the_spec_message_bodies() {
     let sdk = local_aws().await;
     let (client, url) = test_support::queue(&sdk, "download").await;
     let queue = SqsQueue::new(client.clone(), &url);
-    queue.enqueue_download("frr_123").await.unwrap();
     queue
-        .enqueue_schedule("balance.summary.1", 1_790_000_000)
+        .enqueue_download(&account_a(), "frr_123")
+        .await
+        .unwrap();
+    queue
+        .enqueue_schedule(&account_b(), "balance.summary.1", 1_790_000_000)
         .await
         .unwrap();
     let received = client
@@ -451,12 +479,21 @@ async fn queues_carry_the_spec_message_bodies() {
     assert_eq!(
         bodies,
         vec![
-            serde_json::json!({"report_type": "balance.summary.1", "data_available_end": 1_790_000_000}),
-            serde_json::json!({"run_id": "frr_123"}),
+            serde_json::json!({"run_id": "frr_123", "account": ACCOUNT_A}),
+            serde_json::json!({
+                "report_type": "balance.summary.1",
+                "data_available_end": 1_790_000_000,
+                "account": ACCOUNT_B,
+            }),
         ]
     );
     let missing = SqsQueue::new(client, format!("{}-gone", url));
-    assert!(missing.enqueue_download("frr_1").await.is_err());
+    assert!(
+        missing
+            .enqueue_download(&account_a(), "frr_1")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -474,14 +511,19 @@ async fn secrets_manager_secret_is_read_and_bad_json_hides_the_value() {
         .unwrap()
         .arn
         .unwrap();
-    let secrets = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn: good })
+    let accounts = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn: good })
         .await
         .unwrap();
+    let [secrets] = accounts.entries() else {
+        panic!("one account: {accounts:?}")
+    };
     assert_eq!(
         secrets.require_api_key().unwrap().expose(),
         "sk_test_from_secret"
     );
     assert_eq!(secrets.webhook_secrets.len(), 2);
+    // The one-account shape names no account: its id is learned from the key.
+    assert_eq!(secrets.account, None);
 
     let bad = client
         .create_secret()
@@ -507,4 +549,223 @@ async fn secrets_manager_secret_is_read_and_bad_json_hides_the_value() {
             .starts_with("STRIPE_SECRET_ARN: cannot read the secret"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn one_accounts_unfinished_runs_never_list_anothers() {
+    let ledger = ledger().await;
+    let (a, b) = (account_a(), account_b());
+    // The same report over the same day for both accounts: two requests.
+    assert_ne!(key_of(&a, 30), key_of(&b, 30));
+    for (account, run_id) in [(&a, "frr_a_pending"), (&b, "frr_b_pending")] {
+        assert_eq!(
+            ledger
+                .record_requested(&key_of(account, 30), &facts_of(account, run_id), NOW)
+                .await
+                .unwrap(),
+            Recorded::New
+        );
+    }
+    assert_eq!(
+        ledger
+            .requested_run(&key_of(&b, 30))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("frr_b_pending")
+    );
+    // B's run seen first by a webhook, and one B stored.
+    ledger
+        .mark_succeeded(&facts_of(&b, "frr_b_webhook"), NOW)
+        .await
+        .unwrap();
+    ledger
+        .record_requested(&key_of(&b, 31), &facts_of(&b, "frr_b_stored"), NOW)
+        .await
+        .unwrap();
+    ledger
+        .mark_stored(&facts_of(&b, "frr_b_stored"), &stored("frr_b_stored"), NOW)
+        .await
+        .unwrap();
+    let listed = |runs: Vec<stripe_reports::ports::RunRecord>| {
+        let mut ids: Vec<(String, AccountId)> = runs
+            .into_iter()
+            .map(|r| (r.facts.run_id, r.facts.account))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        listed(ledger.unfinished_runs(&a).await.unwrap()),
+        [("frr_a_pending".to_owned(), a.clone())]
+    );
+    assert_eq!(
+        listed(ledger.unfinished_runs(&b).await.unwrap()),
+        [
+            ("frr_b_pending".to_owned(), b.clone()),
+            ("frr_b_webhook".to_owned(), b.clone()),
+        ]
+    );
+    let other = AccountId::parse("acct_1LedgerCharlie0").unwrap();
+    assert!(ledger.unfinished_runs(&other).await.unwrap().is_empty());
+    // Each run item names its account.
+    let record = ledger.run("frr_b_webhook").await.unwrap().unwrap();
+    assert_eq!(record.facts.account, b);
+}
+
+#[tokio::test]
+async fn availability_is_kept_per_account() {
+    let ledger = ledger().await;
+    let (a, b) = (account_a(), account_b());
+    let t = "balance.summary.1";
+    ledger
+        .record_availability(&a, t, 1_789_086_400, NOW)
+        .await
+        .unwrap();
+    // A later sighting of the same end keeps the first.
+    ledger
+        .record_availability(&a, t, 1_789_086_400, NOW + 50)
+        .await
+        .unwrap();
+    ledger
+        .record_availability(&b, t, 1_789_172_800, NOW + 100)
+        .await
+        .unwrap();
+    let of_a = ledger.availability(&a, t).await.unwrap();
+    let of_b = ledger.availability(&b, t).await.unwrap();
+    assert_eq!(of_a.entries().collect::<Vec<_>>(), [(1_789_086_400, NOW)]);
+    assert_eq!(
+        of_b.entries().collect::<Vec<_>>(),
+        [(1_789_172_800, NOW + 100)]
+    );
+    assert_eq!(of_a.latest_end(), Some(1_789_086_400));
+    // Nothing seen for A's other report type, nor for a third account.
+    assert_eq!(
+        ledger
+            .availability(&a, "payouts.itemized.3")
+            .await
+            .unwrap()
+            .latest_end(),
+        None
+    );
+    let other = AccountId::parse("acct_1LedgerCharlie0").unwrap();
+    assert_eq!(
+        ledger.availability(&other, t).await.unwrap().latest_end(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_run_held_for_another_account_is_not_changed() {
+    let ledger = ledger().await;
+    let (a, b) = (account_a(), account_b());
+    let run = facts_of(&a, "frr_held_by_a");
+    ledger.record_requested(&key(40), &run, NOW).await.unwrap();
+    ledger.mark_succeeded(&run, NOW + 1).await.unwrap();
+    let before = ledger.run("frr_held_by_a").await.unwrap().unwrap();
+    // The same run id announced or downloaded with B's key.
+    let as_b = facts_of(&b, "frr_held_by_a");
+    let other = Transition::OtherAccount { owner: a.clone() };
+    assert_eq!(ledger.mark_succeeded(&as_b, NOW + 5).await.unwrap(), other);
+    assert_eq!(
+        ledger
+            .mark_failed(&as_b, "B says failed", NOW + 5)
+            .await
+            .unwrap(),
+        other
+    );
+    assert_eq!(
+        ledger
+            .mark_retired(&as_b, "404 for B", NOW + 5)
+            .await
+            .unwrap(),
+        other
+    );
+    assert_eq!(
+        ledger
+            .mark_stored(&as_b, &stored("frr_held_by_a"), NOW + 5)
+            .await
+            .unwrap(),
+        other
+    );
+    // Linking B's request to A's run is refused too.
+    assert!(
+        ledger
+            .record_requested(&key_of(&b, 40), &as_b, NOW + 5)
+            .await
+            .is_err()
+    );
+    let after = ledger.run("frr_held_by_a").await.unwrap().unwrap();
+    assert_eq!(after, before, "nothing changed");
+    assert_eq!(after.facts.account, a);
+    assert_eq!(after.status, RunStatus::Succeeded);
+    assert_eq!(after.request_key.as_deref(), Some(key(40).as_str()));
+    assert!(ledger.unfinished_runs(&b).await.unwrap().is_empty());
+    assert_eq!(ledger.unfinished_runs(&a).await.unwrap().len(), 1);
+    // A's own transition still applies.
+    assert_eq!(
+        ledger
+            .mark_stored(&run, &stored("frr_held_by_a"), NOW + 6)
+            .await
+            .unwrap(),
+        Transition::Applied
+    );
+    // And once stored, B still gets OtherAccount, not A's state.
+    assert_eq!(ledger.mark_succeeded(&as_b, NOW + 7).await.unwrap(), other);
+}
+
+#[tokio::test]
+async fn secrets_manager_secret_with_several_accounts_is_read() {
+    let sdk = local_aws().await;
+    let json = serde_json::json!({"accounts": [
+        {"account": ACCOUNT_A, "api_key": "sk_test_alpha_secret", "webhook_secret": "whsec_alpha"},
+        {"account": ACCOUNT_B, "api_key": "rk_test_bravo_secret", "webhook_secret": "whsec_b1,whsec_b2"},
+    ]})
+    .to_string();
+    let arn = test_support::secret(&sdk, &json).await;
+    let accounts = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn })
+        .await
+        .unwrap();
+    let entries = accounts.entries();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].account, Some(account_a()));
+    assert_eq!(
+        entries[0].require_api_key().unwrap().expose(),
+        "sk_test_alpha_secret"
+    );
+    assert_eq!(entries[0].webhook_secrets.len(), 1);
+    assert_eq!(entries[1].account, Some(account_b()));
+    assert_eq!(
+        entries[1].require_api_key().unwrap().expose(),
+        "rk_test_bravo_secret"
+    );
+    let secrets: Vec<&str> = entries[1]
+        .require_webhook_secrets()
+        .unwrap()
+        .iter()
+        .map(|s| s.expose())
+        .collect();
+    assert_eq!(secrets, ["whsec_b1", "whsec_b2"]);
+
+    // An element without its account id, or one account twice, is refused
+    // with one line that shows no key.
+    for bad in [
+        serde_json::json!({"accounts": [
+            {"api_key": "sk_test_leaky_one", "webhook_secret": "whsec_x"},
+        ]}),
+        serde_json::json!({"accounts": [
+            {"account": ACCOUNT_A, "api_key": "sk_test_leaky_one", "webhook_secret": "whsec_x"},
+            {"account": ACCOUNT_A, "api_key": "sk_test_leaky_two", "webhook_secret": "whsec_y"},
+        ]}),
+        serde_json::json!({"accounts": []}),
+    ] {
+        let arn = test_support::secret(&sdk, &bad.to_string()).await;
+        let err = load_stripe_secrets(&sdk, &SecretSource::SecretsManager { arn })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("STRIPE_SECRET_ARN:"), "{err}");
+        assert!(!err.contains("sk_test_leaky"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

@@ -4,9 +4,11 @@ mod support;
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use stripe_emulator::{EmulatorConfig, Faults, Injection, ReportTypeConfig};
+use stripe_emulator::{AccountConfig, EmulatorConfig, Faults, Injection, ReportTypeConfig};
 use stripe_reports::domain::calendar::Interval;
+use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::spec::ReportSpec;
+use stripe_reports::stripe::ApiKey;
 use stripe_reports::stripe::{CreateReportRun, StripeError, StripeRunStatus};
 use support::*;
 
@@ -48,6 +50,7 @@ fn inject(path_prefix: &str, status: u16, should_retry: Option<bool>, times: u32
             times,
             body: None,
             retry_after: None,
+            account: None,
         }],
         ..Faults::default()
     }
@@ -101,6 +104,7 @@ async fn retries_429_and_500_then_succeeds() {
                 times: 1,
                 body: None,
                 retry_after: None,
+                account: None,
             },
             Injection {
                 path_prefix: "/v1/reporting".into(),
@@ -110,6 +114,7 @@ async fn retries_429_and_500_then_succeeds() {
                 times: 1,
                 body: None,
                 retry_after: None,
+                account: None,
             },
         ],
         ..Faults::default()
@@ -139,6 +144,7 @@ async fn an_absurd_retry_after_is_neither_a_panic_nor_a_wait() {
                 times: 1,
                 body: None,
                 retry_after: Some((*value).into()),
+                account: None,
             })
             .collect(),
         ..Faults::default()
@@ -161,6 +167,7 @@ async fn an_absurd_retry_after_is_neither_a_panic_nor_a_wait() {
             times: 1,
             body: None,
             retry_after: Some("1".into()),
+            account: None,
         }],
         ..Faults::default()
     });
@@ -428,4 +435,77 @@ async fn file_hosts_off_the_allow_list_get_nothing() {
     }
     assert_eq!(emulator.stats().file_downloads, before.file_downloads);
     assert_eq!(emulator.stats().unauthorized, before.unauthorized);
+}
+
+#[tokio::test]
+async fn account_of_names_each_keys_account_and_a_revoked_key_is_401() {
+    const KEY_A: &str = "sk_test_account_a_7d1e";
+    const KEY_B: &str = "sk_test_account_b_93fa";
+    let emulator = emulator(EmulatorConfig {
+        accounts: vec![
+            AccountConfig::new("acct_1AccountAlpha000", KEY_A),
+            AccountConfig::new("acct_1AccountBravo000", KEY_B),
+        ],
+        ..config()
+    })
+    .await;
+    // A client without a key of its own: the key is given per call.
+    let mut client_config = stripe_reports::stripe::StripeClientConfig::new(
+        emulator.base_url().parse().unwrap(),
+        ApiKey::None,
+        stripe_reports::domain::config::FileHosts::parse("127.0.0.1").unwrap(),
+    );
+    client_config.retry = quick_retries(2);
+    let client = stripe_reports::stripe::StripeClient::new(client_config).unwrap();
+    let a = client.account_of(&SecretString::new(KEY_A)).await.unwrap();
+    let b = client.account_of(&SecretString::new(KEY_B)).await.unwrap();
+    assert_eq!(a.as_str(), "acct_1AccountAlpha000");
+    assert_eq!(b.as_str(), "acct_1AccountBravo000");
+    // Each asked with its own key, of its own account.
+    let asked: Vec<_> = emulator
+        .requests()
+        .into_iter()
+        .filter(|request| request.path == "/v1/account")
+        .map(|request| request.account)
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            Some("acct_1AccountAlpha000".to_owned()),
+            Some("acct_1AccountBravo000".to_owned())
+        ]
+    );
+    // The client's own (absent) key is never used for API calls.
+    let err = client.report_types().await.unwrap_err();
+    assert!(matches!(err, StripeError::NoApiKey(_)), "{err:?}");
+    // B's key revoked: Stripe's 401, not retried, and the error shows no key.
+    emulator.set_faults(Faults {
+        revoked_accounts: vec!["acct_1AccountBravo000".into()],
+        ..Faults::default()
+    });
+    let requests = emulator.requests().len();
+    let err = client
+        .account_of(&SecretString::new(KEY_B))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        emulator.requests().len(),
+        requests + 1,
+        "a 401 is not retried"
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(KEY_B), "{shown}");
+    // A's key still names A.
+    assert_eq!(
+        client.account_of(&SecretString::new(KEY_A)).await.unwrap(),
+        a
+    );
+    // An unknown key is a 401 too.
+    let err = client
+        .account_of(&SecretString::new("sk_test_nobody_0000"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err:?}");
 }

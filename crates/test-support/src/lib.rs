@@ -16,12 +16,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig};
+use stripe_reports::accounts::{AccountClients, Accounts};
 use stripe_reports::aws::DynamoLedger;
 use stripe_reports::aws::secrets::SecretsManagerReader;
-use stripe_reports::domain::config::{ConfigError, FileHosts, StripeSecrets};
+use stripe_reports::domain::account::AccountId;
+use stripe_reports::domain::config::{ConfigError, FileHosts, StripeAccounts};
 use stripe_reports::domain::secret::SecretString;
 use stripe_reports::secrets::{Clock as SecretsClock, SecretReader};
-use stripe_reports::stripe::{RetryPolicy, StripeClient, StripeClientConfig};
+use stripe_reports::stripe::{ApiKey, RetryPolicy, StripeClient, StripeClientConfig};
 
 pub const DAY: i64 = 86_400;
 pub const MIB: u64 = 1024 * 1024;
@@ -181,7 +183,7 @@ impl CountingReader {
 impl SecretReader for CountingReader {
     fn read(
         &self,
-    ) -> Pin<Box<dyn Future<Output = Result<StripeSecrets, ConfigError>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<StripeAccounts, ConfigError>> + Send + '_>> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read()
     }
@@ -257,6 +259,46 @@ pub fn stripe_client(
     StripeClient::new(config).expect("client")
 }
 
+/// The id of the emulator's account when it serves one (its default).
+pub const ACCOUNT: &str = "acct_1EmulatorDefault00";
+
+/// [`ACCOUNT`] as an id.
+pub fn account() -> AccountId {
+    AccountId::parse(ACCOUNT).expect("account id")
+}
+
+/// Accounts taken as configured, without asking Stripe whose keys they are:
+/// each `(account, api key)` pair.
+pub fn trusted_accounts(pairs: &[(&str, &str)]) -> Arc<Accounts> {
+    let list: Vec<Value> = pairs
+        .iter()
+        .map(|(account, key)| serde_json::json!({"account": account, "api_key": key}))
+        .collect();
+    let accounts =
+        StripeAccounts::from_accounts_json(&Value::Array(list).to_string()).expect("accounts");
+    Arc::new(Accounts::trusted(accounts))
+}
+
+/// Each account's client for the emulator (see [`stripe_client`]), the
+/// accounts taken as configured.
+pub fn account_clients(
+    emulator: &Emulator,
+    pairs: &[(&str, &str)],
+    file_hosts: &str,
+    retry: RetryPolicy,
+) -> AccountClients {
+    let mut config = StripeClientConfig::new(
+        emulator.base_url().parse().expect("emulator URL"),
+        ApiKey::None,
+        FileHosts::parse(file_hosts).expect("file hosts"),
+    );
+    config.retry = retry;
+    AccountClients::new(
+        StripeClient::new(config).expect("client"),
+        trusted_accounts(pairs),
+    )
+}
+
 /// A sample event from `events/`.
 pub fn event_file(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -302,6 +344,7 @@ impl Write for CapturedLogs {
 /// the ledger at `now`, as the scheduler leaves it. Returns the run id.
 pub async fn requested_run(
     stripe: &StripeClient,
+    account: &AccountId,
     ledger: &DynamoLedger,
     report_type: &str,
     interval: stripe_reports::domain::calendar::Interval,
@@ -317,12 +360,13 @@ pub async fn requested_run(
         .await
         .expect("create run");
     let facts = stripe_reports::ports::RunFacts {
+        account: account.clone(),
         run_id: run.id.clone(),
         report_type: report_type.into(),
         interval_start: Some(interval.start),
         interval_end: Some(interval.end),
     };
-    let key = stripe_reports::domain::request_key::RequestKey::new(&spec, interval, 0);
+    let key = stripe_reports::domain::request_key::RequestKey::new(account, &spec, interval, 0);
     ledger
         .record_requested(&key, &facts, now)
         .await

@@ -23,7 +23,7 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
 /// Builds the service from a loaded environment (tests pass one with their
 /// own configuration and clock).
 pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
-    let secrets = env.webhook_secrets().await?;
+    env.accounts.require_signing_secrets().await?;
     let ledger = DynamoLedger::new(
         aws_sdk_dynamodb::Client::new(&env.sdk),
         env.config.require_runs_table()?,
@@ -31,13 +31,12 @@ pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
     let sqs = aws_sdk_sqs::Client::new(&env.sdk);
     let downloads = SqsQueue::new(sqs.clone(), env.config.require_download_queue_url()?);
     let schedules = SqsQueue::new(sqs, env.config.require_schedule_queue_url()?);
-    let types = env
-        .config
-        .reports
-        .iter()
-        .map(|spec| spec.report_type.clone());
-    Ok(WebhookService::with_secrets(
-        ledger, downloads, schedules, secrets, types,
+    Ok(WebhookService::with_accounts(
+        ledger,
+        downloads,
+        schedules,
+        env.accounts.clone(),
+        env.config.reports.clone(),
     ))
 }
 

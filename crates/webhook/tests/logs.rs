@@ -51,6 +51,7 @@ async fn logs_never_show_the_secret_the_signature_or_the_body() {
     let logs = captured.text();
     assert!(logs.contains("evt_logs"), "the logs name the event: {logs}");
     assert!(logs.contains("frr_logs"), "the logs name the run: {logs}");
+    assert!(logs.contains(ACCOUNT), "the logs name the account: {logs}");
     for secret_thing in [SECRET, &signature_hex, "do-not-log", &good] {
         assert!(
             !logs.contains(secret_thing),

@@ -6,12 +6,17 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
+use stripe_reports::accounts::Accounts;
 use stripe_reports::aws::SqsQueue;
 use stripe_reports::domain::config::{Config, PLACEHOLDER_API_KEY, PLACEHOLDER_WEBHOOK_SECRET};
+use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::env::Environment;
+use stripe_reports::ports::Ledger;
 use stripe_reports::secrets::SecretsCache;
 use stripe_reports::webhook::WebhookService;
 use test_support::{CountingReader, ManualClock, put_secret, secret, secret_json};
@@ -23,18 +28,24 @@ const NEW: &str = "whsec_after_the_roll_3c4d";
 async fn a_rolled_secret_is_read_again_once_when_a_signature_fails() {
     let sdk = test_support::local_aws().await;
     let stack = stack().await;
-    let arn = secret(&sdk, &secret_json("sk_test_unused", OLD)).await;
+    // The secret's several-accounts shape names the account: the accounts
+    // are taken as configured (no Stripe to ask whose key it is).
+    let accounts_json = |webhook_secret: &str| {
+        json!({"accounts": [{"account": ACCOUNT, "api_key": "sk_test_unused", "webhook_secret": webhook_secret}]})
+            .to_string()
+    };
+    let arn = secret(&sdk, &accounts_json(OLD)).await;
     let reader = CountingReader::new(&sdk, &arn);
     let clock = ManualClock::new();
     let cache = SecretsCache::load(reader.clone(), clock.clone())
         .await
         .unwrap();
-    let service: Service = WebhookService::with_secrets(
+    let service: Service = WebhookService::with_accounts(
         stack.ledger.clone(),
         SqsQueue::new(stack.sqs.clone(), &stack.download_url),
         SqsQueue::new(stack.sqs.clone(), &stack.schedule_url),
-        cache,
-        ["balance.summary.1".to_owned()],
+        Arc::new(Accounts::trusted(cache)),
+        vec![ReportSpec::new("balance.summary.1")],
     );
     let deliver = |event_id: &str, run_id: &str, secret: &str| {
         let body = succeeded(event_id, run_id);
@@ -50,12 +61,13 @@ async fn a_rolled_secret_is_read_again_once_when_a_signature_fails() {
     );
 
     // The endpoint's secret is rolled and only the new one is kept.
-    put_secret(&sdk, &arn, &secret_json("sk_test_unused", NEW)).await;
+    put_secret(&sdk, &arn, &accounts_json(NEW)).await;
     let (status, body) = status_of(&service, deliver("evt_r2", "frr_r2", NEW), NOW).await;
     assert_eq!((status, reader.reads()), (200, 2), "{body}");
+    let record = stack.ledger.run("frr_r2").await.unwrap().unwrap();
     assert_eq!(
-        stack.status("frr_r2").await.map(|s| s.to_string()),
-        Some("succeeded".into())
+        (record.status.to_string(), record.facts.account),
+        ("succeeded".to_owned(), account())
     );
 
     // A forged delivery within the minute: refused without another read.
@@ -87,6 +99,8 @@ async fn a_rolled_secret_is_read_again_once_when_a_signature_fails() {
 async fn a_placeholder_filled_after_deploying_is_used_without_a_cold_start() {
     let sdk = test_support::local_aws().await;
     let stack = stack().await;
+    // Stripe, as far as whose key the filled one is (GET /v1/account).
+    let emulator = test_support::emulator("sk_test_filled", Vec::new(), Duration::ZERO).await;
     let arn = secret(
         &sdk,
         &secret_json(PLACEHOLDER_API_KEY, PLACEHOLDER_WEBHOOK_SECRET),
@@ -94,6 +108,7 @@ async fn a_placeholder_filled_after_deploying_is_used_without_a_cold_start() {
     .await;
     let vars: HashMap<&str, String> = HashMap::from([
         ("STRIPE_SECRET_ARN", arn.clone()),
+        ("STRIPE_API_BASE", emulator.base_url()),
         ("RUNS_TABLE", stack.ledger.table().to_owned()),
         ("DOWNLOAD_QUEUE_URL", stack.download_url.clone()),
         ("SCHEDULE_QUEUE_URL", stack.schedule_url.clone()),
@@ -125,5 +140,9 @@ async fn a_placeholder_filled_after_deploying_is_used_without_a_cold_start() {
     // Stripe's retry of the same delivery.
     let (status, answer) = status_of(&service, v2(&body, Some(&signature), false), NOW).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(stack.drain(&stack.download_url).await.len(), 1);
+    // Attributed to the account Stripe says the filled key is.
+    assert_eq!(
+        stack.drain(&stack.download_url).await,
+        vec![json!({"run_id": "frr_p1", "account": ACCOUNT})]
+    );
 }

@@ -21,6 +21,7 @@ async fn succeeded_event_marks_the_run_and_enqueues_one_download() {
     let stack = stack().await;
     let service = stack.service();
     let key = RequestKey::new(
+        &account(),
         &ReportSpec::new("balance.summary.1"),
         Interval {
             start: 1_795_910_400,
@@ -29,6 +30,7 @@ async fn succeeded_event_marks_the_run_and_enqueues_one_download() {
         0,
     );
     let facts = RunFacts {
+        account: account(),
         run_id: "frr_a".into(),
         report_type: "balance.summary.1".into(),
         interval_start: Some(1_795_910_400),
@@ -49,7 +51,7 @@ async fn succeeded_event_marks_the_run_and_enqueues_one_download() {
     assert_eq!((status, answer), (200, json!({"received": true})));
     assert_eq!(
         stack.drain(&stack.download_url).await,
-        vec![json!({"run_id": "frr_a"})]
+        vec![json!({"run_id": "frr_a", "account": ACCOUNT})]
     );
     assert_eq!(stack.status("frr_a").await, Some(RunStatus::Succeeded));
 }
@@ -96,11 +98,13 @@ async fn duplicated_and_reordered_deliveries_enqueue_once_and_keep_the_ledger_co
     }
     assert_eq!(
         stack.drain(&stack.download_url).await,
-        vec![json!({"run_id": "frr_ok"})]
+        vec![json!({"run_id": "frr_ok", "account": ACCOUNT})]
     );
     assert_eq!(
         stack.drain(&stack.schedule_url).await,
-        vec![json!({"report_type": "balance.summary.1", "data_available_end": 1_795_996_800})]
+        vec![
+            json!({"report_type": "balance.summary.1", "data_available_end": 1_795_996_800, "account": ACCOUNT})
+        ]
     );
     assert_eq!(stack.status("frr_ok").await, Some(RunStatus::Succeeded));
     assert_eq!(stack.status("frr_bad").await, Some(RunStatus::Failed));
@@ -116,6 +120,7 @@ async fn a_succeeded_or_failed_event_after_stored_changes_nothing() {
     let stack = stack().await;
     let service = stack.service();
     let facts = RunFacts {
+        account: account(),
         run_id: "frr_done".into(),
         report_type: "balance.summary.1".into(),
         interval_start: None,
@@ -179,10 +184,11 @@ async fn dashboard_runs_of_configured_types_are_recorded_others_ignored() {
     }
     assert_eq!(
         stack.drain(&stack.download_url).await,
-        vec![json!({"run_id": "frr_dashboard"})]
+        vec![json!({"run_id": "frr_dashboard", "account": ACCOUNT})]
     );
     let record = stack.ledger.run("frr_dashboard").await.unwrap().unwrap();
     assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(record.facts.account, account());
     assert_eq!(record.facts.interval_start, Some(1_795_910_400));
     assert_eq!(stack.status("frr_foreign").await, None);
 }
@@ -292,7 +298,7 @@ async fn an_unavailable_queue_answers_500_and_stripes_retry_is_processed() {
     assert_eq!(status, 200);
     assert_eq!(
         stack.drain(&stack.download_url).await,
-        vec![json!({"run_id": "frr_retry"})]
+        vec![json!({"run_id": "frr_retry", "account": ACCOUNT})]
     );
 }
 
@@ -307,6 +313,7 @@ async fn an_unavailable_ledger_answers_500() {
         ),
         SqsQueue::new(stack.sqs.clone(), &stack.download_url),
         SqsQueue::new(stack.sqs.clone(), &stack.schedule_url),
+        account(),
         vec![SecretString::new(SECRET)],
         ["balance.summary.1".to_owned()],
     );
@@ -375,20 +382,12 @@ async fn the_sample_event_verifies_at_its_timestamp_with_the_readme_secret() {
     assert_eq!(status, 200);
     assert_eq!(
         stack.drain(&stack.download_url).await,
-        vec![json!({"run_id": "frr_1SampleRunForLocalTests0"})]
+        vec![json!({"run_id": "frr_1SampleRunForLocalTests0", "account": ACCOUNT})]
     );
     // Replayed six minutes later it is stale.
     let request = lambda_http::request::from_str(&text).unwrap();
     let (status, _) = status_of(&service, request, signed_at + 301).await;
     assert_eq!(status, 400);
-}
-
-fn python() -> PathBuf {
-    std::env::var("STRIPE_REPORTS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        })
 }
 
 #[tokio::test]

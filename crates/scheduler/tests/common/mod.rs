@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stripe_emulator::{Emulator, ReportTypeConfig};
+use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
+use stripe_reports::domain::account::AccountId;
+use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::StoredObject;
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
@@ -16,11 +19,10 @@ use stripe_reports::ports::{
     ClaimEnd, ClaimToken, DownloadLease, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
     RunRecord, Transition,
 };
-use stripe_reports::rate::RateLimiter;
-use stripe_reports::scheduler::Scheduler;
+use stripe_reports::scheduler::AccountSchedulers;
 use stripe_reports::stripe::{RetryPolicy, StripeClient};
 #[allow(unused_imports)] // each test binary uses part of these
-pub use test_support::{Clock, DAY, event_file};
+pub use test_support::{ACCOUNT, Clock, DAY, account, event_file};
 
 pub const API_KEY: &str = "sk_test_scheduler_tests";
 
@@ -75,37 +77,70 @@ impl Aws {
     }
 }
 
-pub fn stripe(emulator: &Emulator) -> StripeClient {
-    test_support::stripe_client(
-        emulator,
-        API_KEY,
-        "127.0.0.1",
-        RetryPolicy {
-            max_retries: 10,
-            initial_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(100),
-        },
-    )
+fn retry() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 10,
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    }
 }
 
-pub type Service = Scheduler<DynamoLedger, StripeClient, SqsQueue>;
+/// A client with the one account's key, for what a test does at Stripe
+/// itself (a Dashboard run, an orphan).
+pub fn stripe(emulator: &Emulator) -> StripeClient {
+    test_support::stripe_client(emulator, API_KEY, "127.0.0.1", retry())
+}
 
+/// Each account's client for the emulator, for `(account, api key)` pairs.
+pub fn clients(emulator: &Emulator, pairs: &[(&str, &str)]) -> AccountClients {
+    test_support::account_clients(emulator, pairs, "127.0.0.1", retry())
+}
+
+pub type Service = AccountSchedulers<DynamoLedger, AccountClients, SqsQueue>;
+
+/// The scheduler of the accounts in `pairs` (taken as configured), over
+/// the test's ledger and download queue.
+pub fn schedulers<L: Ledger + Clone>(
+    ledger: L,
+    aws: &Aws,
+    emulator: &Emulator,
+    pairs: &[(&str, &str)],
+    specs: Vec<ReportSpec>,
+    lookback_days: u32,
+) -> AccountSchedulers<L, AccountClients, SqsQueue> {
+    let mut service = AccountSchedulers::new(
+        test_support::trusted_accounts(pairs),
+        ledger,
+        clients(emulator, pairs),
+        SqsQueue::new(aws.sqs.clone(), &aws.download_url),
+        specs,
+        lookback_days,
+    );
+    // Tests run against the emulator: a faster rate keeps them short.
+    service.max_rps = 100;
+    service
+}
+
+/// The scheduler of the emulator's one account ([`ACCOUNT`]).
 pub fn scheduler(
     aws: &Aws,
     emulator: &Emulator,
     specs: Vec<ReportSpec>,
     lookback_days: u32,
 ) -> Service {
-    let mut service = Scheduler::new(
+    schedulers(
         aws.ledger.clone(),
-        stripe(emulator),
-        SqsQueue::new(aws.sqs.clone(), &aws.download_url),
+        aws,
+        emulator,
+        &[(ACCOUNT, API_KEY)],
         specs,
         lookback_days,
-    );
-    // Tests run against the emulator: a faster rate keeps them short.
-    service.limiter = Arc::new(RateLimiter::new(100));
-    service
+    )
+}
+
+/// The request key of the one account's request.
+pub fn request_key(spec: &ReportSpec, interval: Interval, attempt: u32) -> RequestKey {
+    RequestKey::new(&account(), spec, interval, attempt)
 }
 
 /// Waits until the emulator has finished every run.
@@ -237,44 +272,59 @@ impl<L: Ledger> Ledger for FaultyLedger<L> {
     }
     async fn availability(
         &self,
+        account: &AccountId,
         report_type: &str,
     ) -> Result<stripe_reports::domain::due::Availability, LedgerError> {
-        self.inner.availability(report_type).await
+        self.inner.availability(account, report_type).await
     }
     async fn record_availability(
         &self,
+        account: &AccountId,
         report_type: &str,
         data_available_end: i64,
         now: i64,
     ) -> Result<(), LedgerError> {
         self.inner
-            .record_availability(report_type, data_available_end, now)
+            .record_availability(account, report_type, data_available_end, now)
             .await
     }
-    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
-        self.inner.unfinished_runs().await
+    async fn unfinished_runs(&self, account: &AccountId) -> Result<Vec<RunRecord>, LedgerError> {
+        self.inner.unfinished_runs(account).await
     }
 }
 
-type FaultyService = Scheduler<
-    FaultyLedger<stripe_reports::aws::DynamoLedger>,
-    stripe_reports::stripe::StripeClient,
-    SqsQueue,
->;
+type FaultyService = AccountSchedulers<FaultyLedger<DynamoLedger>, AccountClients, SqsQueue>;
 
+/// [`scheduler`] over a [`FaultyLedger`] (its faults shared by every
+/// account's scheduler it makes).
 pub fn faulty_scheduler(
     aws: &Aws,
-    emulator: &stripe_emulator::Emulator,
+    emulator: &Emulator,
     specs: Vec<ReportSpec>,
     lookback_days: u32,
 ) -> FaultyService {
-    let mut service = Scheduler::new(
+    schedulers(
         FaultyLedger::new(aws.ledger.clone()),
-        stripe(emulator),
-        SqsQueue::new(aws.sqs.clone(), &aws.download_url),
+        aws,
+        emulator,
+        &[(ACCOUNT, API_KEY)],
         specs,
         lookback_days,
+    )
+}
+
+/// A schedule-queue batch: the sample event with its one message naming
+/// `report_type` of `account`.
+pub fn schedule_message_of(account: &str, report_type: &str) -> Value {
+    let mut batch = event_file("scheduler-sqs.json");
+    batch["Records"][0]["body"] = serde_json::json!(
+        serde_json::json!({"report_type": report_type, "data_available_end": 0, "account": account})
+            .to_string()
     );
-    service.limiter = Arc::new(RateLimiter::new(100));
-    service
+    batch
+}
+
+/// [`schedule_message_of`] the one account.
+pub fn schedule_message(report_type: &str) -> Value {
+    schedule_message_of(ACCOUNT, report_type)
 }

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use crate::domain::account::AccountId;
 use crate::domain::due::Availability;
 use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
@@ -24,11 +25,11 @@ const EVENT_DONE: &str = "done";
 /// The sparse global secondary index of unfinished runs: only `pending` and
 /// `succeeded` run items carry its key attribute (every transition to a final
 /// state removes it), so reconcile reads the few runs it waits for instead of
-/// scanning years of stored ones.
+/// scanning years of stored ones. The attribute's value is the run's
+/// account, so each account's reconcile reads its own runs only.
 pub const UNFINISHED_INDEX: &str = "unfinished";
-/// The index's partition key attribute and its one value.
+/// The index's partition key attribute (its value: the account id).
 const UNFINISHED_ATTRIBUTE: &str = "unfinished";
-const UNFINISHED_MARK: &str = "1";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -36,8 +37,8 @@ pub fn run_pk(run_id: &str) -> String {
     format!("run#{run_id}")
 }
 
-pub fn availability_pk(report_type: &str) -> String {
-    format!("available#{report_type}")
+pub fn availability_pk(account: &AccountId, report_type: &str) -> String {
+    format!("available#{account}#{report_type}")
 }
 
 pub fn event_pk(event_id: &str) -> String {
@@ -171,8 +172,10 @@ impl DynamoLedger {
             (":next".to_owned(), s(next.as_str())),
             (":now".to_owned(), n(now)),
             (":report_type".to_owned(), s(&run.report_type)),
+            (":account".to_owned(), s(run.account.as_str())),
         ]);
         let mut sets = vec![
+            "account = if_not_exists(account, :account)".to_owned(),
             "#status = :next".to_owned(),
             "updated = :now".to_owned(),
             "created = if_not_exists(created, :now)".to_owned(),
@@ -196,12 +199,11 @@ impl DynamoLedger {
         let update_expression = if next.is_final() {
             format!("SET {} REMOVE #unfinished", sets.join(", "))
         } else {
-            values.insert(":unfinished".into(), s(UNFINISHED_MARK));
-            sets.push("#unfinished = :unfinished".into());
+            sets.push("#unfinished = :account".into());
             format!("SET {}", sets.join(", "))
         };
         let condition = format!(
-            "attribute_not_exists(pk) OR #status IN ({})",
+            "attribute_not_exists(pk) OR (#status IN ({}) AND account = :account)",
             source_placeholders(next, &mut values)
         );
         let result = self
@@ -221,12 +223,18 @@ impl DynamoLedger {
                 let current = self
                     .run(&run.run_id)
                     .await?
-                    .map(|record| record.status)
                     .ok_or_else(|| LedgerError::Corrupt {
                         pk: run_pk(&run.run_id),
                         problem: "condition failed but the item is gone".into(),
                     })?;
-                Ok(Transition::Refused { current })
+                if current.facts.account != run.account {
+                    return Ok(Transition::OtherAccount {
+                        owner: current.facts.account,
+                    });
+                }
+                Ok(Transition::Refused {
+                    current: current.status,
+                })
             }
             Err(err) => Err(unavailable(err)),
         }
@@ -286,9 +294,12 @@ fn parse_run(item: &Item) -> Result<RunRecord, LedgerError> {
     if status == RunStatus::Stored && stored.is_none() {
         return Err(corrupt("stored without s3_key, bytes and sha256"));
     }
+    let account = get_s(item, "account").ok_or_else(|| corrupt("no account"))?;
+    let account = AccountId::parse(&account).map_err(|_| corrupt("account is not an acct_ id"))?;
     Ok(RunRecord {
         facts: RunFacts {
             run_id,
+            account,
             report_type: get_s(item, "report_type").ok_or_else(|| corrupt("no report_type"))?,
             interval_start: get_n(item, "interval_start"),
             interval_end: get_n(item, "interval_end"),
@@ -325,6 +336,7 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .item("pk", s(key.as_str()))
             .item("run_id", s(&run.run_id))
+            .item("account", s(run.account.as_str()))
             .item("report_type", s(&run.report_type))
             .item("created", n(now))
             .condition_expression("attribute_not_exists(pk)")
@@ -354,9 +366,10 @@ impl Ledger for DynamoLedger {
             ("request_key".to_owned(), s(key.as_str())),
             ("status".to_owned(), s(RunStatus::Pending.as_str())),
             ("report_type".to_owned(), s(&run.report_type)),
+            ("account".to_owned(), s(run.account.as_str())),
             ("created".to_owned(), n(now)),
             ("updated".to_owned(), n(now)),
-            (UNFINISHED_ATTRIBUTE.to_owned(), s(UNFINISHED_MARK)),
+            (UNFINISHED_ATTRIBUTE.to_owned(), s(run.account.as_str())),
         ]);
         if let Some(start) = run.interval_start {
             item.insert("interval_start".into(), n(start));
@@ -389,6 +402,9 @@ impl Ledger for DynamoLedger {
             .table_name(&self.table)
             .key("pk", s(run_pk(&run.run_id)))
             .expression_attribute_values(":key", s(key.as_str()))
+            .expression_attribute_values(":account", s(run.account.as_str()))
+            // A run is linked only to a request of its own account.
+            .condition_expression("account = :account")
             .expression_attribute_values(":report_type", s(&run.report_type))
             .expression_attribute_values(":now", n(now));
         if let Some(start) = run.interval_start {
@@ -399,12 +415,18 @@ impl Ledger for DynamoLedger {
             sets.push("interval_end = if_not_exists(interval_end, :interval_end)");
             update = update.expression_attribute_values(":interval_end", n(end));
         }
-        update
+        match update
             .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await
-            .map_err(unavailable)?;
-        Ok(outcome)
+        {
+            Ok(_) => Ok(outcome),
+            Err(err) if is_condition_failure(&err) => Err(LedgerError::Corrupt {
+                pk: run_pk(&run.run_id),
+                problem: format!("recorded for another account than {}", run.account),
+            }),
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, LedgerError> {
@@ -612,8 +634,12 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn availability(&self, report_type: &str) -> Result<Availability, LedgerError> {
-        let pk = availability_pk(report_type);
+    async fn availability(
+        &self,
+        account: &AccountId,
+        report_type: &str,
+    ) -> Result<Availability, LedgerError> {
+        let pk = availability_pk(account, report_type);
         let Some(item) = self.get(pk.clone()).await? else {
             return Ok(Availability::default());
         };
@@ -640,6 +666,7 @@ impl Ledger for DynamoLedger {
 
     async fn record_availability(
         &self,
+        account: &AccountId,
         report_type: &str,
         data_available_end: i64,
         now: i64,
@@ -647,7 +674,7 @@ impl Ledger for DynamoLedger {
         // One item per report type, a map of end → first sighting (a day's
         // entry a day: decades fit in an item). Adding to the map needs it
         // to exist; the first sighting creates it.
-        let pk = availability_pk(report_type);
+        let pk = availability_pk(account, report_type);
         for _ in 0..2 {
             let added = self
                 .client
@@ -690,7 +717,7 @@ impl Ledger for DynamoLedger {
         })
     }
 
-    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, LedgerError> {
+    async fn unfinished_runs(&self, account: &AccountId) -> Result<Vec<RunRecord>, LedgerError> {
         // The sparse index holds only unfinished runs: the cost of this read
         // follows what reconcile waits for, not the ledger's history. (Index
         // reads are eventually consistent: a run recorded a moment ago may
@@ -703,9 +730,9 @@ impl Ledger for DynamoLedger {
                 .query()
                 .table_name(&self.table)
                 .index_name(UNFINISHED_INDEX)
-                .key_condition_expression("#unfinished = :mark")
+                .key_condition_expression("#unfinished = :account")
                 .expression_attribute_names("#unfinished", UNFINISHED_ATTRIBUTE)
-                .expression_attribute_values(":mark", s(UNFINISHED_MARK))
+                .expression_attribute_values(":account", s(account.as_str()))
                 .set_exclusive_start_key(start_key.take())
                 .send()
                 .await

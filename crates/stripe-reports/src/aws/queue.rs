@@ -3,6 +3,7 @@
 use aws_sdk_sqs::Client;
 use serde::Serialize;
 
+use crate::domain::account::AccountId;
 use crate::domain::messages::{DownloadMessage, ScheduleMessage};
 use crate::ports::{DownloadQueue, QueueError, ScheduleQueue};
 
@@ -42,9 +43,10 @@ impl SqsQueue {
 }
 
 impl DownloadQueue for SqsQueue {
-    async fn enqueue_download(&self, run_id: &str) -> Result<(), QueueError> {
+    async fn enqueue_download(&self, account: &AccountId, run_id: &str) -> Result<(), QueueError> {
         self.send_json(&DownloadMessage {
             run_id: run_id.to_owned(),
+            account: account.clone(),
         })
         .await
         .map(|_| ())
@@ -54,12 +56,14 @@ impl DownloadQueue for SqsQueue {
 impl ScheduleQueue for SqsQueue {
     async fn enqueue_schedule(
         &self,
+        account: &AccountId,
         report_type: &str,
         data_available_end: i64,
     ) -> Result<(), QueueError> {
         self.send_json(&ScheduleMessage {
             report_type: report_type.to_owned(),
             data_available_end,
+            account: account.clone(),
         })
         .await
         .map(|_| ())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_sdk_secretsmanager::Client;
 
-use crate::domain::config::{ConfigError, SecretSource, StripeSecrets};
+use crate::domain::config::{ConfigError, SecretSource, StripeAccounts};
 use crate::secrets::{Clock, SecretReader, SecretsCache};
 
 /// `GetSecretValue` of the secret `STRIPE_SECRET_ARN` names.
@@ -25,7 +25,7 @@ impl SecretsManagerReader {
         }
     }
 
-    async fn read_secret(&self) -> Result<StripeSecrets, ConfigError> {
+    async fn read_secret(&self) -> Result<StripeAccounts, ConfigError> {
         let output = self
             .client
             .get_secret_value()
@@ -41,14 +41,14 @@ impl SecretsManagerReader {
         let json = output.secret_string().ok_or_else(|| {
             ConfigError::new("STRIPE_SECRET_ARN", "the secret has no string value")
         })?;
-        StripeSecrets::from_secret_json(json)
+        StripeAccounts::from_secret_json(json)
     }
 }
 
 impl SecretReader for SecretsManagerReader {
     fn read(
         &self,
-    ) -> Pin<Box<dyn Future<Output = Result<StripeSecrets, ConfigError>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<StripeAccounts, ConfigError>> + Send + '_>> {
         Box::pin(self.read_secret())
     }
 }
@@ -58,7 +58,7 @@ impl SecretReader for SecretsManagerReader {
 pub async fn load_stripe_secrets(
     sdk: &aws_config::SdkConfig,
     source: &SecretSource,
-) -> Result<StripeSecrets, ConfigError> {
+) -> Result<StripeAccounts, ConfigError> {
     match source {
         SecretSource::Direct(secrets) => Ok(secrets.clone()),
         SecretSource::SecretsManager { arn } => {

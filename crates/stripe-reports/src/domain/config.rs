@@ -5,8 +5,10 @@
 
 use std::net::IpAddr;
 
+use serde::Deserialize;
 use url::Url;
 
+use super::account::AccountId;
 use super::secret::SecretString;
 use super::spec::{ReportSpec, read_specs};
 
@@ -44,13 +46,15 @@ impl ConfigError {
     }
 }
 
-/// Where the Stripe API key and webhook secrets come from.
+/// Where the Stripe API keys and webhook secrets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// A Secrets Manager secret holding `{"api_key": …, "webhook_secret": …}`.
+    /// A Secrets Manager secret holding one account,
+    /// `{"api_key": …, "webhook_secret": …}`, or several, `{"accounts": [...]}`.
     SecretsManager { arn: String },
-    /// `STRIPE_API_KEY` / `STRIPE_WEBHOOK_SECRET` given directly (local use).
-    Direct(StripeSecrets),
+    /// `STRIPE_ACCOUNTS`, or `STRIPE_API_KEY` / `STRIPE_WEBHOOK_SECRET`,
+    /// given directly (local use).
+    Direct(StripeAccounts),
 }
 
 /// The values `template.yaml` writes into the secret it creates (resource
@@ -61,9 +65,12 @@ pub enum SecretSource {
 pub const PLACEHOLDER_API_KEY: &str = "sk_live_replace_me";
 pub const PLACEHOLDER_WEBHOOK_SECRET: &str = "whsec_replace_me";
 
-/// The Stripe credentials. `Debug` never shows them.
+/// One Stripe account's credentials. `Debug` never shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StripeSecrets {
+    /// The account id given with the credentials (the `accounts` shape);
+    /// `None` in the one-account shape, where it is learned from the key.
+    pub account: Option<AccountId>,
     pub api_key: Option<SecretString>,
     /// Every accepted endpoint secret: several while a secret is rolled, or
     /// for test and live endpoints pointing at the same function.
@@ -88,6 +95,7 @@ impl StripeSecrets {
             .iter()
             .any(|secret| secret.expose() == PLACEHOLDER_WEBHOOK_SECRET);
         Self {
+            account: None,
             api_key: api_key.filter(|_| !placeholder_api_key),
             webhook_secrets: if placeholder_webhook_secret {
                 Vec::new()
@@ -135,6 +143,7 @@ impl StripeSecrets {
             Some(list) => parse_webhook_secrets(list, webhook_source)?,
         };
         Ok(Self {
+            account: None,
             api_key,
             webhook_secrets,
             placeholder_api_key,
@@ -201,6 +210,135 @@ impl StripeSecrets {
             ));
         }
         Ok(&self.webhook_secrets)
+    }
+}
+
+/// Every configured account's credentials, in the order configured: one
+/// entry for the one-account shapes, one per element of `accounts` (the
+/// secret) or `STRIPE_ACCOUNTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeAccounts(Vec<StripeSecrets>);
+
+/// One element of `accounts`, as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    account: Option<String>,
+    api_key: Option<String>,
+    webhook_secret: Option<String>,
+}
+
+impl StripeAccounts {
+    /// One account's credentials (the one-account shapes, tests).
+    pub fn one(secrets: StripeSecrets) -> Self {
+        Self(vec![secrets])
+    }
+
+    pub fn entries(&self) -> &[StripeSecrets] {
+        &self.0
+    }
+
+    /// Parses the secret's JSON, either shape: one account,
+    /// `{"api_key", "webhook_secret"}`, or several, `{"accounts": [...]}`.
+    pub fn from_secret_json(json: &str) -> Result<Self, ConfigError> {
+        const VARIABLE: &str = "STRIPE_SECRET_ARN";
+        // serde's messages could quote part of the secret: keep only their category.
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|err| {
+            ConfigError::new(
+                VARIABLE,
+                format!(
+                    "the secret is not JSON ({:?} error at line {}, column {})",
+                    err.classify(),
+                    err.line(),
+                    err.column()
+                ),
+            )
+        })?;
+        match value.get("accounts") {
+            None => StripeSecrets::from_secret_json(json).map(Self::one),
+            Some(accounts) => {
+                let accounts = Vec::<RawAccount>::deserialize(accounts).map_err(|err| {
+                    ConfigError::new(
+                        VARIABLE,
+                        format!(
+                            "accounts is not a list of {{\"account\": \"acct_…\", \"api_key\": …, \"webhook_secret\": …}} ({:?} error)",
+                            err.classify()
+                        ),
+                    )
+                })?;
+                Self::from_raw(accounts, VARIABLE)
+            }
+        }
+    }
+
+    /// `STRIPE_ACCOUNTS`: the JSON array of the secret's `accounts`.
+    pub fn from_accounts_json(json: &str) -> Result<Self, ConfigError> {
+        const VARIABLE: &str = "STRIPE_ACCOUNTS";
+        let accounts: Vec<RawAccount> = serde_json::from_str(json).map_err(|err| {
+            ConfigError::new(
+                VARIABLE,
+                format!(
+                    "is not a JSON array of {{\"account\": \"acct_…\", \"api_key\": …, \"webhook_secret\": …}} \
+                     ({:?} error at line {}, column {})",
+                    err.classify(),
+                    err.line(),
+                    err.column()
+                ),
+            )
+        })?;
+        Self::from_raw(accounts, VARIABLE)
+    }
+
+    /// Checks every element: an `account` id (the name its data is kept
+    /// under, so a key rotated into the wrong element cannot move it), a
+    /// key, no id, key or webhook secret given twice (a secret shared by two
+    /// accounts could not say which account a delivery is for).
+    fn from_raw(raw: Vec<RawAccount>, variable: &'static str) -> Result<Self, ConfigError> {
+        if raw.is_empty() {
+            return Err(ConfigError::new(variable, "accounts is an empty list"));
+        }
+        let mut entries: Vec<StripeSecrets> = Vec::with_capacity(raw.len());
+        for (index, element) in raw.into_iter().enumerate() {
+            let at = |problem: &dyn std::fmt::Display, account: Option<&str>| {
+                let name = account.map(|a| format!(" ({a})")).unwrap_or_default();
+                ConfigError::new(variable, format!("accounts[{index}]{name}: {problem}"))
+            };
+            let account = match element.account.as_deref() {
+                None => return Err(at(&"has no \"account\" (the acct_… id of its key)", None)),
+                Some(text) => AccountId::parse(text).map_err(|err| at(&err, None))?,
+            };
+            let mut secrets = StripeSecrets::from_values(
+                element.api_key.as_deref(),
+                element.webhook_secret.as_deref(),
+                (variable, variable),
+            )
+            .map_err(|err| at(&err.problem, Some(account.as_str())))?;
+            if secrets.api_key.is_none() && !secrets.placeholder_api_key {
+                return Err(at(&"has no api_key", Some(account.as_str())));
+            }
+            let given_before = entries.iter().find_map(|earlier| {
+                let earlier_id = earlier.account.as_ref()?;
+                if *earlier_id == account {
+                    Some("is given twice")
+                } else if earlier.api_key.is_some() && earlier.api_key == secrets.api_key {
+                    Some("has the same api_key as another account")
+                } else if secrets
+                    .webhook_secrets
+                    .iter()
+                    .any(|secret| earlier.webhook_secrets.contains(secret))
+                {
+                    Some("has a webhook_secret of another account")
+                } else {
+                    None
+                }
+            });
+            if let Some(problem) = given_before {
+                return Err(at(&problem, Some(account.as_str())));
+            }
+            secrets.account = Some(account);
+            entries.push(secrets);
+        }
+        Ok(Self(entries))
     }
 }
 
@@ -406,11 +544,22 @@ impl Config {
                 }
                 SecretSource::SecretsManager { arn }
             }
-            None => SecretSource::Direct(StripeSecrets::from_values(
-                get("STRIPE_API_KEY").as_deref(),
-                get("STRIPE_WEBHOOK_SECRET").as_deref(),
-                ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
-            )?),
+            None => match get("STRIPE_ACCOUNTS") {
+                Some(json) => {
+                    if get("STRIPE_API_KEY").is_some() || get("STRIPE_WEBHOOK_SECRET").is_some() {
+                        return Err(ConfigError::new(
+                            "STRIPE_ACCOUNTS",
+                            "is set together with STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET: give every account in STRIPE_ACCOUNTS",
+                        ));
+                    }
+                    SecretSource::Direct(StripeAccounts::from_accounts_json(&json)?)
+                }
+                None => SecretSource::Direct(StripeAccounts::one(StripeSecrets::from_values(
+                    get("STRIPE_API_KEY").as_deref(),
+                    get("STRIPE_WEBHOOK_SECRET").as_deref(),
+                    ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
+                )?)),
+            },
         };
 
         let stripe_api_base = parse_api_base(
@@ -663,9 +812,10 @@ mod tests {
             ("STRIPE_WEBHOOK_SECRET", "whsec_old, whsec_new"),
         ])
         .unwrap();
-        let SecretSource::Direct(secrets) = c.secrets else {
+        let SecretSource::Direct(accounts) = c.secrets else {
             panic!("expected direct secrets")
         };
+        let secrets = &accounts.entries()[0];
         assert_eq!(secrets.require_api_key().unwrap().expose(), "sk_test_abc");
         let webhook: Vec<_> = secrets
             .webhook_secrets
@@ -790,7 +940,7 @@ mod tests {
         // Given directly, the variable is named.
         let err = config(&[("STRIPE_API_KEY", PLACEHOLDER_API_KEY)])
             .map(|c| match c.secrets {
-                SecretSource::Direct(s) => s.require_api_key().map(|_| ()),
+                SecretSource::Direct(s) => s.entries()[0].require_api_key().map(|_| ()),
                 _ => Ok(()),
             })
             .unwrap()
@@ -832,6 +982,107 @@ mod tests {
         );
         let secrets = StripeSecrets::from_secret_json(value).unwrap();
         assert!(secrets.require_api_key().is_err() && secrets.require_webhook_secrets().is_err());
+    }
+
+    #[test]
+    fn several_accounts_are_read_from_the_secret_or_stripe_accounts() {
+        let json = r#"{"accounts":[
+            {"account":"acct_A","api_key":"sk_test_a","webhook_secret":"whsec_a"},
+            {"account":"acct_B","api_key":"rk_test_b","webhook_secret":"whsec_b1,whsec_b2"}]}"#;
+        let accounts = StripeAccounts::from_secret_json(json).unwrap();
+        let ids: Vec<_> = accounts
+            .entries()
+            .iter()
+            .map(|e| e.account.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["acct_A", "acct_B"]);
+        assert_eq!(accounts.entries()[1].webhook_secrets.len(), 2);
+        // The one-account shape still reads, without an id (learned later).
+        let one = StripeAccounts::from_secret_json(&secret_json_one()).unwrap();
+        assert_eq!(one.entries().len(), 1);
+        assert_eq!(one.entries()[0].account, None);
+        // STRIPE_ACCOUNTS is the list itself.
+        let direct = config(&[(
+            "STRIPE_ACCOUNTS",
+            r#"[{"account":"acct_A","api_key":"sk_test_a","webhook_secret":"whsec_a"}]"#,
+        )])
+        .unwrap();
+        let SecretSource::Direct(direct) = direct.secrets else {
+            panic!("direct")
+        };
+        assert_eq!(
+            direct.entries()[0].account.as_ref().unwrap().as_str(),
+            "acct_A"
+        );
+    }
+
+    fn secret_json_one() -> String {
+        r#"{"api_key":"sk_test_1","webhook_secret":"whsec_1"}"#.to_owned()
+    }
+
+    #[test]
+    fn bad_accounts_are_refused_in_one_line_naming_the_account_never_a_key() {
+        let cases: &[(&str, &str)] = &[
+            (r#"[]"#, "accounts is an empty list"),
+            (
+                r#"[{"api_key":"sk_test_secretvalue"}]"#,
+                "accounts[0]: has no \"account\"",
+            ),
+            (
+                r#"[{"account":"sk_test_secretvalue","api_key":"sk_test_x"}]"#,
+                "accounts[0]: \"sk_test_\" is not a Stripe account id",
+            ),
+            (
+                r#"[{"account":"acct_A"}]"#,
+                "accounts[0] (acct_A): has no api_key",
+            ),
+            (
+                r#"[{"account":"acct_A","api_key":"pk_test_secretvalue"}]"#,
+                "accounts[0] (acct_A): api_key is not a Stripe secret or restricted key",
+            ),
+            (
+                r#"[{"account":"acct_A","api_key":"sk_test_secretvalue"},{"account":"acct_A","api_key":"sk_test_other"}]"#,
+                "accounts[1] (acct_A): is given twice",
+            ),
+            (
+                r#"[{"account":"acct_A","api_key":"sk_test_secretvalue"},{"account":"acct_B","api_key":"sk_test_secretvalue"}]"#,
+                "accounts[1] (acct_B): has the same api_key as another account",
+            ),
+            (
+                r#"[{"account":"acct_A","api_key":"sk_test_a","webhook_secret":"whsec_secretvalue"},{"account":"acct_B","api_key":"sk_test_b","webhook_secret":"whsec_secretvalue"}]"#,
+                "accounts[1] (acct_B): has a webhook_secret of another account",
+            ),
+            (
+                r#"[{"account":"acct_A","api_key":"sk_test_a","apikey":"sk_test_secretvalue"}]"#,
+                "is not a JSON array",
+            ),
+        ];
+        for (json, expected) in cases {
+            let line = StripeAccounts::from_accounts_json(json)
+                .unwrap_err()
+                .to_string();
+            assert!(line.starts_with("STRIPE_ACCOUNTS: "), "{line}");
+            assert!(line.contains(expected), "{json}: {line}");
+            assert!(
+                !line.contains("secretvalue") && !line.contains('\n'),
+                "{line}"
+            );
+            let secret = format!(r#"{{"accounts":{json}}}"#);
+            let line = StripeAccounts::from_secret_json(&secret)
+                .unwrap_err()
+                .to_string();
+            assert!(line.starts_with("STRIPE_SECRET_ARN: "), "{line}");
+            assert!(!line.contains("secretvalue"), "{line}");
+        }
+        let both = config(&[
+            (
+                "STRIPE_ACCOUNTS",
+                r#"[{"account":"acct_A","api_key":"sk_test_a"}]"#,
+            ),
+            ("STRIPE_API_KEY", "sk_test_b"),
+        ])
+        .unwrap_err();
+        assert!(both.to_string().starts_with("STRIPE_ACCOUNTS: "), "{both}");
     }
 
     #[test]

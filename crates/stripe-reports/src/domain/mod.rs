@@ -1,5 +1,6 @@
 //! Everything here is pure: no network, no clock reads (time is passed in).
 
+pub mod account;
 pub mod calendar;
 pub mod config;
 pub mod due;

@@ -1,12 +1,15 @@
 //! The request key: the idempotent identity of one requested report run.
 //!
-//! `request#<report_type>#<interval_start>#<interval_end>#<hash>` where the hash
-//! covers every other parameter of the run (columns, currency, timezone, …) and
-//! the attempt number. It is both the ledger item's key and the Stripe
+//! `request#<account>#<report_type>#<interval_start>#<interval_end>#<hash>`
+//! where the hash covers every other parameter of the run (columns, currency,
+//! timezone, …) and the attempt number. The account comes first: the same
+//! spec requested for two accounts is two requests (and Stripe scopes
+//! idempotency keys per account anyway). It is both the ledger item's key and the Stripe
 //! `Idempotency-Key`, so a retried create returns the run already created.
 
 use sha2::{Digest, Sha256};
 
+use super::account::AccountId;
 use super::calendar::Interval;
 use super::spec::ReportSpec;
 
@@ -17,9 +20,11 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 pub struct RequestKey(String);
 
 impl RequestKey {
-    /// The key of `spec` over `interval`. `attempt` 0 is the first request; a
-    /// run that failed at Stripe is requested again with attempt 1, and so on.
-    pub fn new(spec: &ReportSpec, interval: Interval, attempt: u32) -> Self {
+    /// The key of `spec` over `interval` for `account`. `attempt` 0 is the
+    /// first request; a run that failed at Stripe is requested again with
+    /// attempt 1, and so on. The spec's own `account` (which accounts it
+    /// applies to) is not part of the request.
+    pub fn new(account: &AccountId, spec: &ReportSpec, interval: Interval, attempt: u32) -> Self {
         let mut hasher = Sha256::new();
         // A length-prefixed encoding, so no two parameter sets hash alike.
         let mut field = |name: &str, value: &str| {
@@ -51,7 +56,7 @@ impl RequestKey {
         }
         let digest = hex::encode(hasher.finalize());
         let mut key = format!(
-            "request#{}#{}#{}#{}",
+            "request#{account}#{}#{}#{}#{}",
             spec.report_type,
             interval.start,
             interval.end,
@@ -79,6 +84,9 @@ impl std::fmt::Display for RequestKey {
 mod tests {
     use super::*;
 
+    static A: std::sync::LazyLock<AccountId> =
+        std::sync::LazyLock::new(|| AccountId::parse("acct_A").unwrap());
+
     const DAY: Interval = Interval {
         start: 1_772_323_200,
         end: 1_772_409_600,
@@ -87,40 +95,46 @@ mod tests {
     #[test]
     fn same_request_same_key() {
         let spec = ReportSpec::new("balance.summary.1");
-        let key = RequestKey::new(&spec, DAY, 0);
-        assert_eq!(key, RequestKey::new(&spec.clone(), DAY, 0));
+        let key = RequestKey::new(&A, &spec, DAY, 0);
+        assert_eq!(key, RequestKey::new(&A, &spec.clone(), DAY, 0));
         assert!(
             key.as_str()
-                .starts_with("request#balance.summary.1#1772323200#1772409600#")
+                .starts_with("request#acct_A#balance.summary.1#1772323200#1772409600#")
         );
+        let other = AccountId::parse("acct_B").unwrap();
+        assert_ne!(key, RequestKey::new(&other, &spec, DAY, 0));
+        // Which accounts a spec applies to is not a parameter of the run.
+        let mut only_a = spec.clone();
+        only_a.account = Some(A.clone());
+        assert_eq!(key, RequestKey::new(&A, &only_a, DAY, 0));
     }
 
     #[test]
     fn other_parameters_or_attempts_change_the_key() {
         let spec = ReportSpec::new("balance.summary.1");
-        let base = RequestKey::new(&spec, DAY, 0);
+        let base = RequestKey::new(&A, &spec, DAY, 0);
         let mut usd = spec.clone();
         usd.currency = Some("usd".into());
         let mut columns = spec.clone();
         columns.columns = Some(vec!["a".into(), "b".into()]);
         let mut joined = spec.clone();
         joined.columns = Some(vec!["a\u{1f}b".into()]);
-        assert_ne!(base, RequestKey::new(&usd, DAY, 0));
-        assert_ne!(base, RequestKey::new(&columns, DAY, 0));
-        assert_ne!(base, RequestKey::new(&spec, DAY, 1));
+        assert_ne!(base, RequestKey::new(&A, &usd, DAY, 0));
+        assert_ne!(base, RequestKey::new(&A, &columns, DAY, 0));
+        assert_ne!(base, RequestKey::new(&A, &spec, DAY, 1));
         assert_ne!(
-            RequestKey::new(&spec, DAY, 1),
-            RequestKey::new(&spec, DAY, 2)
+            RequestKey::new(&A, &spec, DAY, 1),
+            RequestKey::new(&A, &spec, DAY, 2)
         );
         assert_ne!(
-            RequestKey::new(&columns, DAY, 0),
-            RequestKey::new(&joined, DAY, 0)
+            RequestKey::new(&A, &columns, DAY, 0),
+            RequestKey::new(&A, &joined, DAY, 0)
         );
     }
 
     #[test]
     fn keys_fit_stripe_idempotency_limit() {
         let spec = ReportSpec::new("x".repeat(400));
-        assert!(RequestKey::new(&spec, DAY, 3).as_str().len() <= MAX_IDEMPOTENCY_KEY_LEN);
+        assert!(RequestKey::new(&A, &spec, DAY, 3).as_str().len() <= MAX_IDEMPOTENCY_KEY_LEN);
     }
 }

@@ -3,6 +3,8 @@
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
+use super::account::AccountId;
+
 /// How long one interval of a report spec is, in the spec's timezone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +65,10 @@ pub struct ReportSpec {
     pub reporting_category: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_account: Option<String>,
+    /// The configured account this spec is for; without it, every account.
+    /// Not a parameter of the run: the account is whose key creates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +120,31 @@ impl ReportSpec {
             currency: None,
             reporting_category: None,
             connected_account: None,
+            account: None,
         }
+    }
+
+    /// Whether this spec is requested for `account`.
+    pub fn applies_to(&self, account: &AccountId) -> bool {
+        self.account.as_ref().is_none_or(|only| only == account)
+    }
+
+    /// Whether two specs would request the same runs for some account: the
+    /// same parameters, and accounts that overlap (one of them for every
+    /// account, or both for the same one).
+    fn same_request_as(&self, other: &ReportSpec) -> bool {
+        let overlap = match (&self.account, &other.account) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        overlap
+            && ReportSpec {
+                account: None,
+                ..self.clone()
+            } == ReportSpec {
+                account: None,
+                ..other.clone()
+            }
     }
 
     /// The spec's timezone. Specs are validated when configuration is read,
@@ -184,7 +214,10 @@ pub fn read_specs(mut specs: Vec<ReportSpec>) -> Result<Vec<ReportSpec>, SpecErr
 pub fn validate_specs(specs: &[ReportSpec]) -> Result<(), SpecError> {
     for (index, spec) in specs.iter().enumerate() {
         spec.validate(index)?;
-        if let Some(first) = specs[..index].iter().position(|other| other == spec) {
+        if let Some(first) = specs[..index]
+            .iter()
+            .position(|other| other.same_request_as(spec))
+        {
             return Err(SpecError::Duplicate {
                 first,
                 second: index,
@@ -246,6 +279,20 @@ mod tests {
             validate_specs(&dup),
             Err(SpecError::Duplicate { .. })
         ));
+
+        // One spec for every account and the same one for a single account
+        // ask that account for the same runs twice.
+        let mut only_a = ReportSpec::new("a");
+        only_a.account = Some(AccountId::parse("acct_A").unwrap());
+        let mut only_b = only_a.clone();
+        only_b.account = Some(AccountId::parse("acct_B").unwrap());
+        assert!(validate_specs(&[only_a.clone(), only_b]).is_ok());
+        assert!(matches!(
+            validate_specs(&[ReportSpec::new("a"), only_a.clone()]),
+            Err(SpecError::Duplicate { .. })
+        ));
+        assert!(only_a.applies_to(&AccountId::parse("acct_A").unwrap()));
+        assert!(!only_a.applies_to(&AccountId::parse("acct_B").unwrap()));
 
         let unknown: Result<ReportSpec, _> =
             serde_json::from_str(r#"{"report_type":"a","interval":"daily"}"#);

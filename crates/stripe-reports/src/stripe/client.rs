@@ -20,7 +20,10 @@ use super::error::{ErrorBody, StripeError};
 use super::types::{CreateReportRun, List, ReportRun, ReportType};
 use crate::domain::config::{Config, FileHosts, PINNED_STRIPE_API_VERSION};
 use crate::domain::secret::SecretString;
-use crate::secrets::SecretsCache;
+use std::sync::Arc;
+
+use crate::accounts::{AccountLookup, Accounts};
+use crate::domain::account::AccountId;
 
 /// Stripe's largest page.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -77,12 +80,18 @@ impl RetryPolicy {
 /// Where the client takes the API key from, before each request.
 #[derive(Debug, Clone)]
 pub enum ApiKey {
-    /// One key for the client's life (`STRIPE_API_KEY`, the CLI, tests).
+    /// One key for the client's life (the CLI, tests).
     Fixed(SecretString),
-    /// The warm function's secrets cache: a key filled or rotated in Secrets
-    /// Manager is used within 5 minutes, without a cold start; the template's
-    /// placeholder is refused before anything is sent.
-    Cached(SecretsCache),
+    /// One configured account's key, from the warm function's accounts: a
+    /// key filled or rotated in Secrets Manager is used within 5 minutes,
+    /// without a cold start, and only once Stripe said it is this account's.
+    Account {
+        accounts: Arc<Accounts>,
+        account: AccountId,
+    },
+    /// No key: the client is only used with keys given per call
+    /// ([`StripeClient::account_of`]).
+    None,
 }
 
 impl From<SecretString> for ApiKey {
@@ -95,10 +104,13 @@ impl ApiKey {
     async fn current(&self) -> Result<SecretString, StripeError> {
         match self {
             ApiKey::Fixed(key) => Ok(key.clone()),
-            ApiKey::Cached(cache) => cache
-                .api_key()
+            ApiKey::Account { accounts, account } => accounts
+                .api_key(account)
                 .await
                 .map_err(|err| StripeError::NoApiKey(err.to_string())),
+            ApiKey::None => Err(StripeError::NoApiKey(
+                "this client has no API key of its own".into(),
+            )),
         }
     }
 }
@@ -189,6 +201,31 @@ impl StripeClient {
 
     pub fn config(&self) -> &StripeClientConfig {
         &self.config
+    }
+
+    /// The same client (sharing its connections) with another key source:
+    /// one per account.
+    pub fn with_api_key(&self, api_key: ApiKey) -> Self {
+        let mut client = self.clone();
+        client.config.api_key = api_key;
+        client
+    }
+
+    /// `GET /v1/account` with `key`: the id of the account the key belongs to.
+    pub async fn account_of(&self, key: &SecretString) -> Result<AccountId, StripeError> {
+        #[derive(serde::Deserialize)]
+        struct Account {
+            id: String,
+        }
+        let url = self.endpoint("/v1/account")?;
+        let response = self
+            .send_with_retries(|| self.api.get(url.clone()).bearer_auth(key.expose()))
+            .await?;
+        let account: Account = decode_json(response).await?;
+        AccountId::parse(&account.id).map_err(|err| StripeError::Decode {
+            status: 200,
+            detail: err.to_string(),
+        })
     }
 
     fn endpoint(&self, path: &str) -> Result<Url, StripeError> {
@@ -384,6 +421,17 @@ impl StripeClient {
             tracing::warn!(retry, wait_ms = wait.as_millis() as u64, error = %error, "retrying Stripe request");
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+impl AccountLookup for StripeClient {
+    fn account_of<'a>(
+        &'a self,
+        key: &'a SecretString,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<AccountId, StripeError>> + Send + 'a>,
+    > {
+        Box::pin(StripeClient::account_of(self, key))
     }
 }
 

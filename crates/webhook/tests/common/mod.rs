@@ -1,9 +1,15 @@
 //! Helpers of the webhook tests: moto-backed stack, signed events, API Gateway requests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
 use base64::Engine;
 use serde_json::{Value, json};
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::signature::signature_header;
@@ -15,6 +21,16 @@ pub const SECRET: &str = "whsec_webhook_tests_7f3a";
 pub const NOW: i64 = 1_796_000_000;
 /// The secret the README's local configuration uses (events/ are signed with it).
 pub const README_SECRET: &str = "whsec_stripe_reports_local";
+/// The account of the one-account services (the emulator's default id).
+pub const ACCOUNT: &str = test_support::ACCOUNT;
+
+pub fn account() -> AccountId {
+    test_support::account()
+}
+
+pub fn id(text: &str) -> AccountId {
+    AccountId::parse(text).expect("account id")
+}
 
 pub struct Stack {
     pub sqs: aws_sdk_sqs::Client,
@@ -44,6 +60,7 @@ impl Stack {
             self.ledger.clone(),
             SqsQueue::new(self.sqs.clone(), download_url),
             SqsQueue::new(self.sqs.clone(), &self.schedule_url),
+            account(),
             secrets.iter().map(|s| SecretString::new(*s)).collect(),
             [
                 "balance.summary.1".to_owned(),
@@ -91,6 +108,69 @@ pub fn succeeded(event_id: &str, run_id: &str) -> String {
         "reporting.report_run.succeeded",
         run_object(run_id, "balance.summary.1", "succeeded"),
     )
+}
+
+/// The Python of the repository's virtualenv (it has Stripe's official
+/// `stripe` library), or `$STRIPE_REPORTS_PYTHON`.
+pub fn python() -> PathBuf {
+    std::env::var("STRIPE_REPORTS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+        })
+}
+
+/// Stripe's official Python library, kept running for the tests of one
+/// binary: it reads one JSON line `{"payload", "secret", "t"}` at a time and
+/// answers the `Stripe-Signature` header
+/// `stripe.WebhookSignature.generate_signature_header` makes.
+struct StripePython {
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    _child: std::process::Child,
+}
+
+const SIGNER: &str = "import json, sys, stripe\n\
+    for line in sys.stdin:\n\
+    \x20   case = json.loads(line)\n\
+    \x20   header = stripe.WebhookSignature.generate_signature_header(case['payload'], case['secret'], timestamp=case['t'])\n\
+    \x20   sys.stdout.write(header + '\\n')\n\
+    \x20   sys.stdout.flush()\n";
+
+/// The `Stripe-Signature` header Stripe's official Python library makes for
+/// `body` with `secret` at `t`: these tests do not sign with the code they test.
+pub fn sign_with_stripe_python(body: &str, secret: &str, t: i64) -> String {
+    static SIGNER_PROCESS: OnceLock<Mutex<StripePython>> = OnceLock::new();
+    let signer = SIGNER_PROCESS.get_or_init(|| {
+        let mut child = Command::new(python())
+            .args(["-c", SIGNER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python (the repository's .venv, or $STRIPE_REPORTS_PYTHON)");
+        Mutex::new(StripePython {
+            stdin: child.stdin.take().expect("stdin"),
+            stdout: BufReader::new(child.stdout.take().expect("stdout")),
+            _child: child,
+        })
+    });
+    let mut signer = signer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let case = json!({"payload": body, "secret": secret, "t": t});
+    writeln!(signer.stdin, "{case}").expect("write to stripe-python");
+    signer.stdin.flush().expect("flush");
+    let mut header = String::new();
+    signer
+        .stdout
+        .read_line(&mut header)
+        .expect("read stripe-python's header");
+    let header = header.trim_end().to_owned();
+    assert!(
+        header.starts_with(&format!("t={t},v1=")),
+        "stripe-python could not sign (is the stripe library installed?): {header:?}"
+    );
+    header
 }
 
 pub fn sign(body: &str, secrets: &[&str], t: i64) -> String {

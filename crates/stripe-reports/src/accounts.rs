@@ -1,0 +1,599 @@
+//! The configured Stripe accounts of a warm function (SPEC "Accounts").
+//!
+//! An account's id is the one Stripe reports for its key (`GET /v1/account`),
+//! asked once per key and remembered for the life of the function: at cold
+//! start for every key, and again only for a key that changed (a rotation in
+//! Secrets Manager) or could not be checked (then at most once per
+//! [`RECHECK_EVERY`]). A key is handed out only for the account Stripe says
+//! it belongs to, so nothing of one account is ever sent with another's key.
+//!
+//! At cold start a configured id that differs from its key's, or two entries
+//! of one account, stop the function with one line naming the account. A key
+//! that cannot be checked (revoked, Stripe unreachable, still the
+//! template's placeholder) stops nothing: its account is [`AccountState::Failing`],
+//! reported and alarmed by the functions, and tried again; the other
+//! accounts work on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use crate::domain::account::AccountId;
+use crate::domain::config::{ConfigError, StripeAccounts, StripeSecrets};
+use crate::domain::secret::SecretString;
+use crate::secrets::SecretsCache;
+use crate::stripe::StripeError;
+
+/// A key that could not be checked is asked about again after this long.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Asks Stripe whose key a key is.
+pub trait AccountLookup: Send + Sync {
+    /// The id of the account `key` belongs to (`GET /v1/account` with it).
+    fn account_of<'a>(
+        &'a self,
+        key: &'a SecretString,
+    ) -> Pin<Box<dyn Future<Output = Result<AccountId, StripeError>> + Send + 'a>>;
+}
+
+/// Whether an account can be worked now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    /// Its key is Stripe's key for this account.
+    Ready(AccountId),
+    /// It cannot be worked now; `account` names it (its id when configured),
+    /// `reason` says why in one line without any secret.
+    Failing { account: String, reason: String },
+}
+
+impl AccountState {
+    pub fn ready(&self) -> Option<&AccountId> {
+        match self {
+            AccountState::Ready(id) => Some(id),
+            AccountState::Failing { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("account {0} is not configured")]
+    NotConfigured(AccountId),
+    #[error("account {account} cannot be used now: {reason}")]
+    Failing { account: String, reason: String },
+}
+
+/// The endpoint secrets of one configured account, for the webhook.
+#[derive(Debug, Clone)]
+pub struct SigningSecrets {
+    /// `None` while the id of a one-account configuration is not known
+    /// (its key could not be checked): a delivery it signs cannot be
+    /// attributed yet, and is answered 500 so Stripe delivers it again.
+    pub account: Option<AccountId>,
+    pub secrets: Vec<SecretString>,
+}
+
+type Fingerprint = [u8; 32];
+
+#[derive(Debug, Clone)]
+enum Check {
+    Belongs(AccountId),
+    Failed { reason: String, at: Instant },
+}
+
+/// The configured accounts and what Stripe said of their keys.
+pub struct Accounts {
+    secrets: SecretsCache,
+    /// `None`: configured ids are taken as they are (tests, fuzzing).
+    lookup: Option<Arc<dyn AccountLookup>>,
+    checks: tokio::sync::Mutex<HashMap<Fingerprint, Check>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("checked", &self.lookup.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn fingerprint(key: &SecretString) -> Fingerprint {
+    Sha256::digest(key.expose().as_bytes()).into()
+}
+
+/// How an entry is named in lines and errors: its configured id, or, in the
+/// one-account shape, the account of the configured key.
+fn entry_name(entry: &StripeSecrets) -> String {
+    entry
+        .account
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "the account of the configured key".to_owned())
+}
+
+impl Accounts {
+    /// Cold start: checks every key with Stripe (all at once). A configured
+    /// id that is not its key's, or two entries of one account, is the one
+    /// line that stops the function; a key that cannot be checked is logged
+    /// and checked again later.
+    pub async fn load(
+        secrets: SecretsCache,
+        lookup: Arc<dyn AccountLookup>,
+    ) -> Result<Self, ConfigError> {
+        let accounts = Self {
+            secrets,
+            lookup: Some(lookup),
+            checks: Default::default(),
+        };
+        let variable = accounts.variable().await;
+        for state in accounts.states().await {
+            if let AccountState::Failing { account, reason } = state {
+                if reason.starts_with(MISMATCH) || reason.starts_with(DUPLICATE) {
+                    return Err(ConfigError::new(variable, format!("{account}: {reason}")));
+                }
+                warn!(account = %account, reason = %reason, "Stripe account not usable now: its work waits, the others go on");
+            }
+        }
+        Ok(accounts)
+    }
+
+    /// Accounts whose configured ids are taken as they are, without asking
+    /// Stripe (tests, fuzzing). An entry without an id is failing.
+    pub fn trusted(secrets: impl Into<SecretsCache>) -> Self {
+        Self {
+            secrets: secrets.into(),
+            lookup: None,
+            checks: Default::default(),
+        }
+    }
+
+    pub fn secrets(&self) -> &SecretsCache {
+        &self.secrets
+    }
+
+    /// The variable the configuration came from, for error lines.
+    async fn variable(&self) -> &'static str {
+        if self.secrets.rereads() {
+            "STRIPE_SECRET_ARN"
+        } else if self.secrets.current().await.entries().len() > 1
+            || self.secrets.current().await.entries()[0].account.is_some()
+        {
+            "STRIPE_ACCOUNTS"
+        } else {
+            "STRIPE_API_KEY"
+        }
+    }
+
+    /// The configured entries now; a re-read is asked for first when one of
+    /// them has no usable key (the template's placeholder, filled since).
+    async fn entries(&self) -> StripeAccounts {
+        let values = self.secrets.current().await;
+        let unusable = values
+            .entries()
+            .iter()
+            .any(|entry| entry.require_api_key().is_err());
+        if unusable && let Some(fresh) = self.secrets.reread_now().await {
+            return fresh;
+        }
+        values
+    }
+
+    /// Every configured account and whether it can be worked now, in the
+    /// order configured.
+    pub async fn states(&self) -> Vec<AccountState> {
+        let entries = self.entries().await;
+        let mut states: Vec<AccountState> = Vec::with_capacity(entries.entries().len());
+        for entry in entries.entries() {
+            let state = self.state_of(entry).await;
+            // Two entries whose keys are one account's would work it twice.
+            let state = match state {
+                AccountState::Ready(id) if states.iter().any(|s| s.ready() == Some(&id)) => {
+                    AccountState::Failing {
+                        account: entry_name(entry),
+                        reason: format!("{DUPLICATE} ({id})"),
+                    }
+                }
+                other => other,
+            };
+            states.push(state);
+        }
+        states
+    }
+
+    /// The accounts that can be worked now.
+    pub async fn ready(&self) -> Vec<AccountId> {
+        self.states()
+            .await
+            .into_iter()
+            .filter_map(|state| state.ready().cloned())
+            .collect()
+    }
+
+    /// The ids of the configured accounts, whether they can be worked now
+    /// or not; `None` while the id of a one-account configuration is not
+    /// known (its key could not be checked yet).
+    pub async fn configured(&self) -> Option<Vec<AccountId>> {
+        let entries = self.entries().await;
+        let mut ids = Vec::with_capacity(entries.entries().len());
+        for entry in entries.entries() {
+            match &entry.account {
+                Some(id) => ids.push(id.clone()),
+                None => ids.push(self.state_of(entry).await.ready()?.clone()),
+            }
+        }
+        Some(ids)
+    }
+
+    /// The key to send for `account`'s objects: only a key Stripe said is
+    /// this account's.
+    pub async fn api_key(&self, account: &AccountId) -> Result<SecretString, AccountError> {
+        let entries = self.entries().await;
+        let mut failing = None;
+        for entry in entries.entries() {
+            if entry.account.as_ref().is_some_and(|id| id != account) {
+                continue;
+            }
+            match self.state_of(entry).await {
+                AccountState::Ready(id) if id == *account => {
+                    if let Some(key) = &entry.api_key {
+                        return Ok(key.clone());
+                    }
+                }
+                AccountState::Ready(_) => {}
+                AccountState::Failing { account, reason } => {
+                    failing = Some(AccountError::Failing { account, reason })
+                }
+            }
+        }
+        Err(failing.unwrap_or_else(|| AccountError::NotConfigured(account.clone())))
+    }
+
+    /// Every account's webhook signing secrets with the account they sign
+    /// for, and whether some account has none usable (no secret, or the
+    /// template's placeholder): then a delivery that matches no secret may
+    /// be that account's, and is answered 500 rather than 400.
+    pub async fn signing_secrets(&self) -> (Vec<SigningSecrets>, bool) {
+        let mut values = self.secrets.current().await;
+        if values
+            .entries()
+            .iter()
+            .any(|entry| entry.require_webhook_secrets().is_err())
+            && let Some(fresh) = self.secrets.reread_now().await
+        {
+            values = fresh;
+        }
+        self.signing_secrets_of(&values).await
+    }
+
+    /// Cold start of the webhook: every account needs a signing secret. The
+    /// template's placeholder is only logged (refused at each delivery
+    /// until the secret is filled, then used without a cold start).
+    pub async fn require_signing_secrets(&self) -> Result<(), ConfigError> {
+        for entry in self.secrets.current().await.entries() {
+            match entry.require_webhook_secrets() {
+                Ok(_) => {}
+                Err(err) if entry.webhook_secret_is_placeholder() && self.secrets.rereads() => {
+                    warn!(error = %err, "Stripe webhook secret not set yet");
+                }
+                Err(err) => {
+                    return Err(match &entry.account {
+                        Some(id) => {
+                            ConfigError::new(err.variable, format!("{id}: {}", err.problem))
+                        }
+                        None => err,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The same after a signature matched none of them: the secret is read
+    /// again first (at most once a minute, see [`SecretsCache::reread_now`]);
+    /// `None` when it was not.
+    pub async fn signing_secrets_reread(&self) -> Option<(Vec<SigningSecrets>, bool)> {
+        let fresh = self.secrets.reread_now().await?;
+        Some(self.signing_secrets_of(&fresh).await)
+    }
+
+    async fn signing_secrets_of(&self, values: &StripeAccounts) -> (Vec<SigningSecrets>, bool) {
+        let mut usable = Vec::new();
+        let mut some_unusable = false;
+        for entry in values.entries() {
+            let Ok(secrets) = entry.require_webhook_secrets() else {
+                some_unusable = true;
+                continue;
+            };
+            let account = match &entry.account {
+                Some(id) => Some(id.clone()),
+                None => self.state_of(entry).await.ready().cloned(),
+            };
+            usable.push(SigningSecrets {
+                account,
+                secrets: secrets.to_vec(),
+            });
+        }
+        (usable, some_unusable)
+    }
+
+    /// What Stripe says of one entry's key (asked now only when not known).
+    async fn state_of(&self, entry: &StripeSecrets) -> AccountState {
+        let failing = |reason: String| AccountState::Failing {
+            account: entry_name(entry),
+            reason,
+        };
+        let key = match entry.require_api_key() {
+            Ok(key) => key,
+            Err(err) => return failing(err.problem),
+        };
+        let Some(lookup) = &self.lookup else {
+            return match &entry.account {
+                Some(id) => AccountState::Ready(id.clone()),
+                None => failing("no account id is configured and keys are not checked".into()),
+            };
+        };
+        let print = fingerprint(key);
+        let known = self.checks.lock().await.get(&print).cloned();
+        let check = match known {
+            Some(Check::Failed { at, .. }) if at.elapsed() >= RECHECK_EVERY => None,
+            known => known,
+        };
+        let check = match check {
+            Some(check) => check,
+            None => {
+                // Not holding the lock across the request: other entries
+                // are checked at the same time.
+                let check = match lookup.account_of(key).await {
+                    Ok(id) => Check::Belongs(id),
+                    Err(err) => Check::Failed {
+                        reason: format!(
+                            "its api_key cannot be checked with Stripe (GET /v1/account): {err}"
+                        ),
+                        at: Instant::now(),
+                    },
+                };
+                self.checks.lock().await.insert(print, check.clone());
+                check
+            }
+        };
+        match check {
+            Check::Belongs(id) => match &entry.account {
+                Some(configured) if *configured != id => {
+                    failing(format!("{MISMATCH} {id}, not {configured}"))
+                }
+                _ => AccountState::Ready(id),
+            },
+            Check::Failed { reason, .. } => failing(reason),
+        }
+    }
+}
+
+/// Each account's Stripe client, sharing one client's connections: it sends
+/// only the key Stripe said is that account's.
+#[cfg(feature = "http")]
+#[derive(Clone)]
+pub struct AccountClients {
+    base: crate::stripe::StripeClient,
+    accounts: Arc<Accounts>,
+}
+
+#[cfg(feature = "http")]
+impl AccountClients {
+    /// `base` is a client whose own key is never used ([`crate::stripe::ApiKey::None`]).
+    pub fn new(base: crate::stripe::StripeClient, accounts: Arc<Accounts>) -> Self {
+        Self { base, accounts }
+    }
+}
+
+#[cfg(feature = "http")]
+impl crate::ports::StripeByAccount for AccountClients {
+    type Api = crate::stripe::StripeClient;
+    fn for_account(&self, account: &AccountId) -> Self::Api {
+        self.base.with_api_key(crate::stripe::ApiKey::Account {
+            accounts: self.accounts.clone(),
+            account: account.clone(),
+        })
+    }
+}
+
+/// The start of the reasons that stop a cold start.
+const MISMATCH: &str = "its api_key is the key of";
+const DUPLICATE: &str = "is the same Stripe account as an entry before it";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::config::PLACEHOLDER_API_KEY;
+    use crate::secrets::{Clock, SecretReader};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Stripe as far as `GET /v1/account` goes: keys it knows, and a count.
+    #[derive(Default)]
+    struct Keys {
+        owners: Mutex<HashMap<String, String>>,
+        asked: AtomicUsize,
+    }
+    impl Keys {
+        fn with(pairs: &[(&str, &str)]) -> Arc<Self> {
+            let keys = Self::default();
+            for (key, account) in pairs {
+                keys.owners
+                    .lock()
+                    .unwrap()
+                    .insert((*key).to_owned(), (*account).to_owned());
+            }
+            Arc::new(keys)
+        }
+    }
+    impl AccountLookup for Keys {
+        fn account_of<'a>(
+            &'a self,
+            key: &'a SecretString,
+        ) -> Pin<Box<dyn Future<Output = Result<AccountId, StripeError>> + Send + 'a>> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let owner = self.owners.lock().unwrap().get(key.expose()).cloned();
+            Box::pin(async move {
+                match owner {
+                    Some(id) => Ok(AccountId::parse(&id).unwrap()),
+                    None => Err(StripeError::Transport(
+                        "401 Invalid API Key provided".into(),
+                    )),
+                }
+            })
+        }
+    }
+
+    fn accounts_json(entries: &[(&str, &str, &str)]) -> StripeAccounts {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(account, key, secret)| {
+                serde_json::json!({"account": account, "api_key": key, "webhook_secret": secret})
+            })
+            .collect();
+        StripeAccounts::from_accounts_json(&serde_json::Value::Array(list).to_string()).unwrap()
+    }
+
+    fn id(text: &str) -> AccountId {
+        AccountId::parse(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_key_is_checked_once_and_handed_out_only_for_its_account() {
+        let keys = Keys::with(&[("sk_test_a", "acct_A"), ("sk_test_b", "acct_B")]);
+        let accounts = Accounts::load(
+            SecretsCache::fixed(accounts_json(&[
+                ("acct_A", "sk_test_a", "whsec_a"),
+                ("acct_B", "sk_test_b", "whsec_b"),
+            ])),
+            keys.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(accounts.ready().await, [id("acct_A"), id("acct_B")]);
+        assert_eq!(
+            accounts.api_key(&id("acct_B")).await.unwrap().expose(),
+            "sk_test_b"
+        );
+        assert_eq!(
+            accounts.api_key(&id("acct_C")).await,
+            Err(AccountError::NotConfigured(id("acct_C")))
+        );
+        assert_eq!(keys.asked.load(Ordering::SeqCst), 2, "once per key");
+    }
+
+    #[tokio::test]
+    async fn a_key_of_another_account_or_a_second_entry_stops_the_cold_start() {
+        let keys = Keys::with(&[("sk_test_a", "acct_A"), ("sk_test_b", "acct_A")]);
+        let wrong = Accounts::load(
+            SecretsCache::fixed(accounts_json(&[
+                ("acct_A", "sk_test_a", "whsec_a"),
+                ("acct_B", "sk_test_b", "whsec_b"),
+            ])),
+            keys.clone(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            wrong,
+            "STRIPE_ACCOUNTS: acct_B: its api_key is the key of acct_A, not acct_B"
+        );
+        assert!(!wrong.contains("sk_test"), "{wrong}");
+        // The one-account shape: the id is learned, and a second key of
+        // the same account (through STRIPE_ACCOUNTS) is refused.
+        let one = Accounts::load(
+            SecretsCache::fixed(StripeAccounts::one(StripeSecrets::given(
+                Some(SecretString::new("sk_test_a")),
+                vec![],
+            ))),
+            keys,
+        )
+        .await
+        .unwrap();
+        assert_eq!(one.ready().await, [id("acct_A")]);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_cannot_be_checked_fails_its_account_only_and_is_asked_again_later() {
+        let keys = Keys::with(&[("sk_test_b", "acct_B")]);
+        let accounts = Accounts::load(
+            SecretsCache::fixed(accounts_json(&[
+                ("acct_A", "sk_test_revoked", "whsec_a"),
+                ("acct_B", "sk_test_b", "whsec_b"),
+            ])),
+            keys.clone(),
+        )
+        .await
+        .unwrap();
+        let states = accounts.states().await;
+        assert_eq!(states[1], AccountState::Ready(id("acct_B")));
+        let AccountState::Failing { account, reason } = &states[0] else {
+            panic!("{states:?}")
+        };
+        assert_eq!(account, "acct_A");
+        assert!(reason.contains("cannot be checked"), "{reason}");
+        assert!(!reason.contains("sk_test"), "{reason}");
+        assert!(matches!(
+            accounts.api_key(&id("acct_A")).await,
+            Err(AccountError::Failing { .. })
+        ));
+        let asked = keys.asked.load(Ordering::SeqCst);
+        accounts.states().await;
+        assert_eq!(
+            keys.asked.load(Ordering::SeqCst),
+            asked,
+            "not again at once"
+        );
+    }
+
+    #[derive(Default)]
+    struct Hand(std::sync::atomic::AtomicU64);
+    impl Clock for Hand {
+        fn now(&self) -> Duration {
+            Duration::from_secs(self.0.load(Ordering::SeqCst))
+        }
+    }
+    struct Scripted(Mutex<String>);
+    impl SecretReader for Scripted {
+        fn read(
+            &self,
+        ) -> Pin<Box<dyn Future<Output = Result<StripeAccounts, ConfigError>> + Send + '_>>
+        {
+            let json = self.0.lock().unwrap().clone();
+            Box::pin(async move { StripeAccounts::from_secret_json(&json) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_placeholder_fails_its_account_and_a_filled_secret_is_used_at_once() {
+        let reader = Arc::new(Scripted(Mutex::new(format!(
+            r#"{{"api_key":"{PLACEHOLDER_API_KEY}"}}"#
+        ))));
+        let clock = Arc::new(Hand::default());
+        let cache = SecretsCache::load(reader.clone(), clock.clone())
+            .await
+            .unwrap();
+        let keys = Keys::with(&[("sk_test_real", "acct_A")]);
+        let accounts = Accounts::load(cache, keys).await.unwrap();
+        let AccountState::Failing { reason, .. } = &accounts.states().await[0] else {
+            panic!("a placeholder is not a key")
+        };
+        assert!(reason.contains("placeholder"), "{reason}");
+        // Filled in Secrets Manager: a use after the minute between forced
+        // re-reads reads it, without waiting out the 5-minute cache.
+        *reader.0.lock().unwrap() = r#"{"api_key":"sk_test_real"}"#.into();
+        clock
+            .0
+            .fetch_add(crate::secrets::REREAD_EVERY.as_secs(), Ordering::SeqCst);
+        assert_eq!(
+            accounts.api_key(&id("acct_A")).await.unwrap().expose(),
+            "sk_test_real"
+        );
+    }
+}
