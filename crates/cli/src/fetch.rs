@@ -1,5 +1,6 @@
 //! `stripe-reports fetch`: run reports now and save their files, with only a
-//! Stripe key (a folder) or AWS credentials too (`--out s3://…`).
+//! Stripe key (a folder) or AWS credentials too (`--out s3://…`), under the
+//! same `account=<acct>/report_type=…/date=…/<run>.csv` keys as the functions.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use futures_util::StreamExt;
 use jiff::civil::Date;
 use sha2::{Digest, Sha256};
 use stripe_reports::aws::s3::S3Sink;
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::calendar::{self, Interval};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
@@ -104,7 +106,13 @@ impl Progress {
     }
 }
 
-pub async fn run(client: &StripeClient, fetch: Fetch, s3: Option<S3Sink>) -> Result<(), String> {
+/// Fetches for `account` with `client`, which sends that account's key only.
+pub async fn run(
+    client: &StripeClient,
+    account: &AccountId,
+    fetch: Fetch,
+    s3: Option<S3Sink>,
+) -> Result<(), String> {
     let progress = Progress {
         terminal: std::io::stderr().is_terminal(),
     };
@@ -129,7 +137,7 @@ pub async fn run(client: &StripeClient, fetch: Fetch, s3: Option<S3Sink>) -> Res
     // Create every run first (Stripe computes them in parallel), then wait.
     let mut runs: Vec<ReportRun> = Vec::new();
     for interval in &wanted {
-        let key = RequestKey::new(&fetch.spec, *interval, 0);
+        let key = RequestKey::new(account, &fetch.spec, *interval, 0);
         let run = client
             .create_report_run(
                 &CreateReportRun::for_spec(&fetch.spec, *interval),
@@ -180,7 +188,15 @@ pub async fn run(client: &StripeClient, fetch: Fetch, s3: Option<S3Sink>) -> Res
         }
     }
     for run in &finished {
-        let saved = save(client, run, &fetch.destination, s3.as_ref(), &progress).await?;
+        let saved = save(
+            client,
+            account,
+            run,
+            &fetch.destination,
+            s3.as_ref(),
+            &progress,
+        )
+        .await?;
         println!("{saved}");
     }
     Ok(())
@@ -194,6 +210,7 @@ fn ts(unix: i64) -> String {
 
 async fn save(
     client: &StripeClient,
+    account: &AccountId,
     run: &ReportRun,
     destination: &Destination,
     s3: Option<&S3Sink>,
@@ -205,7 +222,7 @@ async fn save(
     match destination {
         Destination::S3 { bucket, prefix } => {
             let sink = s3.ok_or("no S3 client")?;
-            let object = object_spec(prefix, run, file.size);
+            let object = object_spec(prefix, account, run, file.size);
             let written = sink
                 // A command run by hand has no invocation deadline.
                 .store(
@@ -221,7 +238,7 @@ async fn save(
             ))
         }
         Destination::Folder(root) => {
-            let path = root.join(object_key("", run));
+            let path = root.join(object_key("", account, run));
             let (bytes, sha256) = write_file(&path, download.body, file.size, progress).await?;
             // Read back what landed on disk: the check is of the file, not the stream.
             let on_disk = hash_file(&path)?;

@@ -3,6 +3,9 @@
 //! server turning `POST /webhooks/stripe` into API Gateway v2 events, and
 //! long-polling of the download and schedule queues with SQS batch semantics
 //! (a message is deleted only when the handler did not report it failed).
+//! The three services are built from one [`Environment`], as each function
+//! builds its own at cold start: the configuration and the accounts (every
+//! key checked with Stripe once) are loaded once for all three.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use base64::Engine;
 use serde_json::{Value, json};
+use stripe_reports::env::Environment;
 use tracing::{info, warn};
 
 pub struct LocalOptions {
@@ -26,38 +30,59 @@ pub struct LocalOptions {
 struct Runner {
     webhook: webhook::Service,
     scheduler: scheduler::Service,
-    downloader:
-        downloader::Deps<stripe_reports::aws::DynamoLedger, stripe_reports::stripe::StripeClient>,
+    downloader: downloader::Deps<
+        stripe_reports::aws::DynamoLedger,
+        stripe_reports::accounts::AccountClients,
+    >,
     sqs: aws_sdk_sqs::Client,
     download_queue: String,
     schedule_queue: String,
 }
 
+/// The same environment for another service: one configuration, one SDK
+/// configuration, one set of accounts (one check of each key) for all three.
+fn share(env: &Environment) -> Environment {
+    Environment {
+        config: env.config.clone(),
+        sdk: env.sdk.clone(),
+        accounts: env.accounts.clone(),
+        stripe: env.stripe.clone(),
+    }
+}
+
 pub async fn run(options: LocalOptions) -> Result<(), String> {
-    let webhook = webhook::service_from_env()
+    let env = Environment::load().await.map_err(|e| e.to_string())?;
+    let webhook = webhook::service_from(share(&env))
         .await
         .map_err(|e| e.to_string())?;
-    let scheduler = scheduler::service_from_env()
+    let scheduler = scheduler::service_from(share(&env))
         .await
         .map_err(|e| e.to_string())?;
-    let downloader = downloader::deps_from_env()
+    let download_queue = env
+        .config
+        .require_download_queue_url()
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let schedule_queue = env
+        .config
+        .require_schedule_queue_url()
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    // (An account whose key could not be checked was logged by the load.)
+    for account in env.accounts.ready().await {
+        info!(account = %account, "Stripe account ready");
+    }
+    let downloader = downloader::deps_from(env)
         .await
         .map_err(|e| e.to_string())?;
-    let config = stripe_reports::Config::from_env().map_err(|e| e.to_string())?;
-    let sdk = stripe_reports::aws::load_sdk_config().await;
     let runner = Arc::new(Runner {
         webhook,
         scheduler,
         downloader,
-        sqs: aws_sdk_sqs::Client::new(&sdk),
-        download_queue: config
-            .require_download_queue_url()
-            .map_err(|e| e.to_string())?
-            .to_owned(),
-        schedule_queue: config
-            .require_schedule_queue_url()
-            .map_err(|e| e.to_string())?
-            .to_owned(),
+        sqs,
+        download_queue,
+        schedule_queue,
     });
 
     let listener = tokio::net::TcpListener::bind(options.listen)

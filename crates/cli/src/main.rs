@@ -1,7 +1,8 @@
 //! `stripe-reports`: the command line. Reads the same environment as the
 //! Lambda functions (SPEC "Configuration"); `types` and `fetch` to a folder
-//! need only `STRIPE_API_KEY`.
+//! need only `STRIPE_API_KEY` (or `STRIPE_ACCOUNTS`).
 
+mod accounts;
 mod fetch;
 mod invoke;
 mod local;
@@ -11,12 +12,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use accounts::{Refused, parse_accounts};
 use clap::{Parser, Subcommand};
 use jiff::civil::Date;
 use stripe_reports::Config;
-use stripe_reports::domain::config::SecretSource;
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::spec::{Frequency, ReportSpec, read_specs};
-use stripe_reports::stripe::{StripeClient, StripeClientConfig};
+use stripe_reports::ports::StripeByAccount;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,11 +33,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List the account's report types and how far their data reaches.
+    /// List each account's report types and how far their data reaches.
     Types {
-        /// Print Stripe's JSON instead of a table.
+        /// Print Stripe's JSON (each report type with its `account`) instead of a table.
         #[arg(long)]
         json: bool,
+        /// An account to list (repeat, or separate with commas; default: every configured account).
+        #[arg(long = "account", value_name = "ACCT", value_delimiter = ',')]
+        accounts: Vec<String>,
     },
     /// Where every report spec stands: last stored, not stored (pending,
     /// failed, overdue) with ages, recent freshness. Reads the ledger only.
@@ -47,6 +52,10 @@ enum Command {
         /// Intervals ending in the last N days (default: LOOKBACK_DAYS).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3660))]
         days: Option<u32>,
+        /// An account to report on (repeat, or separate with commas; default:
+        /// every configured account). Named here, no Stripe key is needed.
+        #[arg(long = "account", value_name = "ACCT", value_delimiter = ',')]
+        accounts: Vec<String>,
     },
     /// Run the scheduler, webhook and downloader locally, with their event sources
     /// (needs the whole SPEC environment: Stripe, table, bucket, queues).
@@ -95,6 +104,10 @@ enum Command {
         /// A folder, or s3://bucket/prefix (same key layout as the Lambda functions).
         #[arg(long, default_value = "./reports")]
         out: String,
+        /// The account whose reports to fetch: the key's own (STRIPE_API_KEY; a
+        /// key of another account is refused), or one of STRIPE_ACCOUNTS.
+        #[arg(long, value_name = "ACCT")]
+        account: Option<String>,
     },
 }
 
@@ -119,46 +132,98 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-fn stripe_client(config: &Config) -> Result<StripeClient, String> {
-    let SecretSource::Direct(secrets) = &config.secrets else {
-        return Err(
-            "the CLI reads STRIPE_API_KEY; STRIPE_SECRET_ARN is for the Lambda functions".into(),
-        );
-    };
-    let key = secrets.require_api_key().map_err(|e| e.to_string())?;
-    StripeClient::new(StripeClientConfig::from_config(config, key.clone()))
-        .map_err(|e| e.to_string())
-}
-
 fn utc(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)
         .map(|ts| ts.to_string())
         .unwrap_or_else(|_| unix.to_string())
 }
 
-async fn types(config: &Config, json: bool) -> Result<(), String> {
-    let client = stripe_client(config)?;
-    let mut types = client.report_types().await.map_err(|e| e.to_string())?;
-    types.sort_by(|a, b| a.id.cmp(&b.id));
+/// `types`: every selected account's report types, each key checked with
+/// Stripe first as the functions do at cold start. An account that cannot
+/// be listed is one line on stderr and exit code 1; the others are listed.
+async fn types(config: Config, requested: &[AccountId], json: bool) -> Result<(), Refused> {
+    // AWS only for a key in Secrets Manager: with STRIPE_API_KEY or
+    // STRIPE_ACCOUNTS, no AWS configuration is read (no region lookup).
+    let sdk = match &config.secrets {
+        stripe_reports::domain::config::SecretSource::SecretsManager { .. } => {
+            stripe_reports::aws::load_sdk_config().await
+        }
+        stripe_reports::domain::config::SecretSource::Direct(_) => aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build(),
+    };
+    let env = stripe_reports::env::Environment::with(
+        config,
+        sdk,
+        std::sync::Arc::new(stripe_reports::secrets::SystemClock::new()),
+    )
+    .await
+    .map_err(|err| Refused::Usage(err.to_string()))?;
+    let selected = accounts::select(&env.accounts.states().await, requested)?;
+    let clients = env.account_clients();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for account in selected {
+        let account = match account {
+            Ok(account) => account,
+            Err((name, reason)) => {
+                failures.push(format!("{name}: {reason}"));
+                continue;
+            }
+        };
+        match clients.for_account(&account).report_types().await {
+            Ok(mut types) => {
+                types.sort_by(|a, b| a.id.cmp(&b.id));
+                rows.extend(types.into_iter().map(|kind| (account.clone(), kind)));
+            }
+            Err(err) => failures.push(format!("{account}: {err}")),
+        }
+    }
     if json {
-        let text = serde_json::to_string_pretty(&types).map_err(|e| e.to_string())?;
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(account, kind)| {
+                let mut value = serde_json::to_value(kind).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("account".into(), account.as_str().into());
+                }
+                value
+            })
+            .collect();
+        let text =
+            serde_json::to_string_pretty(&list).map_err(|err| Refused::Failed(err.to_string()))?;
         println!("{text}");
-        return Ok(());
-    }
-    let width = types.iter().map(|t| t.id.len()).max().unwrap_or(4).max(11);
-    println!(
-        "{:<width$}  {:<20}  {:<20}",
-        "report type", "data available start", "data available end"
-    );
-    for kind in &types {
+    } else {
+        let account_width = rows
+            .iter()
+            .map(|(account, _)| account.as_str().len())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        let width = rows
+            .iter()
+            .map(|(_, kind)| kind.id.len())
+            .max()
+            .unwrap_or(0)
+            .max(11);
         println!(
-            "{:<width$}  {:<20}  {:<20}",
-            kind.id,
-            utc(kind.data_available_start),
-            utc(kind.data_available_end)
+            "{:<account_width$}  {:<width$}  {:<20}  {:<20}",
+            "account", "report type", "data available start", "data available end"
         );
+        for (account, kind) in &rows {
+            println!(
+                "{:<account_width$}  {:<width$}  {:<20}  {:<20}",
+                account.as_str(),
+                kind.id,
+                utc(kind.data_available_start),
+                utc(kind.data_available_end)
+            );
+        }
     }
-    Ok(())
+    match failures.len() {
+        0 => Ok(()),
+        _ => Err(Refused::Failed(failures.join("; "))),
+    }
 }
 
 /// Exit code 2 with one line: a usage error.
@@ -205,14 +270,38 @@ async fn main() -> ExitCode {
         Err(err) => return usage(&err.to_string()),
     };
     let outcome = match cli.command {
-        Command::Types { json } => types(&config, json).await,
-        Command::Status { json, days } => {
+        Command::Types { json, accounts } => {
+            let accounts = match parse_accounts(&accounts) {
+                Ok(accounts) => accounts,
+                Err(err) => return usage(&err),
+            };
+            match types(config, &accounts, json).await {
+                Err(Refused::Usage(err)) => return usage(&err),
+                Err(Refused::Failed(err)) => Err(err),
+                Ok(()) => Ok(()),
+            }
+        }
+        Command::Status {
+            json,
+            days,
+            accounts,
+        } => {
+            let accounts = match parse_accounts(&accounts) {
+                Ok(accounts) => accounts,
+                Err(err) => return usage(&err),
+            };
             let now = jiff::Timestamp::now().as_second();
-            return match status::run(&config, status::StatusOptions { json, days }, now).await {
+            let options = status::StatusOptions {
+                json,
+                days,
+                accounts,
+            };
+            return match status::run(&config, options, now).await {
                 Ok(true) => ExitCode::SUCCESS,
                 // Something is overdue or failed: the table or JSON says what.
                 Ok(false) => ExitCode::FAILURE,
-                Err(err) => {
+                Err(Refused::Usage(err)) => usage(&err),
+                Err(Refused::Failed(err)) => {
                     eprintln!("stripe-reports: status: {err}");
                     ExitCode::from(3)
                 }
@@ -241,7 +330,12 @@ async fn main() -> ExitCode {
             columns,
             currency,
             out,
+            account,
         } => {
+            let account = match parse_accounts(account.as_slice()) {
+                Ok(mut accounts) => accounts.pop(),
+                Err(err) => return usage(&err),
+            };
             let mut spec = ReportSpec::new(report_type);
             spec.frequency = frequency.parse::<Frequency>().unwrap_or_default();
             spec.timezone = timezone;
@@ -263,9 +357,10 @@ async fn main() -> ExitCode {
                 Ok(destination) => destination,
                 Err(err) => return usage(&err),
             };
-            match stripe_client(&config) {
-                Err(err) => Err(err),
-                Ok(client) => {
+            match accounts::for_fetch(&config, account.as_ref()).await {
+                Err(Refused::Usage(err)) => return usage(&err),
+                Err(Refused::Failed(err)) => Err(err),
+                Ok((account, client)) => {
                     let s3 = match &destination {
                         fetch::Destination::S3 { bucket, .. } => {
                             let sdk = stripe_reports::aws::load_sdk_config().await;
@@ -281,6 +376,7 @@ async fn main() -> ExitCode {
                     };
                     fetch::run(
                         &client,
+                        &account,
                         fetch::Fetch {
                             spec,
                             dates,

@@ -1,17 +1,21 @@
-//! `stripe-reports status`: where every report spec stands — the last
-//! stored interval, what is pending, failed or overdue and for how long,
-//! and how fresh the recent reports were — from the ledger alone (no Stripe
-//! key needed: availability is what the scheduler recorded). A table on a
-//! terminal, `--json` for scripts; exit code 1 when anything is overdue or
-//! failed, so it drops into any monitoring.
+//! `stripe-reports status`: where every report spec of every account stands
+//! — the last stored interval, what is pending, failed or overdue and for
+//! how long, and how fresh the recent reports were — from the ledger alone
+//! (availability is what the scheduler recorded; no Stripe key is needed
+//! when the accounts are named, by `--account` or `STRIPE_ACCOUNTS`). A
+//! table on a terminal, `--json` for scripts; exit code 1 when anything is
+//! overdue or failed, so it drops into any monitoring.
 
 use std::fmt::Write as _;
 
 use serde_json::json;
 use stripe_reports::Config;
 use stripe_reports::aws::DynamoLedger;
+use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::status::{IntervalStatus, SpecStatus, status};
+
+use crate::accounts::Refused;
 
 /// Point reads in flight at once.
 const CONCURRENCY: usize = 32;
@@ -19,24 +23,38 @@ const CONCURRENCY: usize = 32;
 pub struct StatusOptions {
     pub json: bool,
     pub days: Option<u32>,
+    /// `--account`: empty for every configured account.
+    pub accounts: Vec<AccountId>,
 }
 
 /// Prints the status; `Ok(true)` when nothing needs attention.
-pub async fn run(config: &Config, options: StatusOptions, now: i64) -> Result<bool, String> {
-    let table = config.require_runs_table().map_err(|e| e.to_string())?;
+/// `Refused::Failed` when the ledger cannot be read.
+pub async fn run(config: &Config, options: StatusOptions, now: i64) -> Result<bool, Refused> {
+    let table = config
+        .require_runs_table()
+        .map_err(|err| Refused::Failed(err.to_string()))?;
     let sdk = stripe_reports::aws::load_sdk_config().await;
+    let accounts = crate::accounts::for_status(config, &sdk, &options.accounts).await?;
     let ledger = DynamoLedger::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let days = options.days.unwrap_or(config.lookback_days);
     let grace = i64::from(config.overdue_after_minutes) * 60;
-    let specs = status(&ledger, &config.reports, days, now, grace, CONCURRENCY)
-        .await
-        .map_err(|err| err.to_string())?;
+    let specs = status(
+        &ledger,
+        &accounts,
+        &config.reports,
+        days,
+        now,
+        grace,
+        CONCURRENCY,
+    )
+    .await
+    .map_err(|err| Refused::Failed(err.to_string()))?;
     let healthy = !specs.iter().any(SpecStatus::needs_attention);
     if options.json {
         println!(
             "{}",
             json!({"now": now, "days": days, "overdue_after_secs": grace,
-                   "healthy": healthy, "specs": specs})
+                   "accounts": accounts, "healthy": healthy, "specs": specs})
         );
     } else {
         print!("{}", table_text(&specs, days));
@@ -100,9 +118,9 @@ impl StateWords for IntervalStatus {
     }
 }
 
-/// The table: one row per spec, then one line per interval not stored.
+/// The table: one row per (account, spec), then one line per interval not stored.
 pub fn table_text(specs: &[SpecStatus], days: u32) -> String {
-    let rows: Vec<[String; 6]> = specs
+    let rows: Vec<[String; 7]> = specs
         .iter()
         .map(|spec| {
             let freshness: Vec<String> = spec
@@ -112,6 +130,7 @@ pub fn table_text(specs: &[SpecStatus], days: u32) -> String {
                 .map(|secs| duration(*secs))
                 .collect();
             [
+                spec.account.to_string(),
                 spec_name(&spec.spec),
                 spec.last_stored
                     .as_ref()
@@ -138,6 +157,7 @@ pub fn table_text(specs: &[SpecStatus], days: u32) -> String {
         })
         .collect();
     let header = [
+        "account",
         "report spec",
         "last stored",
         "not stored",
@@ -167,9 +187,14 @@ pub fn table_text(specs: &[SpecStatus], days: u32) -> String {
     let details: Vec<String> = specs
         .iter()
         .flat_map(|spec| {
-            spec.not_stored
-                .iter()
-                .map(move |interval| format!("  {} {}", spec.spec.report_type, line(interval)))
+            spec.not_stored.iter().map(move |interval| {
+                format!(
+                    "  {} {} {}",
+                    spec.account,
+                    spec.spec.report_type,
+                    line(interval)
+                )
+            })
         })
         .collect();
     if !details.is_empty() {

@@ -1,17 +1,39 @@
 //! The `stripe-reports` binary as a user runs it: `fetch` to a folder,
-//! argument errors, and `local` driving the whole pipeline against the
-//! emulator and moto's server.
+//! argument errors, and `local` driving the whole pipeline for two Stripe
+//! accounts against the emulator and moto's server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
-use test_support::{Clock, DAY, bucket, emulator_with, ledger, local_aws, queue, unique};
+use stripe_emulator::{AccountConfig, Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
+use test_support::{ACCOUNT, Clock, DAY, bucket, emulator_with, ledger, local_aws, queue, unique};
 
 const KEY: &str = "sk_test_cli_tests";
 const SECRET: &str = "whsec_cli_tests";
+/// A second account, with its own key and webhook secret.
+const OTHER: &str = "acct_1CliTestsOther";
+const OTHER_KEY: &str = "sk_test_cli_tests_other";
+const OTHER_SECRET: &str = "whsec_cli_tests_other";
+
+/// Both accounts as the emulator serves them: [`ACCOUNT`] (the default) and [`OTHER`].
+fn two_accounts() -> Vec<AccountConfig> {
+    let mut first = AccountConfig::new(ACCOUNT, KEY);
+    first.webhook_secrets = vec![SECRET.into()];
+    let mut other = AccountConfig::new(OTHER, OTHER_KEY);
+    other.webhook_secrets = vec![OTHER_SECRET.into()];
+    vec![first, other]
+}
+
+/// Both accounts as `STRIPE_ACCOUNTS` gives them to the CLI.
+fn stripe_accounts() -> String {
+    serde_json::json!([
+        {"account": ACCOUNT, "api_key": KEY, "webhook_secret": SECRET},
+        {"account": OTHER, "api_key": OTHER_KEY, "webhook_secret": OTHER_SECRET},
+    ])
+    .to_string()
+}
 
 fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stripe-reports"));
@@ -60,7 +82,7 @@ async fn emulator(
     delay_ms: u64,
 ) -> Emulator {
     emulator_with(EmulatorConfig {
-        api_key: KEY.into(),
+        accounts: two_accounts(),
         report_types,
         run_delay: Duration::from_millis(delay_ms),
         webhook,
@@ -91,17 +113,17 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
+async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder_under_the_keys_account() {
     let today = today();
     let emulator = emulator(kinds(today), None, 300).await;
     let out = std::env::temp_dir().join(unique("fetch"));
     let base = emulator.base_url();
-    let run = |args: Vec<String>| {
+    let run = |env: Vec<(&'static str, String)>, args: Vec<String>| {
         let base = base.clone();
         async move {
             tokio::task::spawn_blocking(move || {
                 bin()
-                    .env("STRIPE_API_KEY", KEY)
+                    .envs(env)
                     .env("STRIPE_API_BASE", &base)
                     .env("STRIPE_FILE_HOSTS", "127.0.0.1")
                     .args(args)
@@ -112,18 +134,25 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
             .unwrap()
         }
     };
+    let one_key = || vec![("STRIPE_API_KEY", KEY.to_owned())];
     let out_arg = out.to_str().unwrap().to_owned();
-    // One date.
-    let one = run(vec![
-        "fetch".into(),
-        "--report-type".into(),
-        "balance.summary.1".into(),
-        "--date".into(),
-        date(today - 2 * DAY),
-        "--out".into(),
-        out_arg.clone(),
-    ])
-    .await;
+    let one_date = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "fetch",
+            "--report-type",
+            "balance.summary.1",
+            "--date",
+            &date(today - 2 * DAY),
+            "--out",
+            &out_arg,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    // One date, with the key of the default account: its account is learned.
+    let one = run(one_key(), one_date(&[])).await;
     assert!(
         one.status.success(),
         "{}",
@@ -132,47 +161,92 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
     let stdout = String::from_utf8(one.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let expected = out.join(format!(
-        "report_type=balance.summary.1/date={}",
+        "account={ACCOUNT}/report_type=balance.summary.1/date={}",
         date(today - 2 * DAY)
     ));
     assert!(stdout.contains(expected.to_str().unwrap()), "{stdout}");
-    // A range of three days.
-    let range = run(vec![
-        "fetch".into(),
-        "--report-type".into(),
-        "payouts.itemized.3".into(),
-        "--from".into(),
-        date(today - 5 * DAY),
-        "--to".into(),
-        date(today - 3 * DAY),
-        "--out".into(),
-        out_arg.clone(),
-    ])
+    // The key of one account with --account of another: refused in one
+    // line, before anything is requested.
+    for env in [one_key(), vec![("STRIPE_API_KEY", OTHER_KEY.to_owned())]] {
+        let wanted = if env[0].1 == KEY { OTHER } else { ACCOUNT };
+        let refused = run(env, one_date(&["--account", wanted])).await;
+        let stderr = String::from_utf8(refused.stderr).unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("--account {wanted}: STRIPE_API_KEY is the key of")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("sk_test"), "{stderr}");
+    }
+    assert_eq!(
+        emulator.stats().runs_created,
+        1,
+        "nothing requested when refused"
+    );
+    // Several accounts configured: fetch works for the one named.
+    let several = run(vec![("STRIPE_ACCOUNTS", stripe_accounts())], one_date(&[])).await;
+    assert_eq!(several.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&several.stderr).contains("give --account"));
+    // A range of three days, of the other account named among several.
+    let range = run(
+        vec![("STRIPE_ACCOUNTS", stripe_accounts())],
+        vec![
+            "fetch".into(),
+            "--report-type".into(),
+            "payouts.itemized.3".into(),
+            "--from".into(),
+            date(today - 5 * DAY),
+            "--to".into(),
+            date(today - 3 * DAY),
+            "--out".into(),
+            out_arg.clone(),
+            "--account".into(),
+            OTHER.into(),
+        ],
+    )
     .await;
     assert!(
         range.status.success(),
         "{}",
         String::from_utf8_lossy(&range.stderr)
     );
-    assert_eq!(String::from_utf8(range.stdout).unwrap().lines().count(), 3);
-    // A weekly spec over a month: its whole ISO weeks.
-    let weekly = run(vec![
-        "fetch".into(),
-        "--report-type".into(),
-        "balance.summary.1".into(),
-        "--frequency".into(),
-        "weekly".into(),
-        "--from".into(),
-        date(today - 35 * DAY),
-        "--to".into(),
-        date(today - 8 * DAY),
-        "--column".into(),
-        "id".into(),
-        "--column".into(),
-        "amount".into(),
-        "--out".into(),
-        out_arg.clone(),
-    ])
+    let stdout = String::from_utf8(range.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3);
+    assert!(
+        stdout
+            .lines()
+            .all(|line| line.contains(&format!("account={OTHER}/report_type=payouts.itemized.3/"))),
+        "{stdout}"
+    );
+    assert_eq!(
+        emulator.runs_of(OTHER).len(),
+        3,
+        "created with the other account's key"
+    );
+    // A weekly spec over a month: its whole ISO weeks (the key's own account named).
+    let weekly = run(
+        one_key(),
+        vec![
+            "fetch".into(),
+            "--report-type".into(),
+            "balance.summary.1".into(),
+            "--frequency".into(),
+            "weekly".into(),
+            "--from".into(),
+            date(today - 35 * DAY),
+            "--to".into(),
+            date(today - 8 * DAY),
+            "--column".into(),
+            "id".into(),
+            "--column".into(),
+            "amount".into(),
+            "--out".into(),
+            out_arg.clone(),
+            "--account".into(),
+            ACCOUNT.into(),
+        ],
+    )
     .await;
     assert!(
         weekly.status.success(),
@@ -184,18 +258,24 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder() {
 
     let files = files_under(&out);
     assert_eq!(files.len(), 1 + 3 + weeks, "{files:?}");
-    // Every file is whole: the emulator's size and SHA-256.
-    for run in emulator.runs() {
-        let id = run["id"].as_str().unwrap();
-        let path = files
-            .iter()
-            .find(|p| p.to_str().unwrap().ends_with(&format!("{id}.csv")))
-            .expect("file for run");
-        let (sha256, size) = emulator
-            .file_digest(run["result"]["id"].as_str().unwrap())
-            .unwrap();
-        assert_eq!(std::fs::metadata(path).unwrap().len(), size);
-        assert_eq!(sha256_file(path), sha256);
+    // Every file is whole (the emulator's size and SHA-256), under its account.
+    for account in [ACCOUNT, OTHER] {
+        for run in emulator.runs_of(account) {
+            let id = run["id"].as_str().unwrap();
+            let path = files
+                .iter()
+                .find(|p| p.to_str().unwrap().ends_with(&format!("{id}.csv")))
+                .expect("file for run");
+            assert!(
+                path.starts_with(out.join(format!("account={account}"))),
+                "{path:?}"
+            );
+            let (sha256, size) = emulator
+                .file_digest(run["result"]["id"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(std::fs::metadata(path).unwrap().len(), size);
+            assert_eq!(sha256_file(path), sha256);
+        }
     }
     // The weekly runs carried the columns.
     assert!(
@@ -282,6 +362,26 @@ fn bad_arguments_give_one_line_and_exit_2() {
             ],
             "no bucket",
         ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-10-01",
+                "--account",
+                KEY,
+            ],
+            "is not a Stripe account id",
+        ),
+        (
+            vec!["status", "--account", "acct_"],
+            "is not a Stripe account id",
+        ),
+        (
+            vec!["types", "--account", "acct_ok,nope"],
+            "is not a Stripe account id",
+        ),
         (vec!["local", "--schedule-every", "soon"], "duration"),
         (vec!["frobnicate"], "frobnicate"),
     ];
@@ -324,6 +424,7 @@ fn bad_arguments_give_one_line_and_exit_2() {
         "--column",
         "--currency",
         "--out",
+        "--account",
     ] {
         assert!(help.contains(option), "{option} missing from --help");
     }
@@ -339,7 +440,21 @@ impl Drop for Child {
     }
 }
 
-/// Waits until the emulator has `count` runs and the ledger has each stored.
+/// Every run of both accounts at the emulator, as (account, run).
+fn all_runs(emulator: &Emulator) -> Vec<(&'static str, serde_json::Value)> {
+    [ACCOUNT, OTHER]
+        .into_iter()
+        .flat_map(|account| {
+            emulator
+                .runs_of(account)
+                .into_iter()
+                .map(move |run| (account, run))
+        })
+        .collect()
+}
+
+/// Waits until the emulator has `count` runs (both accounts) and the ledger
+/// has each stored.
 async fn wait_until_stored(
     emulator: &Emulator,
     ledger: &stripe_reports::aws::DynamoLedger,
@@ -349,9 +464,9 @@ async fn wait_until_stored(
     use stripe_reports::ports::Ledger;
     let deadline = Instant::now() + within;
     loop {
-        let runs = emulator.runs();
+        let runs = all_runs(emulator);
         let mut stored = 0;
-        for run in &runs {
+        for (_, run) in &runs {
             if let Some(record) = ledger.run(run["id"].as_str().unwrap()).await.unwrap() {
                 stored +=
                     usize::from(record.status == stripe_reports::domain::ledger::RunStatus::Stored);
@@ -370,7 +485,7 @@ async fn wait_until_stored(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
+async fn local_runs_the_whole_pipeline_for_two_accounts_from_tick_to_stored_objects() {
     let sdk = local_aws().await;
     let ledger = ledger(&sdk).await;
     let table = ledger.table().to_owned();
@@ -384,8 +499,9 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
         .port();
     let today = today();
     // Stripe has yesterday's payouts but balance data only up to the day
-    // before: the first tick plans 2 + 1 runs, and yesterday's balance run
-    // waits for Stripe's `report_type.updated`.
+    // before, in both accounts: the first tick plans 2 + 1 runs per account,
+    // and yesterday's balance runs wait for Stripe's `report_type.updated`.
+    // Each account signs its webhooks with its own secret.
     let emulator = emulator(
         vec![
             kind("balance.summary.1", 70_000, today, today - DAY),
@@ -393,7 +509,7 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
         ],
         Some(WebhookConfig {
             url: format!("http://127.0.0.1:{port}/webhooks/stripe"),
-            secrets: vec![SECRET.into()],
+            secrets: Vec::new(),
             max_attempts: 20,
             retry_delay: Duration::from_millis(200),
         }),
@@ -403,8 +519,7 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
     let _runner = Child(
         bin()
             .envs(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")))
-            .env("STRIPE_API_KEY", KEY)
-            .env("STRIPE_WEBHOOK_SECRET", SECRET)
+            .env("STRIPE_ACCOUNTS", stripe_accounts())
             .env("STRIPE_API_BASE", emulator.base_url())
             .env("STRIPE_FILE_HOSTS", "127.0.0.1")
             .env(
@@ -428,13 +543,13 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
             .spawn()
             .unwrap(),
     );
-    // The tick: payouts for 2 days, balance for the 1 day Stripe has.
+    // The tick: per account, payouts for 2 days, balance for the 1 day Stripe has.
     use stripe_reports::ports::Ledger;
-    wait_until_stored(&emulator, &ledger, 3, Duration::from_secs(90)).await;
-    assert_eq!(emulator.stats().runs_created, 3);
-    let balance_runs = || -> Vec<(i64, i64)> {
+    wait_until_stored(&emulator, &ledger, 6, Duration::from_secs(90)).await;
+    assert_eq!(emulator.stats().runs_created, 6);
+    let balance_runs = |account: &str| -> Vec<(i64, i64)> {
         let mut intervals: Vec<(i64, i64)> = emulator
-            .runs()
+            .runs_of(account)
             .iter()
             .filter(|r| r["report_type"] == "balance.summary.1")
             .map(|r| {
@@ -448,50 +563,67 @@ async fn local_runs_the_whole_pipeline_from_tick_to_stored_objects() {
         intervals.sort();
         intervals
     };
-    assert_eq!(balance_runs(), [(today - 2 * DAY, today - DAY)]);
+    for account in [ACCOUNT, OTHER] {
+        assert_eq!(emulator.runs_of(account).len(), 3, "{account}");
+        assert_eq!(balance_runs(account), [(today - 2 * DAY, today - DAY)]);
+    }
     assert!(
-        emulator.stats().webhook_deliveries >= 3,
+        emulator.stats().webhook_deliveries >= 6,
         "the files came through webhooks"
     );
-    // New data announced by Stripe: the webhook puts `report_type.updated`
-    // on the schedule queue, the runner's schedule-queue poller plans the
-    // type again, and yesterday's balance run is created (no tick is due for
-    // an hour: nothing else plans), downloaded and stored.
-    emulator.set_data_available_end("balance.summary.1", today);
-    wait_until_stored(&emulator, &ledger, 4, Duration::from_secs(60)).await;
-    assert_eq!(emulator.stats().runs_created, 4);
+    // New data announced by Stripe in the other account only: the webhook
+    // (verified with that account's secret) puts `report_type.updated` on
+    // the schedule queue, the runner's schedule-queue poller plans the type
+    // again for that account, and its yesterday's balance run is created (no
+    // tick is due for an hour: nothing else plans), downloaded and stored.
+    assert!(emulator.set_data_available_end_in(OTHER, "balance.summary.1", today));
+    wait_until_stored(&emulator, &ledger, 7, Duration::from_secs(60)).await;
+    assert_eq!(emulator.stats().runs_created, 7);
     assert_eq!(
-        balance_runs(),
+        balance_runs(OTHER),
         [(today - 2 * DAY, today - DAY), (today - DAY, today)],
         "the new day's run"
     );
-    // Objects: one per run, bytes equal to the emulator's file.
-    for run in emulator.runs() {
+    assert_eq!(
+        balance_runs(ACCOUNT),
+        [(today - 2 * DAY, today - DAY)],
+        "not announced there"
+    );
+    // Objects: one per run, under its own account, bytes equal to the emulator's file.
+    for (account, run) in all_runs(&emulator) {
         let record = ledger
             .run(run["id"].as_str().unwrap())
             .await
             .unwrap()
             .unwrap();
+        assert_eq!(record.facts.account.as_str(), account);
         let key = record.stored.unwrap().s3_key;
-        let body = s3
+        assert!(
+            key.starts_with(&format!("stripe/account={account}/report_type=")),
+            "{key}"
+        );
+        let object = s3
             .get_object()
             .bucket(&bucket)
             .key(&key)
             .send()
             .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+            .unwrap();
+        assert_eq!(
+            object
+                .metadata()
+                .and_then(|m| m.get("account"))
+                .map(String::as_str),
+            Some(account)
+        );
+        let body = object.body.collect().await.unwrap().into_bytes();
         let (sha256, _) = emulator
             .file_digest(run["result"]["id"].as_str().unwrap())
             .unwrap();
         assert_eq!(hex::encode(Sha256::digest(&body)), sha256);
     }
     let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
-    assert_eq!(listed.contents().len(), 4);
+    assert_eq!(listed.contents().len(), 7);
     // Queues end empty: every message handled was deleted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for url in [&downloads, &schedules] {
@@ -543,4 +675,94 @@ fn invoke_explains_a_missing_or_unreadable_event_in_one_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_lists_each_configured_accounts_report_types_with_its_own_key() {
+    let today = today();
+    // The other account has a report type of its own: what it lists is
+    // what its key sees.
+    let mut accounts = two_accounts();
+    accounts[1].report_types = Some(vec![kind("payouts.itemized.3", 1024, today, today)]);
+    let emulator = emulator_with(EmulatorConfig {
+        accounts,
+        report_types: vec![kind("balance.summary.1", 1024, today, today)],
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let base = emulator.base_url();
+    let types = |accounts: String, args: Vec<&'static str>| {
+        let base = base.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                bin()
+                    .env("STRIPE_ACCOUNTS", accounts)
+                    .env("STRIPE_API_BASE", &base)
+                    .arg("types")
+                    .args(args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let listed = types(stripe_accounts(), vec!["--json"]).await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let pairs: Vec<(String, String)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["account"].as_str().unwrap().to_owned(),
+                t["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            (ACCOUNT.to_owned(), "balance.summary.1".to_owned()),
+            (OTHER.to_owned(), "payouts.itemized.3".to_owned())
+        ]
+    );
+    // One account named: its rows only, in the table.
+    let other = types(stripe_accounts(), vec!["--account", OTHER]).await;
+    let table = String::from_utf8(other.stdout).unwrap();
+    assert!(other.status.success(), "{table}");
+    assert!(
+        table.lines().next().unwrap().starts_with("account"),
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().starts_with(OTHER) && table.contains("payouts.itemized.3"),
+        "{table}"
+    );
+    // An account not configured: one line, exit 2.
+    let unknown = types(stripe_accounts(), vec!["--account", "acct_1NotConfigured"]).await;
+    let stderr = String::from_utf8(unknown.stderr).unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is not a configured account"), "{stderr}");
+    // A key labelled with another account's id stops before anything is listed.
+    let swapped = serde_json::json!([
+        {"account": OTHER, "api_key": KEY, "webhook_secret": SECRET},
+    ])
+    .to_string();
+    let refused = types(swapped, vec![]).await;
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("is the key of {ACCOUNT}, not {OTHER}")),
+        "{stderr}"
+    );
+    assert!(refused.stdout.is_empty());
+    assert!(!stderr.contains(KEY), "{stderr}");
 }

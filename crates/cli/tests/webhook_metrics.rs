@@ -9,9 +9,10 @@ use std::process::Command;
 use serde_json::Value;
 use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::signature::signature_header;
-use test_support::{Clock, event_file, ledger, local_aws, queue, unique};
+use test_support::{Clock, emulator, event_file, ledger, local_aws, queue, unique};
 
 const SECRET: &str = "whsec_cli_metrics_tests";
+const KEY: &str = "sk_test_cli_metrics_tests";
 
 /// Runs `invoke webhook` on `event`; the parsed stdout lines.
 fn invoke(event: &Value, env: &[(&str, String)]) -> Vec<Value> {
@@ -56,14 +57,25 @@ fn metrics_and_status(lines: &[Value]) -> (Value, u64) {
     (emf[0].clone(), answer["statusCode"].as_u64().unwrap())
 }
 
-#[tokio::test]
+// Several threads: the emulator answers the invoked process while the test waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_delivery_emits_accepted_rejected_and_failed() {
     let sdk = local_aws().await;
     let table = ledger(&sdk).await;
     let (_, download_url) = queue(&sdk, "dl").await;
     let (_, schedule_url) = queue(&sdk, "sched").await;
+    // The account a delivery is for is the one whose secret verifies it; the
+    // one-account configuration learns its id from its key at cold start.
+    let stripe = emulator(
+        KEY,
+        stripe_emulator::config::default_report_types(),
+        std::time::Duration::from_millis(100),
+    )
+    .await;
     let env = |download: &str| {
         vec![
+            ("STRIPE_API_KEY", KEY.to_owned()),
+            ("STRIPE_API_BASE", stripe.base_url()),
             ("STRIPE_WEBHOOK_SECRET", SECRET.to_owned()),
             ("RUNS_TABLE", table.table().to_owned()),
             ("DOWNLOAD_QUEUE_URL", download.to_owned()),
