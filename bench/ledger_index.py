@@ -17,6 +17,8 @@ import uuid
 import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The account every item belongs to (the ledger keys and the index are per account).
+ACCOUNT = "acct_1EmulatorDefault00"
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--stored", type=int, default=100_000, help="finished run items (years of history)")
@@ -40,16 +42,16 @@ dynamodb.create_table(
 
 
 def item(n, status):
-    item = {"pk": {"S": f"run#frr_{n:09d}"}, "status": {"S": status},
+    item = {"pk": {"S": f"run#frr_{n:09d}"}, "status": {"S": status}, "account": {"S": ACCOUNT},
             "report_type": {"S": "balance_change_from_activity.itemized.3"},
             "interval_start": {"N": str(1_600_000_000 + n * 86400)},
             "interval_end": {"N": str(1_600_086_400 + n * 86400)},
             "created": {"N": "1600000000"}, "updated": {"N": "1600000000"},
-            "request_key": {"S": f"request#balance_change_from_activity.itemized.3#{n}#{n + 1}#0123456789abcdef"}}
+            "request_key": {"S": f"request#{ACCOUNT}#balance_change_from_activity.itemized.3#{n}#{n + 1}#0123456789abcdef"}}
     if status in ("pending", "succeeded"):
-        item["unfinished"] = {"S": "1"}
+        item["unfinished"] = {"S": ACCOUNT}
     else:
-        item.update({"s3_key": {"S": f"stripe/report_type=x/date=2020-01-01/frr_{n:09d}.csv"},
+        item.update({"s3_key": {"S": f"stripe/account={ACCOUNT}/report_type=x/date=2020-01-01/frr_{n:09d}.csv"},
                      "bytes": {"N": "123456"}, "sha256": {"S": "0" * 64}, "file_id": {"S": "file_x"}})
     return item
 
@@ -85,7 +87,8 @@ def scan_filter():
 def query_index():
     read = kept = 0
     kwargs = {"TableName": table, "IndexName": "unfinished", "KeyConditionExpression": "#u = :one",
-              "ExpressionAttributeNames": {"#u": "unfinished"}, "ExpressionAttributeValues": {":one": {"S": "1"}}}
+              "ExpressionAttributeNames": {"#u": "unfinished"},
+              "ExpressionAttributeValues": {":one": {"S": ACCOUNT}}}
     while True:
         page = dynamodb.query(**kwargs)
         read += page["ScannedCount"]
@@ -121,10 +124,12 @@ else:
     # Every interval due (availability recorded) and never requested: one
     # request-key read each. (A stored interval costs one more, its run item.)
     for t in types:
-        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"available#{t}"},
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"available#{ACCOUNT}#{t}"},
                                                   "first_seen": {"M": {str(today): {"N": str(now - 3600)}}}})
     started = time.time()
-    result = subprocess.run([binary, "status", "--json"], env=env, capture_output=True, text=True)
+    # The account named: status reads the ledger only (no key, no Stripe call).
+    result = subprocess.run([binary, "status", "--json", "--account", ACCOUNT], env=env, capture_output=True,
+                            text=True)
     took = time.time() - started
     report = json.loads(result.stdout)
     intervals = sum(len(s["not_stored"]) + (1 if s["last_stored"] else 0) for s in report["specs"])
