@@ -189,29 +189,12 @@ impl Stack {
     }
 
     async fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap()
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect();
-        keys.sort();
-        keys
+        test_support::object_keys(&self.s3, &self.bucket).await
     }
 
     async fn open_uploads(&self) -> usize {
-        self.s3
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
+        test_support::open_upload_keys(&self.s3, &self.bucket)
             .await
-            .unwrap()
-            .uploads()
             .len()
     }
 

@@ -83,24 +83,14 @@ impl Stack {
     }
 
     async fn open_uploads(&self) -> usize {
-        self.s3
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
+        test_support::open_upload_keys(&self.s3, &self.bucket)
             .await
-            .unwrap()
-            .uploads()
             .len()
     }
 
     async fn objects(&self) -> usize {
-        self.s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .send()
+        test_support::object_keys(&self.s3, &self.bucket)
             .await
-            .unwrap()
-            .contents()
             .len()
     }
 }

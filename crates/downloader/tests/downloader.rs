@@ -143,18 +143,7 @@ impl Env {
     }
 
     async fn keys(&self) -> Vec<String> {
-        let listed = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap();
-        listed
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect()
+        test_support::object_keys(&self.s3, &self.bucket).await
     }
 
     async fn open_uploads(&self) -> usize {
@@ -162,18 +151,7 @@ impl Env {
     }
 
     async fn open_upload_keys(&self) -> Vec<String> {
-        let uploads = self
-            .s3
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap();
-        uploads
-            .uploads()
-            .iter()
-            .filter_map(|u| u.key().map(str::to_owned))
-            .collect()
+        test_support::open_upload_keys(&self.s3, &self.bucket).await
     }
 
     async fn file_of(&self, run_id: &str) -> (String, u64) {

@@ -91,6 +91,38 @@ pub async fn bucket(sdk: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String)
     (s3, bucket)
 }
 
+/// Every object key in a bucket, sorted.
+pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list objects");
+    let mut keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The keys of the multipart uploads still open in a bucket.
+pub async fn open_upload_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list multipart uploads");
+    uploads
+        .uploads()
+        .iter()
+        .filter_map(|u| u.key().map(str::to_owned))
+        .collect()
+}
+
 /// A new queue: its client and URL.
 pub async fn queue(sdk: &aws_config::SdkConfig, prefix: &str) -> (aws_sdk_sqs::Client, String) {
     let sqs = aws_sdk_sqs::Client::new(sdk);
