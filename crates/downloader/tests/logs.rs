@@ -31,18 +31,7 @@ fn span_run_id(line: &Value) -> Option<&str> {
 
 #[tokio::test]
 async fn concurrent_runs_each_log_under_their_own_run_id() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let logs = CapturedLogs::global();
 
     let mut kind = ReportTypeConfig::new(BALANCE);
     kind.file_size = Some(256 * 1024);

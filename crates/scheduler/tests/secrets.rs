@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
@@ -16,21 +15,6 @@ use serde_json::json;
 use stripe_reports::domain::config::{Config, PLACEHOLDER_API_KEY, PLACEHOLDER_WEBHOOK_SECRET};
 use stripe_reports::env::Environment;
 use test_support::{CapturedLogs, ManualClock, put_secret, secret, secret_json};
-
-fn logs() -> &'static CapturedLogs {
-    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = CapturedLogs::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
-}
 
 /// A warm scheduler built the way the function builds it, from a secret
 /// holding `json`, with a clock the test moves.
@@ -67,7 +51,7 @@ fn scheduled() -> serde_json::Value {
 
 #[tokio::test]
 async fn the_placeholder_is_refused_with_one_line_and_a_filled_key_used_without_a_cold_start() {
-    let logs = logs();
+    let logs = CapturedLogs::global();
     let clock = Clock::read_with_room(600);
     let emulator = emulator(vec![report_type(&clock, "balance.summary.1")]).await;
     let aws = aws().await;
@@ -133,7 +117,7 @@ async fn the_placeholder_is_refused_with_one_line_and_a_filled_key_used_without_
 
 #[tokio::test]
 async fn a_rotated_key_is_used_within_five_minutes_without_a_cold_start() {
-    logs();
+    CapturedLogs::global();
     let clock = Clock::read_with_room(600);
     let emulator = emulator(vec![report_type(&clock, "balance.summary.1")]).await;
     let aws = aws().await;

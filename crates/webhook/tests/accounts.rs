@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{Value, json};
@@ -31,25 +31,6 @@ const SECRET_B: &str = "whsec_account_b_8c2f";
 /// Neither account's secret.
 const NEITHER: &str = "whsec_neither_account_0b7a";
 const DATA_END: i64 = 1_795_996_800;
-
-/// The logs of this binary (installed once, before any test logs).
-fn logs() -> CapturedLogs {
-    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = CapturedLogs::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
-    .clone()
-}
 
 /// The accounts as `STRIPE_ACCOUNTS` (or the secret's `accounts`) gives
 /// them, taken as configured: `(account, webhook secret)`.
@@ -144,7 +125,7 @@ fn sort(mut messages: Vec<Value>) -> Vec<Value> {
 
 #[tokio::test]
 async fn each_delivery_is_attributed_to_the_account_whose_secret_signed_it() {
-    let _ = logs();
+    let _ = CapturedLogs::global();
     let stack = stack().await;
     let service = both(&stack);
     requested(&stack, B, "frr_b_requested").await;
@@ -212,7 +193,7 @@ async fn each_delivery_is_attributed_to_the_account_whose_secret_signed_it() {
 
 #[tokio::test]
 async fn a_delivery_signed_by_one_account_never_changes_another_accounts_run() {
-    let _ = logs();
+    let _ = CapturedLogs::global();
     let stack = stack().await;
     let service = both(&stack);
     requested(&stack, B, "frr_of_b").await;
@@ -257,7 +238,7 @@ async fn a_delivery_signed_by_one_account_never_changes_another_accounts_run() {
 
 #[tokio::test]
 async fn a_delivery_no_account_signed_is_refused_and_an_unusable_secret_answers_500() {
-    let _ = logs();
+    let _ = CapturedLogs::global();
     let stack = stack().await;
     let service = both(&stack);
     let body = succeeded("evt_unsigned", "frr_unsigned");
@@ -322,7 +303,7 @@ fn lines_of(logs: &CapturedLogs, event_id: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn logs_of_a_delivery_name_the_account_it_is_attributed_to() {
-    let logs = logs();
+    let logs = CapturedLogs::global();
     let stack = stack().await;
     let service = both(&stack);
     requested(&stack, B, "frr_log_of_b").await;
@@ -340,7 +321,7 @@ async fn logs_of_a_delivery_name_the_account_it_is_attributed_to() {
             .map(|s| s["account"].clone())
             .collect()
     };
-    let handled_lines = lines_of(&logs, "evt_log_b");
+    let handled_lines = lines_of(logs, "evt_log_b");
     assert!(
         handled_lines
             .iter()
@@ -351,7 +332,7 @@ async fn logs_of_a_delivery_name_the_account_it_is_attributed_to() {
         assert_eq!(account_of(line), [json!(B)], "{line}");
     }
     // The delivery signed with A's secret for B's run: A's, naming B as the owner.
-    let cross_lines = lines_of(&logs, "evt_log_cross");
+    let cross_lines = lines_of(logs, "evt_log_cross");
     assert!(!cross_lines.is_empty());
     for line in &cross_lines {
         assert_eq!(account_of(line), [json!(A)], "{line}");

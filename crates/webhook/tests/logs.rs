@@ -10,16 +10,7 @@ use test_support::CapturedLogs;
 
 #[tokio::test]
 async fn logs_never_show_the_secret_the_signature_or_the_body() {
-    let captured = CapturedLogs::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let captured = CapturedLogs::global();
 
     let stack = stack().await;
     let service = stack.service();
