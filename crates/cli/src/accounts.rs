@@ -11,6 +11,7 @@ use stripe_reports::Config;
 use stripe_reports::accounts::AccountState;
 use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::config::SecretSource;
+use stripe_reports::domain::config::StripeSecrets;
 use stripe_reports::secrets::SystemClock;
 use stripe_reports::stripe::{ApiKey, StripeClient, StripeClientConfig};
 
@@ -137,14 +138,15 @@ pub fn select(states: &[AccountState], requested: &[AccountId]) -> Result<Vec<Se
     Ok(selected)
 }
 
-/// The one account `fetch` works for and a client sending only its key:
-/// the key of `STRIPE_API_KEY` (or of the one `STRIPE_ACCOUNTS` entry
-/// `requested` names), whose account Stripe names (`GET /v1/account`).
-/// `requested` must be that account: a key of another is refused.
+/// The accounts `fetch` works for, each with a client sending only its key:
+/// the key of `STRIPE_API_KEY`, or every entry of `STRIPE_ACCOUNTS` (the one
+/// `requested` names, when given), each checked with Stripe
+/// (`GET /v1/account`). `requested` must be a key's account: a key of
+/// another is refused.
 pub async fn for_fetch(
     config: &Config,
     requested: Option<&AccountId>,
-) -> Result<(AccountId, StripeClient), Refused> {
+) -> Result<Vec<(AccountId, StripeClient)>, Refused> {
     let SecretSource::Direct(configured) = &config.secrets else {
         return Err(Refused::Failed(
             "fetch reads STRIPE_API_KEY (or STRIPE_ACCOUNTS); STRIPE_SECRET_ARN is for the Lambda functions"
@@ -156,27 +158,37 @@ pub async fn for_fetch(
         .iter()
         .filter_map(|entry| entry.account.as_ref().map(ToString::to_string))
         .collect();
-    let entry = match (requested, entries) {
+    let chosen: Vec<&StripeSecrets> = match (requested, entries) {
         // STRIPE_API_KEY: one key, whose account is learned below.
-        (_, [only]) if only.account.is_none() => only,
-        (Some(wanted), _) => entries
-            .iter()
-            .find(|entry| entry.account.as_ref() == Some(wanted))
-            .ok_or_else(|| {
-                Refused::Usage(format!(
-                    "--account {wanted} is not in STRIPE_ACCOUNTS (configured: {})",
-                    list(&named)
-                ))
-            })?,
-        (None, [only]) => only,
-        (None, _) => {
-            return Err(Refused::Usage(format!(
-                "STRIPE_ACCOUNTS has {} accounts: fetch works for one, give --account ({})",
-                entries.len(),
-                list(&named)
-            )));
-        }
+        (_, [only]) if only.account.is_none() => vec![only],
+        (Some(wanted), _) => vec![
+            entries
+                .iter()
+                .find(|entry| entry.account.as_ref() == Some(wanted))
+                .ok_or_else(|| {
+                    Refused::Usage(format!(
+                        "--account {wanted} is not in STRIPE_ACCOUNTS (configured: {})",
+                        list(&named)
+                    ))
+                })?,
+        ],
+        (None, all) => all.iter().collect(),
     };
+    let client = keyless_client(config)?;
+    let mut clients = Vec::with_capacity(chosen.len());
+    for entry in chosen {
+        clients.push(checked_client(&client, entry, requested).await?);
+    }
+    Ok(clients)
+}
+
+/// One entry's account, as Stripe names it for the entry's key, and a
+/// client sending that key.
+async fn checked_client(
+    client: &StripeClient,
+    entry: &StripeSecrets,
+    requested: Option<&AccountId>,
+) -> Result<(AccountId, StripeClient), Refused> {
     let variable = if entry.account.is_some() {
         "STRIPE_ACCOUNTS"
     } else {
@@ -185,7 +197,6 @@ pub async fn for_fetch(
     let key = entry
         .require_api_key()
         .map_err(|err| Refused::Usage(err.to_string()))?;
-    let client = keyless_client(config)?;
     let owner = client.account_of(key).await.map_err(|err| {
         Refused::Failed(format!(
             "{variable}: its key cannot be checked with Stripe (GET /v1/account): {err}"

@@ -58,6 +58,7 @@ pub enum Dates {
     Range { from: Date, to: Date },
 }
 
+#[derive(Debug, Clone)]
 pub struct Fetch {
     pub spec: ReportSpec,
     pub dates: Dates,

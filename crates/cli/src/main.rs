@@ -360,7 +360,7 @@ async fn main() -> ExitCode {
             match accounts::for_fetch(&config, account.as_ref()).await {
                 Err(Refused::Usage(err)) => return usage(&err),
                 Err(Refused::Failed(err)) => Err(err),
-                Ok((account, client)) => {
+                Ok(clients) => {
                     let s3 = match &destination {
                         fetch::Destination::S3 { bucket, .. } => {
                             let sdk = stripe_reports::aws::load_sdk_config().await;
@@ -374,17 +374,21 @@ async fn main() -> ExitCode {
                         }
                         fetch::Destination::Folder(_) => None,
                     };
-                    fetch::run(
-                        &client,
-                        &account,
-                        fetch::Fetch {
-                            spec,
-                            dates,
-                            destination,
-                        },
-                        s3,
-                    )
-                    .await
+                    let fetch = fetch::Fetch {
+                        spec,
+                        dates,
+                        destination,
+                    };
+                    // Account by account: each account's files under its own
+                    // `account=`; the first failure stops with its line.
+                    let mut outcome = Ok(());
+                    for (account, client) in &clients {
+                        outcome = fetch::run(client, account, fetch.clone(), s3.clone()).await;
+                        if outcome.is_err() {
+                            break;
+                        }
+                    }
+                    outcome
                 }
             }
         }

@@ -184,10 +184,27 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder_under_the_keys
         1,
         "nothing requested when refused"
     );
-    // Several accounts configured: fetch works for the one named.
+    // Several accounts configured and none named: every account, each
+    // with its own key, each file under its own account=.
     let several = run(vec![("STRIPE_ACCOUNTS", stripe_accounts())], one_date(&[])).await;
-    assert_eq!(several.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&several.stderr).contains("give --account"));
+    assert!(
+        several.status.success(),
+        "{}",
+        String::from_utf8_lossy(&several.stderr)
+    );
+    let stdout = String::from_utf8(several.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    for account in [ACCOUNT, OTHER] {
+        assert!(
+            stdout.contains(&format!("account={account}/report_type=balance.summary.1/")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        emulator.runs_of(ACCOUNT).len(),
+        1,
+        "the default account's run was requested before: the same request, the same run"
+    );
     // A range of three days, of the other account named among several.
     let range = run(
         vec![("STRIPE_ACCOUNTS", stripe_accounts())],
@@ -221,7 +238,7 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder_under_the_keys
     );
     assert_eq!(
         emulator.runs_of(OTHER).len(),
-        3,
+        1 + 3,
         "created with the other account's key"
     );
     // A weekly spec over a month: its whole ISO weeks (the key's own account named).
@@ -257,7 +274,7 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder_under_the_keys
     assert!((3..=4).contains(&weeks), "{weeks} weeks");
 
     let files = files_under(&out);
-    assert_eq!(files.len(), 1 + 3 + weeks, "{files:?}");
+    assert_eq!(files.len(), 2 + 3 + weeks, "{files:?}");
     // Every file is whole (the emulator's size and SHA-256), under its account.
     for account in [ACCOUNT, OTHER] {
         for run in emulator.runs_of(account) {
