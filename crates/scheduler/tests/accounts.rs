@@ -10,15 +10,21 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use common::*;
 use serde_json::{Value, json};
 use stripe_emulator::{AccountConfig, Emulator, EmulatorConfig, Faults, ReportTypeConfig};
+use stripe_reports::accounts::{AccountClients, Accounts};
+use stripe_reports::aws::SqsQueue;
 use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::calendar::Interval;
+use stripe_reports::domain::config::{FileHosts, StripeAccounts};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::{ReportSpec, read_specs};
-use stripe_reports::ports::Ledger;
-use stripe_reports::scheduler::{Outcome, Summary};
+use stripe_reports::ports::{Ledger, RunFacts, Transition};
+use stripe_reports::scheduler::{AccountSchedulers, Outcome, Summary};
+use stripe_reports::stripe::{ApiKey, CreateReportRun, StripeClient, StripeClientConfig};
 
 const A: &str = "acct_1SchedulerTestsA00";
 const KEY_A: &str = "sk_test_scheduler_account_a";
@@ -363,5 +369,205 @@ async fn two_accounts_take_about_the_time_of_one() {
     assert!(
         two.as_secs_f64() < 1.6 * one.as_secs_f64(),
         "two accounts took {two:?}, one took {one:?}"
+    );
+}
+
+/// A client of the emulator without a key of its own (each account's key
+/// is given per request), retrying quickly.
+fn keyless_client(emulator: &Emulator) -> StripeClient {
+    let mut config = StripeClientConfig::new(
+        emulator.base_url().parse().unwrap(),
+        ApiKey::None,
+        FileHosts::parse("127.0.0.1").unwrap(),
+    );
+    config.retry = test_support::quick_retries(3);
+    StripeClient::new(config).unwrap()
+}
+
+/// The scheduler of `pairs` as a cold start builds it: each key checked
+/// with the emulator (`GET /v1/account`), not taken as configured.
+async fn checked_schedulers(
+    aws: &Aws,
+    emulator: &Emulator,
+    pairs: &[(&str, &str)],
+    specs: Vec<ReportSpec>,
+    lookback_days: u32,
+) -> Service {
+    let list: Vec<Value> = pairs
+        .iter()
+        .map(|(account, key)| json!({"account": account, "api_key": key}))
+        .collect();
+    let configured = StripeAccounts::from_accounts_json(&Value::Array(list).to_string()).unwrap();
+    let accounts = Arc::new(
+        Accounts::load(configured.into(), Arc::new(keyless_client(emulator)))
+            .await
+            .unwrap(),
+    );
+    let mut service = AccountSchedulers::new(
+        accounts.clone(),
+        aws.ledger.clone(),
+        AccountClients::new(keyless_client(emulator), accounts),
+        SqsQueue::new(aws.sqs.clone(), &aws.download_url),
+        specs,
+        lookback_days,
+    );
+    service.max_rps = 100;
+    service
+}
+
+/// The UTC date of `unix`, as a backfill names it.
+fn date(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_backfill_naming_one_account_is_not_stopped_by_another_accounts_revoked_key() {
+    let clock = Clock::read();
+    let emulator = emulator_of(&BOTH, vec![report_type(&clock, BALANCE)]).await;
+    // A's key is revoked from before the cold start: its check fails there.
+    emulator.set_faults(Faults {
+        revoked_accounts: vec![A.into()],
+        ..Faults::default()
+    });
+    let aws = aws().await;
+    let service =
+        checked_schedulers(&aws, &emulator, &BOTH, vec![ReportSpec::new(BALANCE)], 3).await;
+    let checks_of_a = || {
+        emulator
+            .requests()
+            .iter()
+            .filter(|r| r.account.as_deref() == Some(A))
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(checks_of_a(), ["/v1/account"], "A's key was checked once");
+
+    let backfill = |accounts: &[&str]| {
+        json!({"backfill": {"from": date(clock.today - 2 * DAY), "to": date(clock.today),
+                            "accounts": accounts}})
+    };
+    let answer = scheduler::handle_at(&service, backfill(&[B]), clock.now)
+        .await
+        .unwrap_or_else(|err| panic!("a backfill of B alone failed: {err}"));
+    // B's part alone: A was not asked for, so it is neither worked nor failing.
+    let parts = answer["accounts"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{answer}");
+    assert_eq!(parts[0]["account"], B, "{answer}");
+    assert_eq!(part(&answer, B)["errors"], 0, "{answer}");
+    assert_eq!(part(&answer, B)["created"], 2, "{answer}");
+    assert_eq!(answer["created"], 2, "{answer}");
+    // B's runs only, made with B's key; nothing more sent with A's.
+    assert_eq!(emulator.runs_of(B).len(), 2);
+    assert!(emulator.runs_of(A).is_empty());
+    assert_eq!(checks_of_a(), ["/v1/account"]);
+    let outcome: Outcome = serde_json::from_value(answer.clone()).unwrap();
+    assert_eq!(outcome.failing_accounts(), 0, "{answer}");
+
+    // A backfill naming A is where A's failure shows.
+    let err = scheduler::handle_at(&service, backfill(&[A]), clock.now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(A), "{err}");
+    assert!(emulator.runs_of(A).is_empty());
+    assert_eq!(emulator.runs_of(B).len(), 2);
+}
+
+#[tokio::test]
+async fn a_run_the_ledger_holds_for_another_account_does_not_hold_up_the_accounts_creates() {
+    let clock = Clock::read_with_room(120);
+    let emulator = emulator_of(&BOTH, vec![report_type(&clock, BALANCE)]).await;
+    let aws = aws().await;
+    // A run B made at Stripe (with B's key) for yesterday...
+    let yesterday = Interval {
+        start: clock.today - DAY,
+        end: clock.today,
+    };
+    let spec = ReportSpec::new(BALANCE);
+    let of_b = test_support::stripe_client(
+        &emulator,
+        KEY_B,
+        "127.0.0.1",
+        test_support::quick_retries(0),
+    )
+    .create_report_run(
+        &CreateReportRun::for_spec(&spec, yesterday),
+        "made-by-b-elsewhere",
+    )
+    .await
+    .unwrap();
+    // ...that the ledger holds for A, as a delivery attributed to A leaves it.
+    let as_a = RunFacts {
+        account: id(A),
+        run_id: of_b.id.clone(),
+        report_type: BALANCE.into(),
+        interval_start: Some(yesterday.start),
+        interval_end: Some(yesterday.end),
+    };
+    assert_eq!(
+        aws.ledger.mark_succeeded(&as_a, clock.now).await.unwrap(),
+        Transition::Applied
+    );
+
+    let service = schedulers(
+        aws.ledger.clone(),
+        &aws,
+        &emulator,
+        &BOTH,
+        vec![spec.clone()],
+        3,
+    );
+    let answer = scheduler::handle_at(&service, scheduled(), clock.now)
+        .await
+        .unwrap_or_else(|err| panic!("the scheduled invocation failed: {err}"));
+    // B adopted nothing, and created every planned run: none was deferred.
+    let b = part(&answer, B);
+    assert_eq!(b["planned"], 3, "{answer}");
+    assert_eq!(b["created"], 3, "{answer}");
+    assert_eq!(b["deferred"], 0, "{answer}");
+    assert_eq!(b["adopted"], 0, "{answer}");
+    assert_eq!(b["errors"], 0, "{answer}");
+    assert_eq!(part(&answer, A)["created"], 3, "{answer}");
+    assert_eq!(
+        emulator.runs_of(B).len(),
+        4,
+        "B's 3 and the one the ledger holds for A"
+    );
+    // The run stays A's in the ledger; B's request for yesterday names a
+    // run of B's own, made now.
+    let held = aws.ledger.run(&of_b.id).await.unwrap().unwrap();
+    assert_eq!(held.facts.account, id(A));
+    assert_eq!(held.request_key, None);
+    let requested = aws
+        .ledger
+        .requested_run(&RequestKey::new(&id(B), &spec, yesterday, 0))
+        .await
+        .unwrap()
+        .expect("B's request for yesterday");
+    assert_ne!(requested, of_b.id);
+    let record = aws.ledger.run(&requested).await.unwrap().unwrap();
+    assert_eq!(record.facts.account, id(B));
+    assert!(ids(&emulator.runs_of(B)).contains(&requested));
+
+    // The next invocation is quiet: nothing created, nothing failing.
+    let again = scheduler::handle_at(&service, scheduled(), clock.now + 60)
+        .await
+        .unwrap_or_else(|err| panic!("the next invocation failed: {err}"));
+    assert_eq!(part(&again, B)["created"], 0, "{again}");
+    assert_eq!(part(&again, B)["errors"], 0, "{again}");
+    assert_eq!(emulator.runs_of(B).len(), 4);
+    assert_eq!(
+        aws.ledger
+            .run(&of_b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .facts
+            .account,
+        id(A)
     );
 }

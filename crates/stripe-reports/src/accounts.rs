@@ -3,8 +3,8 @@
 //! An account's id is the one Stripe reports for its key (`GET /v1/account`),
 //! asked once per key and remembered for the life of the function: at cold
 //! start for every key, and again only for a key that changed (a rotation in
-//! Secrets Manager) or could not be checked (then at most once per
-//! [`RECHECK_EVERY`]). A key is handed out only for the account Stripe says
+//! Secrets Manager) or could not be checked (then after [`RECHECK_EVERY`]
+//! when Stripe refused it, [`RECHECK_TRANSIENT_AFTER`] when no answer came). A key is handed out only for the account Stripe says
 //! it belongs to, so nothing of one account is ever sent with another's key.
 //!
 //! At cold start a configured id that differs from its key's, or two entries
@@ -29,8 +29,11 @@ use crate::domain::secret::SecretString;
 use crate::secrets::SecretsCache;
 use crate::stripe::StripeError;
 
-/// A key that could not be checked is asked about again after this long.
+/// A key Stripe refused (401, 403) is asked about again after this long.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// A key whose check got no answer (a 429 storm, an outage) is asked about
+/// again after this long: the account is likely fine, and waits little.
+pub const RECHECK_TRANSIENT_AFTER: Duration = Duration::from_secs(5);
 
 /// Asks Stripe whose key a key is.
 pub trait AccountLookup: Send + Sync {
@@ -83,7 +86,12 @@ type Fingerprint = [u8; 32];
 #[derive(Debug, Clone)]
 enum Check {
     Belongs(AccountId),
-    Failed { reason: String, at: Instant },
+    /// The check failed at `at`; it is due again at `at + after`.
+    Failed {
+        reason: String,
+        at: Instant,
+        after: Duration,
+    },
 }
 
 /// The configured accounts and what Stripe said of their keys.
@@ -92,6 +100,10 @@ pub struct Accounts {
     /// `None`: configured ids are taken as they are (tests, fuzzing).
     lookup: Option<Arc<dyn AccountLookup>>,
     checks: tokio::sync::Mutex<HashMap<Fingerprint, Check>>,
+    /// The id learned for the one-account shape (no configured id): a key
+    /// rotated to another account's while warm is refused, not followed
+    /// (its files would move to another `account=`, its runs be stranded).
+    learned: std::sync::Mutex<Option<AccountId>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -129,6 +141,7 @@ impl Accounts {
             secrets,
             lookup: Some(lookup),
             checks: Default::default(),
+            learned: Default::default(),
         };
         let variable = accounts.variable().await;
         for state in accounts.states().await {
@@ -149,6 +162,7 @@ impl Accounts {
             secrets: secrets.into(),
             lookup: None,
             checks: Default::default(),
+            learned: Default::default(),
         }
     }
 
@@ -171,7 +185,7 @@ impl Accounts {
 
     /// The configured entries now; a re-read is asked for first when one of
     /// them has no usable key (the template's placeholder, filled since).
-    async fn entries(&self) -> StripeAccounts {
+    pub async fn entries(&self) -> StripeAccounts {
         let values = self.secrets.current().await;
         let unusable = values
             .entries()
@@ -187,9 +201,13 @@ impl Accounts {
     /// order configured.
     pub async fn states(&self) -> Vec<AccountState> {
         let entries = self.entries().await;
-        let mut states: Vec<AccountState> = Vec::with_capacity(entries.entries().len());
-        for entry in entries.entries() {
-            let state = self.state_of(entry).await;
+        // Checked all at once: one slow or refused key does not hold up the others.
+        let checked = futures_util::future::join_all(
+            entries.entries().iter().map(|entry| self.state_of(entry)),
+        )
+        .await;
+        let mut states: Vec<AccountState> = Vec::with_capacity(checked.len());
+        for (entry, state) in entries.entries().iter().zip(checked) {
             // Two entries whose keys are one account's would work it twice.
             let state = match state {
                 AccountState::Ready(id) if states.iter().any(|s| s.ready() == Some(&id)) => {
@@ -322,7 +340,9 @@ impl Accounts {
     }
 
     /// What Stripe says of one entry's key (asked now only when not known).
-    async fn state_of(&self, entry: &StripeSecrets) -> AccountState {
+    /// Two entries of one account are told apart by [`Accounts::states`];
+    /// a caller working entries one by one ([`Accounts::entries`]) must.
+    pub async fn state_of(&self, entry: &StripeSecrets) -> AccountState {
         let failing = |reason: String| AccountState::Failing {
             account: entry_name(entry),
             reason,
@@ -338,10 +358,17 @@ impl Accounts {
             };
         };
         let print = fingerprint(key);
-        let known = self.checks.lock().await.get(&print).cloned();
-        let check = match known {
-            Some(Check::Failed { at, .. }) if at.elapsed() >= RECHECK_EVERY => None,
-            known => known,
+        let check = {
+            let mut checks = self.checks.lock().await;
+            match checks.get_mut(&print) {
+                // Due again: this caller checks it; the others meanwhile
+                // keep the last answer instead of asking Stripe too.
+                Some(Check::Failed { at, after, .. }) if at.elapsed() >= *after => {
+                    *at = Instant::now();
+                    None
+                }
+                known => known.cloned(),
+            }
         };
         let check = match check {
             Some(check) => check,
@@ -355,6 +382,12 @@ impl Accounts {
                             "its api_key cannot be checked with Stripe (GET /v1/account): {err}"
                         ),
                         at: Instant::now(),
+                        // Refused for what it is (revoked, no permission): a
+                        // minute; anything else may pass on the next use.
+                        after: match err.status() {
+                            Some(401 | 403) => RECHECK_EVERY,
+                            _ => RECHECK_TRANSIENT_AFTER,
+                        },
                     },
                 };
                 self.checks.lock().await.insert(print, check.clone());
@@ -366,7 +399,23 @@ impl Accounts {
                 Some(configured) if *configured != id => {
                     failing(format!("{MISMATCH} {id}, not {configured}"))
                 }
-                _ => AccountState::Ready(id),
+                Some(_) => AccountState::Ready(id),
+                None => {
+                    let mut learned = self
+                        .learned
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    match learned.as_ref() {
+                        Some(first) if *first != id => failing(format!(
+                            "{MISMATCH} {id}, not {first}, the account this function started with \
+                             (give the id with the accounts shape to move to another account)"
+                        )),
+                        _ => {
+                            *learned = Some(id.clone());
+                            AccountState::Ready(id)
+                        }
+                    }
+                }
             },
             Check::Failed { reason, .. } => failing(reason),
         }
@@ -568,6 +617,47 @@ mod tests {
             let json = self.0.lock().unwrap().clone();
             Box::pin(async move { StripeAccounts::from_secret_json(&json) })
         }
+    }
+
+    #[tokio::test]
+    async fn a_one_account_key_rotated_to_another_accounts_key_is_refused_not_followed() {
+        let reader = Arc::new(Scripted(Mutex::new(
+            r#"{"api_key":"sk_test_a"}"#.to_owned(),
+        )));
+        let clock = Arc::new(Hand::default());
+        let cache = SecretsCache::load(reader.clone(), clock.clone())
+            .await
+            .unwrap();
+        let keys = Keys::with(&[
+            ("sk_test_a", "acct_A"),
+            ("sk_test_a2", "acct_A"),
+            ("sk_test_b", "acct_B"),
+        ]);
+        let accounts = Accounts::load(cache, keys).await.unwrap();
+        assert_eq!(accounts.ready().await, [id("acct_A")]);
+        // A new key of the same account is followed...
+        *reader.0.lock().unwrap() = r#"{"api_key":"sk_test_a2"}"#.into();
+        clock
+            .0
+            .fetch_add(crate::secrets::MAX_AGE.as_secs(), Ordering::SeqCst);
+        assert_eq!(
+            accounts.api_key(&id("acct_A")).await.unwrap().expose(),
+            "sk_test_a2"
+        );
+        // ...a key of another account is not: its files would move.
+        *reader.0.lock().unwrap() = r#"{"api_key":"sk_test_b"}"#.into();
+        clock
+            .0
+            .fetch_add(crate::secrets::MAX_AGE.as_secs(), Ordering::SeqCst);
+        let AccountState::Failing { reason, .. } = &accounts.states().await[0] else {
+            panic!("a key of another account must not be followed")
+        };
+        assert!(
+            reason.contains("the account this function started with"),
+            "{reason}"
+        );
+        assert!(accounts.api_key(&id("acct_B")).await.is_err());
+        assert!(accounts.api_key(&id("acct_A")).await.is_err());
     }
 
     #[tokio::test]

@@ -41,6 +41,9 @@ pub enum Recorded {
     New,
     /// The request was recorded before, for this run id.
     AlreadyRequested { run_id: String },
+    /// The ledger holds the run for another account (`owner`): nothing was
+    /// recorded, and the request stays free.
+    OtherAccount { owner: AccountId },
 }
 
 /// Proof that one delivery owns the claim on an event: written with the

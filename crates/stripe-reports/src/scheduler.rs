@@ -562,6 +562,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
                 info!(run_id = %run.id, report_type = %spec.report_type, interval_start = interval.start, attempt, "report run created");
                 summary.created += 1;
             }
+            Ok(Recorded::OtherAccount { owner }) => {
+                warn!(run_id = %run.id, owner = %owner, "the run just created is held in the ledger for another account: not recorded");
+                summary.errors += 1;
+            }
             Ok(Recorded::AlreadyRequested { run_id }) => {
                 // A concurrent invocation recorded it first (same key → same run).
                 info!(run_id = %run_id, report_type = %spec.report_type, "report run recorded by another invocation");
@@ -768,6 +772,13 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             // or another run took this request meanwhile (a concurrent
             // adoption): this one is looked at again on the next invocation.
             Recorded::AlreadyRequested { .. } => Ok(false),
+            // Stripe listed it with this account's key, yet the ledger holds
+            // it for another (a delivery attributed elsewhere): left as it
+            // is, and nothing else is held up by it.
+            Recorded::OtherAccount { owner } => {
+                warn!(owner = %owner, "the ledger holds this run for another account: not adopted");
+                Ok(false)
+            }
         }
     }
 
@@ -1006,53 +1017,95 @@ where
         scheduler
     }
 
-    /// Runs `work` for every account that can be worked, all at once, and
-    /// reports the others as failing.
-    async fn each<F, Fut>(&self, work: F) -> Outcome
+    /// Runs `work` for every account that can be worked (of `only`, when
+    /// given), all at once, and reports the others as failing. Each
+    /// account's key is checked inside its own task, so one whose check is
+    /// slow or refused holds up no other.
+    async fn each<F, Fut>(&self, only: Option<&[AccountId]>, work: F) -> Outcome
     where
         F: Fn(Scheduler<L, S::Api, D>) -> Fut,
         Fut: Future<Output = Summary> + Send,
     {
-        let states = self.accounts.states().await;
-        let runs = states.into_iter().map(|state| {
-            let work = &work;
-            async move {
-                match state {
-                    AccountState::Ready(account) => {
-                        let span = tracing::info_span!("account", account = %account);
-                        let summary = work(self.scheduler(&account)).instrument(span).await;
-                        AccountSummary {
-                            account: account.to_string(),
-                            summary,
-                            failing: None,
+        let entries = self.accounts.entries().await;
+        // The accounts taken by an entry: a second entry of one account
+        // (a key rotated into the wrong entry) must not work it twice.
+        let taken: std::sync::Mutex<HashSet<AccountId>> = Default::default();
+        let runs = entries
+            .entries()
+            .iter()
+            .filter(|entry| match (&entry.account, only) {
+                (Some(id), Some(only)) => only.contains(id),
+                _ => true,
+            })
+            .map(|entry| {
+                let work = &work;
+                let taken = &taken;
+                async move {
+                    let state = match self.accounts.state_of(entry).await {
+                        AccountState::Ready(account) => {
+                            if only.is_some_and(|only| !only.contains(&account)) {
+                                return None;
+                            }
+                            let mut taken =
+                                taken.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                            if taken.insert(account.clone()) {
+                                AccountState::Ready(account)
+                            } else {
+                                AccountState::Failing {
+                                    reason: format!(
+                                        "is the same Stripe account as another entry ({account})"
+                                    ),
+                                    account: account.to_string(),
+                                }
+                            }
                         }
-                    }
-                    AccountState::Failing { account, reason } => {
-                        tracing::error!(account = %account, reason = %reason, "Stripe account cannot be worked: its reports wait");
-                        AccountSummary {
-                            account,
-                            summary: Summary::error(),
-                            failing: Some(reason),
+                        failing => failing,
+                    };
+                    Some(match state {
+                        AccountState::Ready(account) => {
+                            let span = tracing::info_span!("account", account = %account);
+                            let summary = work(self.scheduler(&account)).instrument(span).await;
+                            AccountSummary {
+                                account: account.to_string(),
+                                summary,
+                                failing: None,
+                            }
                         }
-                    }
+                        AccountState::Failing { account, reason } => {
+                            tracing::error!(account = %account, reason = %reason, "Stripe account cannot be worked: its reports wait");
+                            AccountSummary {
+                                account,
+                                summary: Summary::error(),
+                                failing: Some(reason),
+                            }
+                        }
+                    })
                 }
-            }
-        });
+            });
         Outcome {
-            accounts: futures_util::future::join_all(runs).await,
+            accounts: futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .flatten()
+                .collect(),
         }
     }
 
     /// The scheduled invocation, for every account (see [`Scheduler::run_scheduled`]).
     pub async fn run_scheduled(&self, now: i64) -> Outcome {
-        self.each(|scheduler| async move { scheduler.run_scheduled(now).await })
-            .await
+        self.each(None, |scheduler| async move {
+            scheduler.run_scheduled(now).await
+        })
+        .await
     }
 
     /// The polling path alone, for every account.
     pub async fn reconcile(&self, now: i64) -> Outcome {
-        self.each(|scheduler| async move { scheduler.reconcile(now).await })
-            .await
+        self.each(
+            None,
+            |scheduler| async move { scheduler.reconcile(now).await },
+        )
+        .await
     }
 
     /// New data for one account's report type (the schedule queue).
@@ -1096,14 +1149,7 @@ where
             )));
         }
         let outcome = self
-            .each(|scheduler| async move {
-                if backfill
-                    .accounts
-                    .as_ref()
-                    .is_some_and(|named| !named.contains(&scheduler.account))
-                {
-                    return Summary::default();
-                }
+            .each(backfill.accounts.as_deref(), |scheduler| async move {
                 let types: Vec<String> = scheduler
                     .specs
                     .iter()

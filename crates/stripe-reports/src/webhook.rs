@@ -370,6 +370,19 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
 
     /// Decides, claims, routes and finishes one verified event.
     async fn handle_event(&self, event: Event, account: &AccountId, now: i64) -> WebhookAnswer {
+        // A Connect platform's endpoint also receives its connected accounts'
+        // events (`account` names the connected account): they are that
+        // account's, handled by its own endpoint if it is configured, and must
+        // not take the event id from it.
+        if let Some(other) = event.account.as_deref()
+            && other != account.as_str()
+        {
+            info!(
+                event_account = other,
+                "event of another (connected) account: ignored"
+            );
+            return WebhookAnswer::Received(Outcome::Ignored);
+        }
         // Decided before anything is written: an unreadable object is refused
         // with the ledger untouched, an ignored event costs no write.
         let decision = match decide(&event, account, &self.report_types_of(account)) {
@@ -404,6 +417,14 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
             }
         };
         match self.route(decision, account, now).await {
+            // Nothing was done for this account: the claim is given back, so
+            // the run's own account may handle an event of the same id.
+            Ok(Outcome::OtherAccount) => {
+                if let Err(err) = self.ledger.release_event(&event.id, &token).await {
+                    warn!(error = %err, "claim not released; it expires on its own");
+                }
+                WebhookAnswer::Received(Outcome::OtherAccount)
+            }
             Ok(outcome) => {
                 match self.ledger.finish_event(&event.id, &token, now).await {
                     Ok(ClaimEnd::Owned) => {}

@@ -688,12 +688,14 @@ async fn a_run_held_for_another_account_is_not_changed() {
             .unwrap(),
         other
     );
-    // Linking B's request to A's run is refused too.
-    assert!(
+    // Linking B's request to A's run is refused too (see
+    // `a_request_for_a_run_held_for_another_account_is_taken_back`).
+    assert_eq!(
         ledger
             .record_requested(&key_of(&b, 40), &as_b, NOW + 5)
             .await
-            .is_err()
+            .unwrap(),
+        Recorded::OtherAccount { owner: a.clone() }
     );
     let after = ledger.run("frr_held_by_a").await.unwrap().unwrap();
     assert_eq!(after, before, "nothing changed");
@@ -768,4 +770,84 @@ async fn secrets_manager_secret_with_several_accounts_is_read() {
         assert!(!err.contains("sk_test_leaky"), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_request_for_a_run_held_for_another_account_is_taken_back() {
+    let ledger = ledger().await;
+    let (a, b) = (account_a(), account_b());
+    // A delivery attributed to A wrote the run item for A (no request).
+    let as_a = facts_of(&a, "frr_misattributed");
+    assert_eq!(
+        ledger.mark_succeeded(&as_a, NOW).await.unwrap(),
+        Transition::Applied
+    );
+    let before = ledger.run("frr_misattributed").await.unwrap().unwrap();
+    assert_eq!(before.request_key, None);
+
+    // B's scheduler, whose key lists the run, records it under B's request.
+    let as_b = facts_of(&b, "frr_misattributed");
+    let key = key_of(&b, 50);
+    assert_eq!(
+        ledger.record_requested(&key, &as_b, NOW + 5).await.unwrap(),
+        Recorded::OtherAccount { owner: a.clone() }
+    );
+    // The request item written on the way is gone again: B's request is
+    // free for a run of B's own.
+    assert_eq!(ledger.requested_run(&key).await.unwrap(), None);
+    // A's run item as it was: not linked to B's request, still A's.
+    assert_eq!(
+        ledger.run("frr_misattributed").await.unwrap(),
+        Some(before.clone())
+    );
+    assert!(ledger.unfinished_runs(&b).await.unwrap().is_empty());
+
+    // Asked again (the next invocation): the same answer, nothing left behind.
+    assert_eq!(
+        ledger
+            .record_requested(&key, &as_b, NOW + 60)
+            .await
+            .unwrap(),
+        Recorded::OtherAccount { owner: a.clone() }
+    );
+    assert_eq!(ledger.requested_run(&key).await.unwrap(), None);
+
+    // The request is B's to give to its own run.
+    let own = facts_of(&b, "frr_of_b_for_that_interval");
+    assert_eq!(
+        ledger.record_requested(&key, &own, NOW + 61).await.unwrap(),
+        Recorded::New
+    );
+    assert_eq!(
+        ledger.requested_run(&key).await.unwrap().as_deref(),
+        Some("frr_of_b_for_that_interval")
+    );
+    let record = ledger
+        .run("frr_of_b_for_that_interval")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.facts.account, b);
+    assert_eq!(record.request_key.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        ledger.run("frr_misattributed").await.unwrap(),
+        Some(before),
+        "A's run is untouched by B's request"
+    );
+
+    // A request B already holds for another run stays that run's: the
+    // answer names that run, and B's request is not taken back.
+    assert_eq!(
+        ledger
+            .record_requested(&key, &as_b, NOW + 62)
+            .await
+            .unwrap(),
+        Recorded::AlreadyRequested {
+            run_id: "frr_of_b_for_that_interval".into()
+        }
+    );
+    assert_eq!(
+        ledger.requested_run(&key).await.unwrap().as_deref(),
+        Some("frr_of_b_for_that_interval")
+    );
 }

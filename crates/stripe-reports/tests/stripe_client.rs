@@ -509,3 +509,137 @@ async fn account_of_names_each_keys_account_and_a_revoked_key_is_401() {
         .unwrap_err();
     assert_eq!(err.status(), Some(401), "{err:?}");
 }
+
+#[tokio::test]
+async fn account_of_is_bounded_by_its_deadline_retries_included() {
+    use stripe_reports::stripe::client::ACCOUNT_CHECK_TIMEOUT;
+    const KEY: &str = "sk_test_account_check_0c4b";
+    const ID: &str = "acct_1AccountCheck0000";
+    let emulator = emulator(EmulatorConfig {
+        accounts: vec![AccountConfig::new(ID, KEY)],
+        ..config()
+    })
+    .await;
+    // The client's own retries (RetryPolicy::default(), seconds apart) are
+    // far longer than the check may take: they must not apply to it.
+    let client =
+        stripe_reports::stripe::StripeClient::new(stripe_reports::stripe::StripeClientConfig::new(
+            emulator.base_url().parse().unwrap(),
+            ApiKey::None,
+            stripe_reports::domain::config::FileHosts::parse("127.0.0.1").unwrap(),
+        ))
+        .unwrap();
+    let checks = || {
+        emulator
+            .requests()
+            .iter()
+            .filter(|request| request.path == "/v1/account")
+            .count()
+    };
+    // One check, timed, failing the test (rather than waiting) past the
+    // deadline and a margin.
+    let check = || async {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            ACCOUNT_CHECK_TIMEOUT + std::time::Duration::from_secs(2),
+            client.account_of(&SecretString::new(KEY)),
+        )
+        .await
+        .expect("the check outlived its deadline");
+        (outcome, started.elapsed())
+    };
+    let allowed = ACCOUNT_CHECK_TIMEOUT + std::time::Duration::from_millis(500);
+
+    // Stripe answering 429, or 500, to every check: tried again within the
+    // deadline, a few times, then its error.
+    for status in [429, 500] {
+        emulator.set_faults(inject("/v1/account", status, None, 100));
+        let before = checks();
+        let (outcome, took) = check().await;
+        let err = outcome.unwrap_err();
+        assert_eq!(err.status(), Some(status), "{err:?}");
+        assert!(err.is_transient(), "{err:?}");
+        assert!(took <= allowed, "{status}: the check took {took:?}");
+        let asked = checks() - before;
+        assert!((2..=8).contains(&asked), "{status}: {asked} requests");
+    }
+    // One 429: the check goes on to the answer (one refused request does
+    // not take the account out).
+    emulator.set_faults(inject("/v1/account", 429, None, 1));
+    let before = checks();
+    let (outcome, took) = check().await;
+    assert_eq!(outcome.unwrap().as_str(), ID);
+    assert_eq!(checks() - before, 2);
+    assert!(took <= allowed, "{took:?}");
+    // A Retry-After past the deadline is not waited for: one request.
+    let mut faults = inject("/v1/account", 429, None, 100);
+    faults.inject[0].retry_after = Some("30".into());
+    emulator.set_faults(faults);
+    let before = checks();
+    let (outcome, took) = check().await;
+    assert_eq!(outcome.unwrap_err().status(), Some(429));
+    assert_eq!(checks() - before, 1);
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    // Stripe-Should-Retry: false on a 500 is respected: one request.
+    emulator.set_faults(inject("/v1/account", 500, Some(false), 100));
+    let before = checks();
+    let (outcome, _) = check().await;
+    assert_eq!(outcome.unwrap_err().status(), Some(500));
+    assert_eq!(checks() - before, 1);
+    // Stripe answering again, the next check names the account.
+    emulator.set_faults(Faults::default());
+    assert_eq!(check().await.0.unwrap().as_str(), ID);
+}
+
+#[tokio::test]
+async fn a_revoked_keys_error_shows_no_part_of_the_key() {
+    // Long enough for Stripe's message to show its last four characters.
+    const KEY: &str = "sk_test_revoked_account_key_7q9z";
+    const ID: &str = "acct_1AccountRevoked000";
+    let emulator = emulator(EmulatorConfig {
+        accounts: vec![AccountConfig::new(ID, KEY)],
+        ..config()
+    })
+    .await;
+    emulator.set_faults(Faults {
+        revoked_accounts: vec![ID.into()],
+        ..Faults::default()
+    });
+    let mut client_config = stripe_reports::stripe::StripeClientConfig::new(
+        emulator.base_url().parse().unwrap(),
+        ApiKey::None,
+        stripe_reports::domain::config::FileHosts::parse("127.0.0.1").unwrap(),
+    );
+    client_config.retry = quick_retries(0);
+    let client = stripe_reports::stripe::StripeClient::new(client_config).unwrap();
+    let err = client
+        .account_of(&SecretString::new(KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err:?}");
+    // Stripe's own message quotes the key masked but for its last four
+    // characters (what the emulator does too)…
+    let message = err.api_error().and_then(|e| e.message.clone()).unwrap();
+    assert!(
+        message.starts_with("Expired API Key provided: sk_test_") && message.ends_with("7q9z"),
+        "{message}"
+    );
+    // …and what is shown of the error (logs, the scheduler's answer, an
+    // account's failing reason) has none of it: the message is still read.
+    let shown = err.to_string();
+    assert!(shown.contains("Expired API Key provided"), "{shown}");
+    let after_prefix = &KEY["sk_test_".len()..];
+    for part in after_prefix
+        .as_bytes()
+        .windows(4)
+        .map(|w| std::str::from_utf8(w).unwrap())
+    {
+        assert!(!shown.contains(part), "{part:?} of the key in {shown:?}");
+    }
+    assert!(!shown.contains("****"), "{shown}");
+    // The same for a key shown in a request through a key-holding client.
+    let keyed = test_support::stripe_client(&emulator, KEY, "127.0.0.1", quick_retries(0));
+    let shown = keyed.report_types().await.unwrap_err().to_string();
+    assert!(shown.contains("Expired API Key provided"), "{shown}");
+    assert!(!shown.contains("7q9z"), "{shown}");
+}

@@ -348,3 +348,183 @@ async fn logs_of_a_delivery_name_the_account_it_is_attributed_to() {
         assert!(!text.contains(secret), "{secret} leaked into the logs");
     }
 }
+
+/// `body` (an event) as Stripe sends it to a Connect platform's endpoint:
+/// with `account` naming the connected account it is about.
+fn with_account(body: &str, account: &str) -> String {
+    let mut event: Value = serde_json::from_str(body).unwrap();
+    event["account"] = json!(account);
+    event.to_string()
+}
+
+/// Whether the ledger holds an item for `event_id` (a claim, or the mark
+/// of a handled event), read consistently.
+async fn event_item_exists(stack: &Stack, event_id: &str) -> bool {
+    stack
+        .ledger
+        .client()
+        .get_item()
+        .table_name(stack.ledger.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(stripe_reports::aws::ledger::event_pk(
+                event_id,
+            )),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .is_some()
+}
+
+/// What the handler decides for `body` signed with `secret`.
+async fn outcome_of(service: &Service, body: &str, secret: &str) -> WebhookAnswer {
+    let header = sign_with_stripe_python(body, secret, NOW);
+    service.handle(body.as_bytes(), Some(&header), NOW).await
+}
+
+#[tokio::test]
+async fn an_event_of_a_connected_account_is_ignored_and_leaves_its_id_to_that_account() {
+    let _ = CapturedLogs::global();
+    let stack = stack().await;
+    let service = both(&stack);
+    // A is a Connect platform: its endpoint also receives the events of its
+    // connected account B, signed with A's secret, `account` naming B.
+    let run_of_b = with_account(&succeeded("evt_connect_run", "frr_connect_run"), B);
+    let type_of_b = with_account(&type_updated("evt_connect_type", "balance.summary.1"), B);
+    let retry_of_b = with_account(&succeeded("evt_connect_plain", "frr_connect_plain"), B);
+    for body in [&run_of_b, &type_of_b, &retry_of_b] {
+        let (status, answer) = status_of(&service, signed(body, SECRET_A), NOW).await;
+        assert_eq!((status, answer), (200, json!({"received": true})), "{body}");
+        // Delivered again (Stripe retries, or a second platform endpoint):
+        // still ignored, never a duplicate of an earlier delivery.
+        assert_eq!(
+            outcome_of(&service, body, SECRET_A).await,
+            WebhookAnswer::Received(Outcome::Ignored),
+            "{body}"
+        );
+    }
+    // Nothing written, nothing enqueued, and no event id taken.
+    for run_id in ["frr_connect_run", "frr_connect_plain"] {
+        assert_eq!(stack.status(run_id).await, None, "{run_id}");
+    }
+    assert!(stack.drain(&stack.download_url).await.is_empty());
+    assert!(stack.drain(&stack.schedule_url).await.is_empty());
+    for event_id in ["evt_connect_run", "evt_connect_type", "evt_connect_plain"] {
+        assert!(
+            !event_item_exists(&stack, event_id).await,
+            "{event_id} was claimed"
+        );
+    }
+
+    // The same events reach B's own endpoint, signed with B's secret (with
+    // `account` = B, or without it): handled as B's.
+    assert_eq!(
+        outcome_of(&service, &run_of_b, SECRET_B).await,
+        WebhookAnswer::Received(Outcome::Enqueued)
+    );
+    assert_eq!(
+        outcome_of(&service, &type_of_b, SECRET_B).await,
+        WebhookAnswer::Received(Outcome::Scheduled)
+    );
+    let plain = succeeded("evt_connect_plain", "frr_connect_plain");
+    assert_eq!(
+        outcome_of(&service, &plain, SECRET_B).await,
+        WebhookAnswer::Received(Outcome::Enqueued)
+    );
+    for run_id in ["frr_connect_run", "frr_connect_plain"] {
+        let record = stack.ledger.run(run_id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.facts.account),
+            (RunStatus::Succeeded, id(B)),
+            "{run_id}"
+        );
+    }
+    assert_eq!(
+        sorted(&stack, &stack.download_url).await,
+        sort(vec![
+            json!({"run_id": "frr_connect_run", "account": B}),
+            json!({"run_id": "frr_connect_plain", "account": B}),
+        ])
+    );
+    assert_eq!(
+        stack.drain(&stack.schedule_url).await,
+        vec![
+            json!({"report_type": "balance.summary.1", "data_available_end": DATA_END, "account": B})
+        ]
+    );
+    // B handled them: a further delivery to B is the duplicate it is.
+    assert_eq!(
+        outcome_of(&service, &run_of_b, SECRET_B).await,
+        WebhookAnswer::Received(Outcome::Duplicate)
+    );
+
+    // An event naming the very account whose secret signed it is that
+    // account's own, handled as usual.
+    let own = with_account(&succeeded("evt_connect_own", "frr_connect_own"), A);
+    assert_eq!(
+        outcome_of(&service, &own, SECRET_A).await,
+        WebhookAnswer::Received(Outcome::Enqueued)
+    );
+    assert_eq!(
+        stack.drain(&stack.download_url).await,
+        vec![json!({"run_id": "frr_connect_own", "account": A})]
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_for_another_accounts_run_gives_its_event_id_back() {
+    let _ = CapturedLogs::global();
+    let stack = stack().await;
+    let service = both(&stack);
+    requested(&stack, B, "frr_released_of_b").await;
+    let before = stack
+        .ledger
+        .run("frr_released_of_b")
+        .await
+        .unwrap()
+        .unwrap();
+    let body = succeeded("evt_released", "frr_released_of_b");
+
+    // Signed with A's secret, naming B's run: 200, nothing of B's changed…
+    let (status, answer) = status_of(&service, signed(&body, SECRET_A), NOW).await;
+    assert_eq!((status, answer), (200, json!({"received": true})));
+    assert_eq!(
+        outcome_of(&service, &body, SECRET_A).await,
+        WebhookAnswer::Received(Outcome::OtherAccount),
+        "a second delivery signed by A is not a duplicate either"
+    );
+    assert_eq!(
+        stack.ledger.run("frr_released_of_b").await.unwrap(),
+        Some(before)
+    );
+    assert!(stack.drain(&stack.download_url).await.is_empty());
+    assert!(stack.drain(&stack.schedule_url).await.is_empty());
+    // …and its claim on the event id given back.
+    assert!(
+        !event_item_exists(&stack, "evt_released").await,
+        "the claim of the delivery signed by A was kept"
+    );
+
+    // The same event signed by B, the run's own account: handled, not a duplicate.
+    assert_eq!(
+        outcome_of(&service, &body, SECRET_B).await,
+        WebhookAnswer::Received(Outcome::Enqueued)
+    );
+    assert_eq!(
+        stack.drain(&stack.download_url).await,
+        vec![json!({"run_id": "frr_released_of_b", "account": B})]
+    );
+    assert_eq!(
+        stack.status("frr_released_of_b").await,
+        Some(RunStatus::Succeeded)
+    );
+    assert!(event_item_exists(&stack, "evt_released").await);
+    // Now handled by B, its id is taken: B's next delivery is a duplicate.
+    assert_eq!(
+        outcome_of(&service, &body, SECRET_B).await,
+        WebhookAnswer::Received(Outcome::Duplicate)
+    );
+}

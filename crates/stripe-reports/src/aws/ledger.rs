@@ -421,10 +421,31 @@ impl Ledger for DynamoLedger {
             .await
         {
             Ok(_) => Ok(outcome),
-            Err(err) if is_condition_failure(&err) => Err(LedgerError::Corrupt {
-                pk: run_pk(&run.run_id),
-                problem: format!("recorded for another account than {}", run.account),
-            }),
+            Err(err) if is_condition_failure(&err) => {
+                // The run item is another account's: the request naming it
+                // (written in step 1 now, or by an attempt that crashed
+                // before taking it back) is taken back, so it stays free.
+                {
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .key("pk", s(key.as_str()))
+                        .condition_expression("run_id = :run")
+                        .expression_attribute_values(":run", s(&run.run_id))
+                        .send()
+                        .await
+                        .map_err(unavailable)?;
+                }
+                let owner = self
+                    .run(&run.run_id)
+                    .await?
+                    .map(|record| record.facts.account)
+                    .ok_or_else(|| LedgerError::Corrupt {
+                        pk: run_pk(&run.run_id),
+                        problem: "condition failed but the item is gone".into(),
+                    })?;
+                Ok(Recorded::OtherAccount { owner })
+            }
             Err(err) => Err(unavailable(err)),
         }
     }

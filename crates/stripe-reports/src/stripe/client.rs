@@ -29,6 +29,8 @@ use crate::domain::account::AccountId;
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Redirects followed for one file download.
 const MAX_FILE_REDIRECTS: usize = 5;
+/// How long the check of a key's account may take.
+pub const ACCOUNT_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// A `Retry-After` longer than this is not waited for (as Stripe's libraries do).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -212,15 +214,51 @@ impl StripeClient {
     }
 
     /// `GET /v1/account` with `key`: the id of the account the key belongs to.
+    /// Bounded by [`ACCOUNT_CHECK_TIMEOUT`] as a whole, retries included: it
+    /// runs at every cold start (the webhook's too), and a key that cannot
+    /// be checked now is checked again later rather than waited for. A 429,
+    /// a 5xx or no answer is tried again within that time, so one refused
+    /// request does not take an account out.
     pub async fn account_of(&self, key: &SecretString) -> Result<AccountId, StripeError> {
         #[derive(serde::Deserialize)]
         struct Account {
             id: String,
         }
         let url = self.endpoint("/v1/account")?;
-        let response = self
-            .send_with_retries(|| self.api.get(url.clone()).bearer_auth(key.expose()))
-            .await?;
+        let deadline = tokio::time::Instant::now() + ACCOUNT_CHECK_TIMEOUT;
+        let mut wait = Duration::from_millis(100);
+        let response = loop {
+            let attempt = tokio::time::timeout_at(
+                deadline,
+                self.api.get(url.clone()).bearer_auth(key.expose()).send(),
+            )
+            .await;
+            let (retryable, retry_after, error) = match attempt {
+                Err(_) => {
+                    return Err(StripeError::Transport(format!(
+                        "no answer within {} s",
+                        ACCOUNT_CHECK_TIMEOUT.as_secs()
+                    )));
+                }
+                Ok(Ok(response)) if response.status().is_success() => break response,
+                Ok(Ok(response)) => {
+                    let retryable = retry_decision(response.status(), response.headers());
+                    let after = retry_after(response.headers());
+                    (retryable, after, error_from_response(response).await)
+                }
+                Ok(Err(err)) => (
+                    err.is_connect() || err.is_timeout() || err.is_request(),
+                    None,
+                    StripeError::Transport(transport_message(&err)),
+                ),
+            };
+            let pause = retry_after.unwrap_or(wait).max(wait);
+            if !retryable || tokio::time::Instant::now() + pause >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            wait = wait.saturating_mul(2);
+        };
         let account: Account = decode_json(response).await?;
         AccountId::parse(&account.id).map_err(|err| StripeError::Decode {
             status: 200,

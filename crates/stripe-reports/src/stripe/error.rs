@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::config::FileUrlError;
 
 /// Stripe's `error` object (`api_errors` in the OpenAPI description).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// `Debug` shows the message as `Display` does, without any part of a key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ApiError {
     #[serde(rename = "type")]
     pub error_type: String,
@@ -20,6 +21,18 @@ pub struct ApiError {
     pub doc_url: Option<String>,
 }
 
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiError")
+            .field("error_type", &self.error_type)
+            .field("code", &self.code)
+            .field("param", &self.param)
+            .field("message", &self.message.as_deref().map(redact_keys))
+            .field("doc_url", &self.doc_url)
+            .finish()
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.error_type)?;
@@ -30,10 +43,33 @@ impl std::fmt::Display for ApiError {
             write!(f, " (param {param})")?;
         }
         if let Some(message) = &self.message {
-            write!(f, ": {message}")?;
+            write!(f, ": {}", redact_keys(message))?;
         }
         Ok(())
     }
+}
+
+/// Stripe's messages can quote a key, masked but for its last characters
+/// ("Invalid API Key provided: sk_live_****…abcd"): no part of a key goes
+/// into a log line or an error of ours.
+pub fn redact_keys(message: &str) -> std::borrow::Cow<'_, str> {
+    const PREFIXES: [&str; 6] = [
+        "sk_live_", "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_",
+    ];
+    if !PREFIXES.iter().any(|prefix| message.contains(prefix)) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let redacted: Vec<&str> = message
+        .split(' ')
+        .map(|word| {
+            if PREFIXES.iter().any(|prefix| word.contains(prefix)) {
+                "[redacted key]"
+            } else {
+                word
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(redacted.join(" "))
 }
 
 /// The JSON body of a Stripe error response.
@@ -103,5 +139,28 @@ impl StripeError {
             }
             StripeError::FileUrl(_) | StripeError::Config(_) | StripeError::NoApiKey(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_part_of_a_key_quoted_by_stripe_is_shown() {
+        let error = ApiError {
+            error_type: "invalid_request_error".into(),
+            message: Some("Invalid API Key provided: sk_live_****************abcd".into()),
+            ..ApiError::default()
+        };
+        let shown = error.to_string();
+        assert_eq!(
+            shown,
+            "invalid_request_error: Invalid API Key provided: [redacted key]"
+        );
+        assert_eq!(
+            redact_keys("No such report run: 'frr_1'"),
+            "No such report run: 'frr_1'"
+        );
     }
 }
