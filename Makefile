@@ -82,11 +82,12 @@ fuzz:
 			|| { echo "fuzz: $$target FAILED (crash input in fuzz/artifacts/$$target)"; exit 1; }; \
 	done
 
-## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test)
+## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test);
+## ONLY=fanout (or downloader, webhook, cold-start, comma-separated) replaces only those sections
 bench: venv bench-tools
 	cargo build --release -p stripe-emulator -p scheduler -p webhook -p downloader -p cli -p hello-lambda
 	cargo build --release -p downloader --example download_one
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/run.py $(if $(ONLY),--only $(ONLY))
 
 ## bench-tools: the AWS CLI (PyPI) in .venv-bench, and stripe-node when Node.js is present
 AWSCLI_VERSION := 1.46.3

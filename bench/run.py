@@ -15,9 +15,16 @@ writes bench/RESULTS.md (machine, date, commit, one table per benchmark).
    the same run, against a minimal Runtime API in this script; sizes.
 4. Fan-out: 1,000 runs (50 specs × 20 days) against the emulator's 25
    requests/s limit: seconds, ratio to the 40 s floor, errors, duplicates.
+   Then accounts: one account with 500 runs (25 specs × 20 days), and two
+   accounts with those 500 runs each, every account at the emulator's
+   per-account 25 requests/s limit: two accounts should take the time of
+   one (each has its own budget), not twice it.
 
 Ratios within this run are what to read: absolute numbers move with the machine.
+`--only fanout` (or any comma-separated list of downloader, webhook,
+cold-start, fanout) runs some and replaces only their sections of RESULTS.md.
 """
+import argparse
 import contextlib
 import datetime
 import http.server
@@ -45,6 +52,9 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 AWS_CLI = os.path.join(ROOT, ".venv-bench", "bin", "aws")
 NODE_DIR = os.path.join(HERE, ".node")
 KEY = "sk_test_bench"
+# The accounts of the fan-out's accounts part: (id, API key, webhook secret).
+FANOUT_ACCOUNTS = [("acct_1BenchFanoutA000", "sk_test_bench_a", "whsec_bench_a"),
+                   ("acct_1BenchFanoutB000", "sk_test_bench_b", "whsec_bench_b")]
 EMULATOR_PORT = int(os.environ.get("BENCH_EMULATOR_PORT", "12199"))
 EMULATOR = f"http://127.0.0.1:{EMULATOR_PORT}"
 MIB = 1024 * 1024
@@ -106,10 +116,13 @@ def timed(argv, env=None):
 
 
 @contextlib.contextmanager
-def emulator(types, run_delay_ms):
-    """The release Stripe emulator serving `types`, until the block ends."""
+def emulator(types, run_delay_ms, accounts=None):
+    """The release Stripe emulator serving `types`, until the block ends: to
+    the one account of KEY, or to each of `accounts` ((id, key, secret))."""
+    served = (["--accounts", json.dumps([{"id": acct, "api_key": key, "webhook_secrets": [secret]}
+                                         for acct, key, secret in accounts])] if accounts else ["--api-key", KEY])
     process = subprocess.Popen([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}",
-                                "--api-key", KEY, "--run-delay-ms", str(run_delay_ms),
+                                *served, "--run-delay-ms", str(run_delay_ms),
                                 "--report-types", json.dumps(types)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -257,16 +270,19 @@ def bench_cold_start(aws_env):
     table = ["| binary | cold start median ms | p90 ms | / hello-world | stripped size MiB | zip size MiB |",
              "|---|---|---|---|---|---|"]
     results = {}
-    for name in ("hello-lambda", "scheduler", "webhook", "downloader"):
-        binary = os.path.join(RELEASE, name)
-        log(f"cold start: {name} × {COLD_STARTS}")
-        api.cold_start(binary, lambda_env)  # page cache warm, as on a warm Lambda host
-        samples = sorted(api.cold_start(binary, lambda_env) for _ in range(COLD_STARTS))
-        zipped = os.path.join(ROOT, ".local", f"{name}.zip")
-        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.write(binary, "bootstrap")
-        results[name] = (statistics.median(samples), samples[int(len(samples) * 0.9) - 1],
-                         os.path.getsize(binary) / MIB, os.path.getsize(zipped) / MIB)
+    # A cold start asks Stripe whose key it holds (`GET /v1/account`, SPEC
+    # "Accounts"): the emulator answers it, as Stripe would.
+    with emulator([{"id": "balance.summary.1"}], run_delay_ms=10):
+        for name in ("hello-lambda", "scheduler", "webhook", "downloader"):
+            binary = os.path.join(RELEASE, name)
+            log(f"cold start: {name} × {COLD_STARTS}")
+            api.cold_start(binary, lambda_env)  # page cache warm, as on a warm Lambda host
+            samples = sorted(api.cold_start(binary, lambda_env) for _ in range(COLD_STARTS))
+            zipped = os.path.join(ROOT, ".local", f"{name}.zip")
+            with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.write(binary, "bootstrap")
+            results[name] = (statistics.median(samples), samples[int(len(samples) * 0.9) - 1],
+                             os.path.getsize(binary) / MIB, os.path.getsize(zipped) / MIB)
     hello = results["hello-lambda"][0]
     for name, (median, p90, size, zipped) in results.items():
         table.append(f"| {name} | {median:.1f} | {p90:.1f} | {median / hello:.1f}× | {size:.1f} | {zipped:.1f} |")
@@ -276,22 +292,34 @@ def bench_cold_start(aws_env):
 
 # ---- 4. fan-out -------------------------------------------------------------
 
-def bench_fanout(aws_env):
-    """The release `stripe-reports invoke scheduler` (the scheduler's handler)
-    planning 50 specs × 20 days against the emulator's 25 requests/s limit."""
-    log("fan-out: 1,000 runs")
+def fanout_types(count):
     today = int(time.time()) // 86400 * 86400
-    types = [{"id": f"fanout.type_{i:02}.1", "file_size": 1024, "data_available_start": today - 365 * 86400,
-              "data_available_end": today} for i in range(50)]
-    # Runs stay pending for the whole benchmark: this measures creating them.
-    with emulator(types, run_delay_ms=600_000):
+    return [{"id": f"fanout.type_{i:02}.1", "file_size": 1024, "data_available_start": today - 365 * 86400,
+             "data_available_end": today} for i in range(count)]
+
+
+def fanout_invocation(aws_env, types, days, accounts=None):
+    """One `stripe-reports invoke scheduler` (release) planning `types` ×
+    `days` for KEY's account, or for each of `accounts` ((id, key, secret),
+    through STRIPE_ACCOUNTS), against a fresh emulator whose every account
+    is limited to 25 requests/s, and a fresh ledger table. Runs stay pending
+    for the whole invocation: this measures creating them."""
+    with emulator(types, run_delay_ms=600_000, accounts=accounts):
         request = urllib.request.Request(f"{EMULATOR}/_emulator/faults", data=b'{"rate_limit_rps": 25}', method="POST")
         urllib.request.urlopen(request, timeout=10).close()
         env = dict(aws_env, RUNS_TABLE=f"bench-fanout-{time.time_ns()}")
         local_aws.create_resources(env)  # a fresh ledger table; the queues exist
-        env.update(STRIPE_API_KEY=KEY, STRIPE_API_BASE=EMULATOR, STRIPE_FILE_HOSTS="127.0.0.1",
-                   REPORTS=json.dumps([{"report_type": t["id"]} for t in types]), LOOKBACK_DAYS="20",
+        env.update(STRIPE_API_BASE=EMULATOR, STRIPE_FILE_HOSTS="127.0.0.1",
+                   REPORTS=json.dumps([{"report_type": t["id"]} for t in types]), LOOKBACK_DAYS=str(days),
                    RUST_LOG="warn")
+        if accounts:
+            env["STRIPE_ACCOUNTS"] = json.dumps([{"account": acct, "api_key": key, "webhook_secret": secret}
+                                                 for acct, key, secret in accounts])
+            # Warnings, and the `account` span (info) that names the account
+            # on each of them (with its own info lines: one per run created).
+            env["RUST_LOG"] = "warn,[account]=info"
+        else:
+            env["STRIPE_API_KEY"] = KEY
         started = time.perf_counter()
         result = subprocess.run([os.path.join(RELEASE, "stripe-reports"), "invoke", "scheduler"], env=env,
                                 capture_output=True, text=True)
@@ -300,7 +328,33 @@ def bench_fanout(aws_env):
             raise RuntimeError(f"the scheduler failed: {result.stderr[-500:]}")
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         stats = stripe_api("GET", "/_emulator/stats")
-    return [
+        per_account = {}
+        if accounts:
+            records = stripe_api("GET", "/_emulator/requests")
+            parts = {part["account"]: part for part in summary["accounts"]}
+            for acct, _, _ in accounts:
+                per_account[acct] = {
+                    "api_requests": sum(1 for r in records if r["account"] == acct),
+                    "runs_at_stripe": len(stripe_api("GET", f"/_emulator/runs?account={acct}")),
+                    "planned": parts[acct]["planned"], "created": parts[acct]["created"],
+                    "errors": parts[acct]["errors"],
+                    # The emulator counts 429s over all accounts; the scheduler
+                    # logs each 429 it retries inside its account's span
+                    # ("account{account=acct_…}: … answered 429").
+                    "retried_429": sum(1 for line in result.stderr.splitlines()
+                                       if f"account={acct}" in line and "answered 429" in line),
+                }
+    return {"seconds": seconds, "summary": summary, "stats": stats, "accounts": per_account}
+
+
+def bench_fanout(aws_env):
+    """The release `stripe-reports invoke scheduler` (the scheduler's handler)
+    planning 50 specs × 20 days against the emulator's 25 requests/s limit;
+    then 25 specs × 20 days for one account, and for two accounts at once."""
+    log("fan-out: 1,000 runs")
+    one = fanout_invocation(aws_env, fanout_types(50), 20)
+    summary, stats, seconds = one["summary"], one["stats"], one["seconds"]
+    table = [
         "| runs planned | created | seconds | floor at 25 requests/s | ratio to the floor "
         "| at the scheduler's 20/s default: floor, ratio | API requests | answered 429 | errors | runs at Stripe |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -309,8 +363,77 @@ def bench_fanout(aws_env):
         f"| {stats['runs_created']} |",
     ]
 
+    types = fanout_types(25)
+    log("fan-out: 1 account × 500 runs")
+    single = fanout_invocation(aws_env, types, 20, accounts=FANOUT_ACCOUNTS[:1])
+    log("fan-out: 2 accounts × 500 runs")
+    double = fanout_invocation(aws_env, types, 20, accounts=FANOUT_ACCOUNTS)
+    ratio = double["seconds"] / single["seconds"]
+
+    def per(result, field):
+        return ", ".join(f"{part[field]}" for part in result["accounts"].values())
+
+    table += [
+        "",
+        "| accounts × runs | runs planned | created | seconds | floor at the scheduler's 20/s per account "
+        "| ratio to 1 account | API requests (per account) | answered 429 (per account) | errors (per account) "
+        "| runs at Stripe (per account) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, result in (("1 × 500", single), ("2 × 500", double)):
+        summary, stats = result["summary"], result["stats"]
+        table.append(
+            f"| {label} | {summary['planned']} | {summary['created']} | {result['seconds']:.1f} | 25 s "
+            f"| {result['seconds'] / single['seconds']:.2f} | {stats['api_requests']} ({per(result, 'api_requests')}) "
+            f"| {stats['rate_limited']} ({per(result, 'retried_429')}) | {summary['errors']} ({per(result, 'errors')}) "
+            f"| {stats['runs_created']} ({per(result, 'runs_at_stripe')}) |")
+    table += ["", f"Two accounts × 500 runs took {double['seconds']:.1f} s, {ratio:.2f}× the {single['seconds']:.1f} s "
+                  f"of one account × 500 (the goal: about 1, each account having its own 25/s at Stripe and its "
+                  f"own 20/s limiter in the scheduler, worked at the same time); 1,000 runs of one account "
+                  f"take {seconds:.1f} s."]
+    return table
+
+
+# The benchmarks in RESULTS.md's order: (name for --only, section title, function of the AWS env).
+BENCHMARKS = [
+    ("downloader", "Downloader", bench_downloader),
+    ("webhook", "Webhook", lambda aws_env: bench_webhook()),
+    ("cold-start", "Cold start", bench_cold_start),
+    ("fanout", "Fan-out", bench_fanout),
+]
+
+
+def replace_sections(path, sections):
+    """RESULTS.md with only `sections` ({title: lines}) replaced: each from
+    its `## title` line up to the next `## ` or the closing `Total time` line."""
+    with open(path) as existing:
+        lines = existing.read().rstrip("\n").split("\n")
+    for title, body in sections.items():
+        heading = f"## {title}"
+        if heading not in lines:
+            raise RuntimeError(f"{os.path.relpath(path, ROOT)} has no section {heading!r}: run bench/run.py "
+                               "without --only first")
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines))
+                    if lines[i].startswith("## ") or lines[i].startswith("Total time of")), len(lines))
+        lines[start:end] = body
+    return lines
+
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help="comma-separated benchmarks among "
+                        + ", ".join(name for name, _, _ in BENCHMARKS) + "; replaces only their sections")
+    args = parser.parse_args()
+    chosen = BENCHMARKS
+    if args.only is not None:
+        wanted = [part.strip() for part in args.only.split(",") if part.strip()]
+        unknown = [part for part in wanted if part not in {name for name, _, _ in BENCHMARKS}]
+        if unknown or not wanted:
+            print(f"bench/run.py: --only {args.only!r}: no benchmark {', '.join(unknown) or '(none given)'}; "
+                  f"benchmarks are {', '.join(name for name, _, _ in BENCHMARKS)}", file=sys.stderr)
+            return 2
+        chosen = [b for b in BENCHMARKS if b[0] in wanted]
     started = time.time()
     os.makedirs(os.path.join(ROOT, ".local"), exist_ok=True)
     port = int(os.environ.get("MOTO_PORT", "5000"))
@@ -319,16 +442,9 @@ def main():
         aws_env = dict(os.environ, **local_aws.DEFAULTS)
         aws_env["AWS_ENDPOINT_URL"] = endpoint
         local_aws.create_resources(aws_env)
-        sections = [
-            ("Downloader", bench_downloader(aws_env)),
-            ("Webhook", bench_webhook()),
-            ("Cold start", bench_cold_start(aws_env)),
-            ("Fan-out", bench_fanout(aws_env)),
-        ]
+        sections = [(title, function(aws_env)) for _, title, function in chosen]
     finally:
         local_aws.stop(moto)
-    text = ["# Benchmark results", "", "Written by `make bench` (`bench/run.py`); read the ratios, measured in the",
-            "same run, rather than the absolute numbers.", ""] + machine() + [""]
     notes = {
         "Downloader": "Each size measured once, into moto's S3 server (Python) on loopback, which bounds every "
                       "uploader here: the curl column is the emulator's generation rate, not an S3 speed. Ours: "
@@ -346,14 +462,33 @@ def main():
         "Fan-out": "One scheduled invocation of the release scheduler handler (`stripe-reports invoke "
                    "scheduler`, ledger in moto) against the emulator's 25 requests/s limit; the API requests "
                    "include reconcile's listing. The scheduler's own limit is its default, 20/s (headroom "
-                   "under Stripe's test-mode 25/s), so 50 s is its floor.",
+                   "under Stripe's test-mode 25/s), so 50 s is its floor. Accounts: the same invocation with "
+                   "`STRIPE_ACCOUNTS` naming one account, then two, each account 25 specs × 20 days, the "
+                   "emulator limiting each account's key to 25 requests/s (`--accounts`, `rate_limit_rps`), "
+                   "each with a fresh emulator and ledger table (`RUST_LOG=warn,[account]=info` for both). Per "
+                   "account: API requests from the emulator's request log by key, 429s the retries the "
+                   "scheduler logged in that account's span (the emulator counts 429s over all accounts), "
+                   "errors and created from the invocation's per-account summary, runs from the emulator's "
+                   "runs of that account.",
     }
-    for title, table in sections:
-        text += [f"## {title}", "", *table, "", notes[title], ""]
-    text.append(f"Total time of `make bench` (after the build): {time.time() - started:.0f} s.")
-    with open(os.path.join(HERE, "RESULTS.md"), "w") as out:
+    results = os.path.join(HERE, "RESULTS.md")
+    bodies = {title: [f"## {title}", "", *table, "", notes[title], ""] for title, table in sections}
+    if chosen is BENCHMARKS:
+        text = ["# Benchmark results", "", "Written by `make bench` (`bench/run.py`); read the ratios, measured "
+                "in the", "same run, rather than the absolute numbers.", ""] + machine() + [""]
+        for title, _ in sections:
+            text += bodies[title]
+        text.append(f"Total time of `make bench` (after the build): {time.time() - started:.0f} s.")
+    else:
+        # The header's date and commit are the full run's: say when these were measured.
+        stamp = (f"(Measured {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
+                 f"commit {machine()[1][len('- commit: '):]}, by `bench/run.py --only {args.only}`, "
+                 f"in {time.time() - started:.0f} s.)")
+        text = replace_sections(results, {title: body + [stamp, ""] for title, body in bodies.items()})
+    with open(results, "w") as out:
         out.write("\n".join(text) + "\n")
     print("\n".join(text))
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,18 +3,22 @@
 
 Every scenario starts from empty AWS state (moto's server, reset), a fresh
 Stripe emulator and a fresh `stripe-reports local`, injects its fault, waits
-for the pipeline to settle and ends with the same audit:
+for the pipeline to settle and ends with the same audit, account by account
+(one account, the emulator's default, except in scenario 14):
 
   * every planned (report type, interval) has exactly one `stored` run item;
-  * exactly one S3 object per stored run, whose bytes hash to the emulator's
-    SHA-256 for that file (and to the ledger's), and no other object;
+  * exactly one S3 object per stored run, under the account's own
+    `account=` segment, whose bytes hash to the emulator's SHA-256 for that
+    file of one of the account's own runs (and to the ledger's), and no
+    other object; an account expected to have nothing has nothing;
   * no open multipart upload;
   * no message left on the download or schedule queue, nor on their DLQs
     unless the scenario expects one there;
   * the emulator created exactly as many runs as the ledger holds distinct
     requests, and as many as the scenario planned;
   * every request that carried the API key reached the emulator's allow-listed
-    address, none reached the off-list one (127.0.0.2).
+    address, none reached the off-list one (127.0.0.2), and no request with
+    one account's key named another account's object.
 
 Then the security checks (a file redirect off the allow-list, malformed input
 at every edge), an orphaned run meeting Stripe's idempotency window, and last
@@ -56,10 +60,11 @@ sys.path.insert(0, HERE)
 import local_aws  # noqa: E402
 
 TARGET = os.path.join(ROOT, "target", "debug")
-LOGS = os.path.join(ROOT, ".local", "reliability")
-EMULATOR = "127.0.0.1:12111"
-OFF_LIST = "127.0.0.2:12112"
-RUNNER = "127.0.0.1:9000"
+LOGS = os.environ.get("RELIABILITY_LOGS", os.path.join(ROOT, ".local", "reliability"))
+# Overridable, so that two suites (or the suite and `make demo`) can run side by side.
+EMULATOR = os.environ.get("RELIABILITY_EMULATOR", "127.0.0.1:12111")
+OFF_LIST = os.environ.get("RELIABILITY_OFF_LIST", "127.0.0.2:12112")
+RUNNER = os.environ.get("RELIABILITY_RUNNER", "127.0.0.1:9000")
 MOTO_PORT = int(os.environ.get("MOTO_PORT", "5000"))
 S3_PROXY_PORT = MOTO_PORT + 100
 DAY = 86400
@@ -74,9 +79,21 @@ MAX_RECEIVE_COUNT = 5
 API_KEY = "sk_test_rel_" + secrets.token_hex(12)
 NEW_SECRET = "whsec_relnew_" + secrets.token_hex(12)
 OLD_SECRET = "whsec_relold_" + secrets.token_hex(12)
-SECRETS_TO_HIDE = [API_KEY, NEW_SECRET, OLD_SECRET]
+# The two accounts of scenario 14, each with its own key and signing secret.
+TWO_ACCOUNTS = [
+    {"id": "acct_1ReliabilityA000", "api_key": "sk_test_relA_" + secrets.token_hex(12),
+     "webhook_secret": "whsec_relA_" + secrets.token_hex(12)},
+    {"id": "acct_1ReliabilityB000", "api_key": "sk_test_relB_" + secrets.token_hex(12),
+     "webhook_secret": "whsec_relB_" + secrets.token_hex(12)},
+]
+SECRETS_TO_HIDE = [API_KEY, NEW_SECRET, OLD_SECRET] + [
+    value for account in TWO_ACCOUNTS for value in (account["api_key"], account["webhook_secret"])]
 
 TODAY = int(time.time()) // DAY * DAY
+# The one account of the suite: the emulator's default, whose id the
+# functions learn from the key (`GET /v1/account`); its files land under
+# `stripe/account=<it>/`.
+ACCOUNT = "acct_1EmulatorDefault00"
 
 
 class Failed(Exception):
@@ -275,21 +292,29 @@ class Stack:
 
     # ---- per scenario -------------------------------------------------
     def begin(self, slug, types, lookback_days, run_delay_ms=1000, emulator_secrets=(NEW_SECRET,),
-              faults=None, runner_secret=NEW_SECRET):
+              faults=None, runner_secret=NEW_SECRET, accounts=None):
+        """`accounts`: several accounts ({"id", "api_key", "webhook_secret"}),
+        served by the emulator (`--accounts`) and configured in the secret's
+        several-accounts shape; without it, the emulator's default account
+        with API_KEY, in the one-account shape."""
         self.logdir = os.path.join(LOGS, slug)
         os.makedirs(self.logdir, exist_ok=True)
         self.slugs.append(slug)
         self.types = types
         self.lookback_days = lookback_days
+        self.account_ids = [a["id"] for a in accounts] if accounts else [ACCOUNT]
         http("POST", f"{self.moto}/moto-api/reset")
         env = dict(local_aws.DEFAULTS)
         env["AWS_ENDPOINT_URL"] = self.moto
         local_aws.create_resources(env, visibility_timeout=VISIBILITY_TIMEOUT,
                                    max_receive_count=MAX_RECEIVE_COUNT)
-        arn = self.secretsmanager.create_secret(
-            Name="stripe-reports/reliability",
-            SecretString=json.dumps({"api_key": API_KEY, "webhook_secret": runner_secret}),
-        )["ARN"]
+        if accounts:
+            secret = {"accounts": [{"account": a["id"], "api_key": a["api_key"],
+                                    "webhook_secret": a["webhook_secret"]} for a in accounts]}
+        else:
+            secret = {"api_key": API_KEY, "webhook_secret": runner_secret}
+        arn = self.secretsmanager.create_secret(Name="stripe-reports/reliability",
+                                                SecretString=json.dumps(secret))["ARN"]
         env.update({
             "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{S3_PROXY_PORT}",
             "STRIPE_SECRET_ARN": arn,
@@ -305,9 +330,12 @@ class Stack:
         self.env = env
         emulator_types = [dict(t, data_available_start=TODAY - 365 * DAY, data_available_end=TODAY)
                           for t in types]
+        served = ["--accounts", json.dumps([{"id": a["id"], "api_key": a["api_key"],
+                                              "webhook_secrets": [a["webhook_secret"]]} for a in accounts])
+                  ] if accounts else ["--api-key", API_KEY]
         self.spawn("emulator", [
             os.path.join(TARGET, "stripe-emulator"), "--listen", EMULATOR, "--also-listen", OFF_LIST,
-            "--api-key", API_KEY, "--webhook-url", f"http://{RUNNER}/webhooks/stripe",
+            *served, "--webhook-url", f"http://{RUNNER}/webhooks/stripe",
             "--webhook-secret", ",".join(emulator_secrets), "--run-delay-ms", str(run_delay_ms),
             "--report-types", json.dumps(emulator_types)], env={"PATH": env["PATH"], "RUST_LOG": "info"})
         wait_for(lambda: http_ok(f"http://{EMULATOR}/_emulator/stats"), 20, "the emulator")
@@ -373,10 +401,13 @@ class Stack:
               f"the plan has {len(planned)} intervals for {len(self.types)} types × {self.lookback_days} days")
         return planned
 
-    def stored_planned(self):
-        stored = {(r["report_type"]["S"], int(r["interval_start"]["N"]))
+    def stored_planned(self, accounts=None):
+        """Every planned interval has a stored run, for each of `accounts`
+        (default: every account of the scenario)."""
+        stored = {(r.get("account", {}).get("S"), r["report_type"]["S"], int(r["interval_start"]["N"]))
                   for r in self.runs() if r["status"]["S"] == "stored"}
-        return self.planned() <= stored
+        return all({(account, *key) for key in self.planned()} <= stored
+                   for account in (accounts or self.account_ids))
 
     def queue_depth(self, url):
         attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
@@ -387,23 +418,85 @@ class Stack:
     def open_uploads(self):
         return self.s3.list_multipart_uploads(Bucket=self.env["REPORTS_BUCKET"]).get("Uploads", [])
 
-    def settled(self):
-        """All planned reports stored and both queues drained."""
-        if not self.stored_planned():
+    def settled(self, accounts=None):
+        """All planned reports of `accounts` stored and both queues drained."""
+        if not self.stored_planned(accounts):
             return False
         return self.queue_depth(self.env["DOWNLOAD_QUEUE_URL"]) == 0 == self.queue_depth(
             self.env["SCHEDULE_QUEUE_URL"])
 
-    def wait_settled(self, timeout=120):
-        wait_for(self.settled, timeout, "every planned report stored and the queues drained")
+    def wait_settled(self, timeout=120, accounts=None):
+        wait_for(lambda: self.settled(accounts), timeout,
+                 "every planned report stored and the queues drained"
+                 + (f" ({', '.join(accounts)})" if accounts else ""))
+
+    def emulator_runs(self, account):
+        """The runs Stripe holds for `account` (`/_emulator/runs?account=`)."""
+        return emulator_json(f"/_emulator/runs?account={account}")
 
     # ---- the audit ------------------------------------------------------
     def audit(self, expected_requests, expect_dlq=()):
+        """The audit, account by account. `expected_requests`: the runs
+        planned for the scenario's one account, or {account: runs} for the
+        accounts audited; an account of the scenario left out must have
+        nothing at all (no run or request in the ledger, no object, no run
+        at Stripe)."""
+        expected = (expected_requests if isinstance(expected_requests, dict)
+                    else {self.account_ids[0]: expected_requests})
+        check(set(expected) <= set(self.account_ids), f"audit of accounts {sorted(expected)} not in the scenario")
         problems = []
         items = self.items()
         runs = [i for i in items if i["pk"]["S"].startswith("run#")]
         requests = [i for i in items if i["pk"]["S"].startswith("request#")]
-        stored = [r for r in runs if r["status"]["S"] == "stored"]
+        bucket = self.env["REPORTS_BUCKET"]
+        objects = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            objects += page.get("Contents", [])
+        at_stripe = {account: self.emulator_runs(account) for account in self.account_ids}
+
+        for account, planned_requests in expected.items():
+            problems += self.audit_account(account, planned_requests, runs, requests, objects, at_stripe[account])
+        # What belongs to no audited account: stored runs, requests, objects
+        # outside their `account=` segments, runs at Stripe.
+        others = [r for r in runs if r.get("account", {}).get("S") not in expected]
+        if others:
+            problems.append(f"{len(others)} run(s) recorded for accounts not expected to have any: "
+                            f"{sorted({(r.get('account', {}).get('S'), r['status']['S']) for r in others})}")
+        others = [r["pk"]["S"] for r in requests if r["pk"]["S"].split("#")[1] not in expected]
+        if others:
+            problems.append(f"requests of accounts not expected to have any: {others}")
+        prefixes = tuple(f"stripe/account={account}/" for account in expected)
+        others = [o["Key"] for o in objects if not o["Key"].startswith(prefixes)]
+        if others:
+            problems.append(f"{len(others)} object(s) outside the audited accounts' segments: {others[:3]}")
+        for account in set(self.account_ids) - set(expected):
+            if at_stripe[account]:
+                problems.append(f"{account}: {len(at_stripe[account])} run(s) at Stripe, expected none")
+
+        uploads = self.open_uploads()
+        if uploads:
+            problems.append(f"{len(uploads)} open multipart upload(s): {[u['Key'] for u in uploads]}")
+        for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "DOWNLOAD_QUEUE_DLQ_URL", "SCHEDULE_QUEUE_DLQ_URL"):
+            depth = self.queue_depth(self.env[queue])
+            wanted = 1 if queue in expect_dlq else 0
+            if (depth > 0) != (wanted > 0):
+                problems.append(f"{queue}: {depth} message(s) left")
+        stats = emulator_json("/_emulator/stats")
+        listed = sum(len(r) for r in at_stripe.values())
+        if not (stats["runs_created"] == listed == len(requests)):
+            problems.append(f"runs created at Stripe {stats['runs_created']}, listed {listed}, "
+                            f"requests in the ledger {len(requests)}")
+        problems += self.key_destinations()
+        return problems
+
+    def audit_account(self, account, planned_requests, runs, requests, objects, at_stripe):
+        """One account's part of the audit: one stored run per planned
+        interval, under its own `account=` segment, byte for byte Stripe's
+        file of one of its own runs; its objects exactly those; as many runs
+        at Stripe as requests in the ledger as planned."""
+        name = "" if self.account_ids == [ACCOUNT] else f"{account}: "
+        problems = []
+        stored = [r for r in runs if r["status"]["S"] == "stored" and r.get("account", {}).get("S") == account]
         by_interval = {}
         for run in stored:
             key = (run["report_type"]["S"], int(run["interval_start"]["N"]))
@@ -411,20 +504,26 @@ class Stack:
         for key in sorted(self.planned()):
             count = len(by_interval.get(key, []))
             if count != 1:
-                problems.append(f"{key[0]} {time.strftime('%Y-%m-%d', time.gmtime(key[1]))}: {count} stored runs")
+                problems.append(f"{name}{key[0]} {time.strftime('%Y-%m-%d', time.gmtime(key[1]))}: "
+                                f"{count} stored runs")
         extra = set(by_interval) - self.planned()
         if extra:
-            problems.append(f"stored runs nobody planned: {sorted(extra)}")
+            problems.append(f"{name}stored runs nobody planned: {sorted(extra)}")
 
+        segment = f"stripe/account={account}/"
+        mine = sorted(o["Key"] for o in objects if o["Key"].startswith(segment))
+        if mine != sorted(r["s3_key"]["S"] for r in stored):
+            problems.append(f"{name}{len(mine)} objects under {segment} for {len(stored)} stored runs")
+        emulator_runs = {r["id"]: r for r in at_stripe}
         bucket = self.env["REPORTS_BUCKET"]
-        objects = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            objects += page.get("Contents", [])
-        if len(objects) != len(stored):
-            problems.append(f"{len(objects)} objects in S3 for {len(stored)} stored runs")
-        emulator_runs = {r["id"]: r for r in emulator_json("/_emulator/runs")}
         for run in stored:
             run_id = run["pk"]["S"][len("run#"):]
+            if not run["s3_key"]["S"].startswith(segment + "report_type="):
+                problems.append(f"{run_id}: stored for account {account} at {run['s3_key']['S']} "
+                                f"(expected under {segment})")
+            if run_id not in emulator_runs:
+                problems.append(f"{run_id}: stored for {account}, but not one of its runs at Stripe")
+                continue
             digest, size = hashlib.sha256(), 0
             try:
                 body = self.s3.get_object(Bucket=bucket, Key=run["s3_key"]["S"])["Body"]
@@ -434,29 +533,21 @@ class Stack:
             except Exception as err:  # noqa: BLE001 - reported as a finding
                 problems.append(f"{run_id}: object {run['s3_key']['S']} unreadable: {err}")
                 continue
-            file_id = (emulator_runs.get(run_id, {}).get("result") or {}).get("id")
+            file_id = (emulator_runs[run_id].get("result") or {}).get("id")
             truth = emulator_json(f"/_emulator/files/{file_id}/sha256") if file_id else {}
             if not (digest.hexdigest() == run["sha256"]["S"] == truth.get("sha256") and size == truth.get("size")):
                 problems.append(f"{run_id}: object sha256 {digest.hexdigest()[:12]} ({size} B), ledger "
                                 f"{run['sha256']['S'][:12]}, Stripe {str(truth.get('sha256'))[:12]} ({truth.get('size')} B)")
-        uploads = self.open_uploads()
-        if uploads:
-            problems.append(f"{len(uploads)} open multipart upload(s): {[u['Key'] for u in uploads]}")
-        for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "DOWNLOAD_QUEUE_DLQ_URL", "SCHEDULE_QUEUE_DLQ_URL"):
-            depth = self.queue_depth(self.env[queue])
-            expected = 1 if queue in expect_dlq else 0
-            if (depth > 0) != (expected > 0):
-                problems.append(f"{queue}: {depth} message(s) left")
-        stats = emulator_json("/_emulator/stats")
-        if not (stats["runs_created"] == len(requests) == len(emulator_runs) == expected_requests):
-            problems.append(f"runs created at Stripe {stats['runs_created']}, listed {len(emulator_runs)}, "
-                            f"requests in the ledger {len(requests)}, planned {expected_requests}")
-        problems += self.key_destinations()
+        own_requests = [r for r in requests if r["pk"]["S"].split("#")[1] == account]
+        if not (len(at_stripe) == len(own_requests) == planned_requests):
+            problems.append(f"{name}runs at Stripe {len(at_stripe)}, requests in the ledger {len(own_requests)}, "
+                            f"planned {planned_requests}")
         return problems
 
     def key_destinations(self):
-        """Every request that carried the key went to the allow-listed address
-        (and some did: an empty request log proves nothing)."""
+        """Every request that carried a key went to the allow-listed address
+        (and some did: an empty request log proves nothing), and each key
+        only ever named its own account's objects."""
         problems = []
         records = emulator_json("/_emulator/requests")
         if not any(r["authorization"] and r["listener"] == EMULATOR for r in records):
@@ -466,6 +557,10 @@ class Stack:
                 problems.append(f"a request reached the off-list host: {record}")
             elif record["authorization"] and record["listener"] != EMULATOR:
                 problems.append(f"the key went to {record['listener']}: {record}")
+        crossed = [r for r in records
+                   if r.get("account") and r.get("object_account") and r["account"] != r["object_account"]]
+        if crossed:
+            problems.append(f"{len(crossed)} request(s) named another account's object, e.g. {crossed[0]}")
         return problems
 
     def webhooks_accepted(self, copies_per_event):
@@ -762,7 +857,7 @@ def malformed_inputs(stack):
     check(unchanged(), "a refused webhook wrote to the ledger")
 
     # Queue messages: each malformed one fails alone; nothing written.
-    bodies = ["garbage", "{}", '{"run_id": 5}', '{"run_id": "frr_doesnotexist"}']
+    bodies = ["garbage", "{}", '{"run_id": 5}', json.dumps({"run_id": "frr_doesnotexist", "account": ACCOUNT})]
     records = [{"messageId": f"m{i}", "receiptHandle": "r", "body": b, "attributes": {}, "messageAttributes": {},
                 "eventSource": "aws:sqs"} for i, b in enumerate(bodies)]
     code, out, err = stack.invoke("downloader", {"Records": records})
@@ -903,10 +998,120 @@ def overdue_reported_then_healed(stack):
     return stack.audit(expected_requests=2)
 
 
+def scheduler_metric_values(text, metric):
+    """The values of `metric` in the scheduler's EMF lines of `text`, in
+    order: only documents the alarm in template.yaml would read (namespace
+    StripeReports, dimension Function=scheduler, the metric declared)."""
+    values = []
+    for line in text.splitlines():
+        if not (line.startswith("{") and '"_aws"' in line):
+            continue
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        declared = [m["Name"] for d in document["_aws"].get("CloudWatchMetrics", [])
+                    if d.get("Namespace") == "StripeReports" and ["Function"] in d.get("Dimensions", [])
+                    for m in d.get("Metrics", [])]
+        if document.get("Function") == "scheduler" and metric in declared and metric in document:
+            values.append(document[metric])
+    return values
+
+
+def next_tick(stack):
+    """The `FailingAccounts` value and the summary line of the runner's next
+    scheduler tick that starts from now: the one after the next to end (that
+    one may have begun before). Ticks run one after another, each ending
+    with its EMF line, then its "scheduler tick" line."""
+    seen = len(stack.log_text("runner"))
+
+    def ticks():
+        after = stack.log_text("runner")[seen:].splitlines()
+        ends = [i for i, line in enumerate(after) if "scheduler tick" in line]
+        if len(ends) < 2:
+            return None
+        values = scheduler_metric_values("\n".join(after[ends[0] + 1:ends[1]]), "FailingAccounts")
+        return (values[-1], after[ends[1]]) if values else None
+    return wait_for(ticks, 20, "two scheduler ticks of the runner")
+
+
+def two_accounts_one_failing(stack):
+    """14. Two accounts, one of them failing: A's key revoked, B in a 429
+    storm; A named as failing, then caught up.
+
+    A's key is revoked (Stripe answers 401 to every request with it) from
+    before the runner's cold start; B meets a storm of 429s (60 % of its API
+    requests) once the runner is up. B's reports are stored under B's
+    segment, nothing of A's anywhere, and A is named where an operator looks
+    (the scheduler's log and answer, its `FailingAccounts` metric, which
+    `FailingAccountsAlarm` watches). The storm lifted and A's key valid
+    again, the warm runner checks A's key again (at most once a minute,
+    `RECHECK_EVERY`: most of the scenario's time) and A catches up, nothing
+    duplicated at Stripe or in S3.
+
+    (The storm starts after the cold start: a cold start's key check that
+    meets 429s on every retry leaves that account failing for a minute,
+    which is not what this scenario is about.)"""
+    a, b = (account["id"] for account in TWO_ACCOUNTS)
+    types = [kind(t) for t in THREE_TYPES[:2]]
+    stack.begin("14-two-accounts", types, lookback_days=2, accounts=TWO_ACCOUNTS,
+                faults={"revoked_accounts": [a]})
+    stack.start_runner(schedule_every="2s")
+    stack.faults({"revoked_accounts": [a],
+                  "storm": {"status": 429, "fraction": 0.6, "seconds": 600, "account": b}})
+    storm_began = time.time()
+
+    # The storm on B for 8 s at least, until B has met 8 of its 429s; A's
+    # key is refused (401) from the runner's cold start on.
+    wait_for(lambda: time.time() - storm_began >= 8 and emulator_json("/_emulator/stats")["injected_errors"] >= 8,
+             30, "B to meet 8 of the storm's 429s")
+    records = emulator_json("/_emulator/requests")
+    check(any(r["account"] == a for r in records) and emulator_json("/_emulator/stats")["unauthorized"] >= 1,
+          "no request was made (and refused) with A's key")
+    stack.faults({"revoked_accounts": [a]})  # the storm lifted, A still revoked
+    stack.wait_settled(timeout=60, accounts=[b])
+
+    # B complete; of A, nothing at all (no run, request or object, no run
+    # at Stripe), and no object of B's segment that is not one of B's runs.
+    problems = stack.audit({b: len(stack.planned())})
+    # A's failure where an operator sees it: the error line naming it, and
+    # a tick's answer and metric (B healthy by now: exactly 1).
+    metric, line = next_tick(stack)
+    check(metric == 1, f"FailingAccounts {metric} on a tick after B settled (expected 1: A)")
+    check("scheduler tick had errors" in line and f"({a}: its api_key cannot be checked" in line
+          and f"{b}: " not in line, f"the tick's error does not name A (alone) as failing: {line[:400]!r}")
+    cannot = [line for line in stack.log_text("runner").splitlines()
+              if "Stripe account cannot be worked" in line and a in line]
+    check(cannot, "the runner never logged that A cannot be worked")
+    code, out, err = stack.invoke("scheduler", name="invoke-a-revoked")
+    check(code != 0 and f"{a}: its api_key cannot be checked" in err,
+          f"a scheduler invocation with A revoked: exit {code}, {err[-300:]!r}")
+    check(scheduler_metric_values(out, "FailingAccounts") == [1],
+          f"the invocation's FailingAccounts: {scheduler_metric_values(out, 'FailingAccounts')} (expected [1])")
+
+    # A's key valid again: the warm runner checks it again (a minute after
+    # its failed check at the cold start) and catches up.
+    stack.faults({})
+    stack.wait_settled(timeout=90)
+    metric, line = next_tick(stack)
+    check(metric == 0 and "scheduler tick had errors" not in line,
+          f"FailingAccounts {metric} on a tick after A caught up (expected 0): {line[:300]!r}")
+    for account in (a, b):
+        per_interval = {}
+        for run in stack.emulator_runs(account):
+            key = (run["report_type"], run["parameters"]["interval_start"], run["parameters"]["interval_end"])
+            per_interval[key] = per_interval.get(key, 0) + 1
+        doubled = {k: n for k, n in per_interval.items() if n != 1}
+        check(len(per_interval) == len(stack.planned()) and not doubled,
+              f"{account}: runs at Stripe per (type, interval) {per_interval}")
+    return problems + stack.webhooks_accepted(copies_per_event=1) + stack.audit(
+        {a: len(stack.planned()), b: len(stack.planned())})
+
+
 SCENARIOS = [webhooks_five_times_shuffled, scheduler_five_times, downloader_killed_mid_stream, stripe_429_storm,
              truncated_twice, s3_unavailable_mid_upload, webhooks_never_delivered, run_failed_at_stripe,
              secret_rolled, redirect_off_the_allow_list, malformed_inputs, orphan_not_created_twice,
-             overdue_reported_then_healed]
+             overdue_reported_then_healed, two_accounts_one_failing]
 
 
 # Every scenario leaves at least a dozen log lines (the emulator's start, the
@@ -1005,7 +1210,7 @@ def main():
         print(f"        {problem}")
     for where in found[:20]:
         print(f"        secret found at {where}")
-    print(f"\n{passed} passed, {failed} failed ({time.time() - started_all:.0f} s; logs in .local/reliability/)")
+    print(f"\n{passed} passed, {failed} failed ({time.time() - started_all:.0f} s; logs in {os.path.relpath(LOGS, ROOT)}/)")
     return 0 if failed == 0 else 1
 
 
