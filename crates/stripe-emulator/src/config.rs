@@ -33,9 +33,13 @@ pub struct ReportTypeConfig {
     /// Defaults to the last UTC midnight at least 12 hours ago (as Stripe publishes).
     #[serde(default)]
     pub data_available_end: Option<i64>,
+    /// The columns of a run without `columns`, and the type's
+    /// `default_columns`; by default every column Stripe documents for the
+    /// type ([`crate::report_columns`]).
     #[serde(default)]
     pub default_columns: Option<Vec<String>>,
-    /// Size in bytes of each run's file (default 4 KiB).
+    /// Size in bytes of each run's file (default 4 KiB): exact, whatever
+    /// the columns (see [`crate::csv`] for how).
     #[serde(default)]
     pub file_size: Option<u64>,
     /// Every run of this type fails.
@@ -280,6 +284,14 @@ pub struct Faults {
     /// File bodies are sent at this rate.
     #[serde(default)]
     pub file_bytes_per_sec: Option<u64>,
+    /// Files of runs created while set start with a UTF-8 byte order mark
+    /// (Stripe's behaviour there is undocumented; readers must cope). The
+    /// mark counts in the file's `size`.
+    #[serde(default)]
+    pub files_byte_order_mark: bool,
+    /// Files of runs created while set end their lines with CRLF instead of LF.
+    #[serde(default)]
+    pub files_crlf: bool,
     #[serde(default = "yes")]
     pub webhooks_enabled: bool,
     /// Each event is delivered this many extra times.
@@ -318,6 +330,8 @@ impl Default for Faults {
             rate_limit_rps: None,
             truncate_files: 0,
             file_bytes_per_sec: None,
+            files_byte_order_mark: false,
+            files_crlf: false,
             webhooks_enabled: true,
             webhook_duplicates: 0,
             webhook_shuffle_ms: 0,

@@ -16,15 +16,26 @@
 //! Without accounts configured it serves one, made of [`EmulatorConfig::api_key`]
 //! and [`EmulatorConfig::account_id`].
 //!
+//! Its files are report CSVs as Stripe sends them ([`csv`]): the columns
+//! Stripe documents for the report type ([`report_columns`]) or the run's
+//! `columns`, decimal amounts in the currency's own number of decimals,
+//! timestamps in UTC and in the run's time zone, quoted free text, empty
+//! fields; each exactly its File's `size`, the same bytes for the same run,
+//! streamed however large. [`Emulator::file_totals`]
+//! (`GET /_emulator/files/{id}/totals`) gives a file's row count and amount
+//! sums, for checking a conversion against the source.
+//!
 //! Fault knobs (`/_emulator/faults`) inject 429s, 500s (for every account or
-//! one), revoked keys, truncated or slow files, duplicated and reordered
-//! webhooks; a seed ([`EmulatorConfig::seed`], [`Faults::seed`]) makes their
-//! random draws repeatable.
+//! one), revoked keys, truncated or slow files, files with a byte order mark
+//! and CRLF line ends, duplicated and reordered webhooks; a seed
+//! ([`EmulatorConfig::seed`], [`Faults::seed`]) makes their random draws
+//! repeatable.
 //!
 //! Start it in-process with [`Emulator::start`], or as the `stripe-emulator` binary.
 
 pub mod config;
 pub mod csv;
+pub mod report_columns;
 mod server;
 pub mod state;
 mod webhooks;
@@ -37,6 +48,7 @@ pub use config::{
     AccountConfig, EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats,
     WebhookConfig, WebhookDelivery,
 };
+pub use csv::{FileSpec, FileTotals};
 pub use state::RequestRecord;
 use state::State;
 
@@ -245,6 +257,14 @@ impl Emulator {
     /// SHA-256 and size of a file the emulator serves, whichever account's.
     pub fn file_digest(&self, file_id: &str) -> Option<(String, u64)> {
         server::file_digest(&self.shared, file_id)
+    }
+
+    /// The expected totals of a file the emulator serves, whichever
+    /// account's: its row count and the exact sum of each amount column per
+    /// currency (`GET /_emulator/files/{id}/totals`), computed by generating
+    /// the file, so that a test checks a conversion against the source.
+    pub fn file_totals(&self, file_id: &str) -> Option<FileTotals> {
+        server::file_totals(&self.shared, file_id)
     }
 
     /// Every run of the default (first) account, oldest first, as the API shows them.

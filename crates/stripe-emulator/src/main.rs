@@ -42,7 +42,7 @@ struct Args {
         default_value = "whsec_emulator"
     )]
     webhook_secret: String,
-    /// Report types as a JSON array of {"id", "data_available_start"?, "data_available_end"?, "file_size"?, "fail"?, "fail_first_runs"?}.
+    /// Report types as a JSON array of {"id", "data_available_start"?, "data_available_end"?, "default_columns"?, "file_size"?, "fail"?, "fail_first_runs"?}.
     #[arg(long, env = "EMULATOR_REPORT_TYPES")]
     report_types: Option<String>,
     /// How long runs stay pending, in milliseconds.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::config::{Faults, MAX_STORM, duration_from_secs};
-use crate::csv::{CsvGenerator, seed_for};
+use crate::csv::{CsvGenerator, FileSpec, FileSpecError, FileTotals, seed_for};
 use crate::state::{
     MAX_REQUEST_RECORDS, ObjectKind, ReportTypeState, RequestRecord, RunState, RunStatus, new_id,
     now, rng_for,
@@ -718,19 +718,39 @@ fn create_report_run(
     }
     let will_fail = kind.config.fail || kind.runs_created < kind.config.fail_first_runs;
     let file_size = kind.config.file_size.unwrap_or(4096);
+    let created = now();
+    let file_id = new_id("file");
+    let file = match FileSpec::for_run(
+        seed_for(&file_id),
+        file_size,
+        &report_type,
+        &parameters,
+        kind.default_columns(),
+        created,
+    ) {
+        Ok(file) => FileSpec {
+            byte_order_mark: state.faults.files_byte_order_mark,
+            crlf: state.faults.files_crlf,
+            ..file
+        },
+        Err(err @ FileSpecError::UnknownTimezone(_)) => {
+            return invalid(Some("parameters[timezone]"), &err.to_string());
+        }
+    };
     kind.runs_created += 1;
     let id = new_id("frr");
     let run = RunState {
         id: id.clone(),
-        created: now(),
+        created,
         report_type,
         parameters,
         status: RunStatus::Pending,
         will_fail,
         error: None,
         succeeded_at: None,
-        file_id: new_id("file"),
+        file_id,
         file_size,
+        file,
     };
     let json = run.to_json(shared.config.livemode, &shared.files_base);
     let index = owner.runs.len();
@@ -809,25 +829,34 @@ pub fn update_report_type(
     Some(event)
 }
 
+/// What a file is made from, whichever account's it is.
+fn file_spec(shared: &Shared, file_id: &str) -> Option<FileSpec> {
+    let state = shared.lock();
+    state
+        .accounts
+        .iter()
+        .find_map(|account| account.run_of_file(file_id))
+        .map(|run| run.file.clone())
+}
+
 /// SHA-256 and size of a file, whichever account's it is.
 pub fn file_digest(shared: &Shared, file_id: &str) -> Option<(String, u64)> {
-    let size = {
-        let state = shared.lock();
-        state
-            .accounts
-            .iter()
-            .find_map(|account| account.run_of_file(file_id))?
-            .file_size
-    };
-    Some((CsvGenerator::new(seed_for(file_id), size).sha256(), size))
+    let spec = file_spec(shared, file_id)?;
+    let size = spec.size;
+    Some((CsvGenerator::new(spec).sha256(), size))
+}
+
+/// Row count and amount sums of a file, whichever account's it is.
+pub fn file_totals(shared: &Shared, file_id: &str) -> Option<FileTotals> {
+    Some(CsvGenerator::new(file_spec(shared, file_id)?).totals())
 }
 
 /// A file's bytes, for the key of the account owning it only.
 fn file_contents(shared: &Shared, account: usize, file_id: &str) -> Response {
-    let (size, truncate, rate) = {
+    let (spec, truncate, rate) = {
         let mut state = shared.lock();
-        let size = match state.accounts[account].run_of_file(file_id) {
-            Some(run) if run.status == RunStatus::Succeeded => run.file_size,
+        let spec = match state.accounts[account].run_of_file(file_id) {
+            Some(run) if run.status == RunStatus::Succeeded => run.file.clone(),
             _ => return missing("file", "file", file_id),
         };
         state.stats.file_downloads += 1;
@@ -836,10 +865,11 @@ fn file_contents(shared: &Shared, account: usize, file_id: &str) -> Response {
             state.faults.truncate_files -= 1;
             state.stats.files_truncated += 1;
         }
-        (size, truncate, state.faults.file_bytes_per_sec)
+        (spec, truncate, state.faults.file_bytes_per_sec)
     };
+    let size = spec.size;
     let cut_at = if truncate { size / 2 } else { u64::MAX };
-    let generator = CsvGenerator::new(seed_for(file_id), size);
+    let generator = CsvGenerator::new(spec);
     let stream = futures_util::stream::unfold(
         (generator, 0u64, false),
         move |(mut generator, sent, done)| async move {
@@ -985,6 +1015,10 @@ fn admin(
             Some((sha256, size)) => {
                 json_response(StatusCode::OK, json!({"sha256": sha256, "size": size}))
             }
+            None => missing("file", "file", id),
+        },
+        (Method::GET, ["files", id, "totals"]) => match file_totals(shared, id) {
+            Some(totals) => json_response(StatusCode::OK, json!(totals)),
             None => missing("file", "file", id),
         },
         _ => invalid(None, "unknown emulator admin route"),

@@ -9,6 +9,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::config::{AccountConfig, DAY, Faults, ReportTypeConfig, Stats, WebhookDelivery};
+use crate::csv::FileSpec;
+use crate::report_columns;
 
 pub fn now() -> i64 {
     SystemTime::now()
@@ -57,14 +59,16 @@ impl ReportTypeState {
         }
     }
 
+    /// The columns of a run without `columns`.
+    pub fn default_columns(&self) -> Vec<String> {
+        report_columns::default_columns(&self.config.id, self.config.default_columns.as_deref())
+    }
+
     pub fn to_json(&self, livemode: bool) -> Value {
         json!({
             "data_available_end": self.data_available_end,
             "data_available_start": self.data_available_start,
-            "default_columns": self.config.default_columns.clone().unwrap_or_else(|| vec![
-                "id".to_owned(), "created".to_owned(), "amount".to_owned(), "currency".to_owned(),
-                "reporting_category".to_owned(), "description".to_owned()
-            ]),
+            "default_columns": self.default_columns(),
             "id": self.config.id,
             "livemode": livemode,
             "name": self.config.name.clone().unwrap_or_else(|| self.config.id.clone()),
@@ -94,6 +98,8 @@ pub struct RunState {
     pub succeeded_at: Option<i64>,
     pub file_id: String,
     pub file_size: u64,
+    /// What the file is made from (its size is `file_size`).
+    pub file: FileSpec,
 }
 
 impl RunState {

@@ -1,7 +1,8 @@
 //! The emulator's own knobs: seeded random decisions, idempotency keys moved
-//! past their window, absurd fault values, and the webhook delivery log; and
-//! its accounts: one key each, which sees only its own account's objects, with
-//! its own rate limit, faults and webhook secrets.
+//! past their window, absurd fault values, and the webhook delivery log; its
+//! accounts: one key each, which sees only its own account's objects, with
+//! its own rate limit, faults and webhook secrets; and its report files, as
+//! Stripe documents them, read over HTTP with a strict CSV reader.
 
 use std::time::Duration;
 
@@ -780,4 +781,527 @@ async fn a_key_or_id_naming_two_accounts_is_refused() {
         assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
         assert!(!refused.to_string().contains(KEY_A), "{refused}");
     }
+}
+
+// ---- Report files ----
+
+use std::collections::BTreeMap;
+
+use stripe_emulator::FileTotals;
+use stripe_emulator::report_columns::{self, REPORT_TYPES};
+
+/// Every report type whose columns the emulator knows, each with its own
+/// file size.
+fn every_report_type(size: u64) -> EmulatorConfig {
+    EmulatorConfig {
+        report_types: REPORT_TYPES
+            .iter()
+            .map(|known| ReportTypeConfig {
+                file_size: Some(size),
+                ..ReportTypeConfig::new(known.report_type)
+            })
+            .collect(),
+        run_delay: Duration::from_millis(10),
+        ..EmulatorConfig::default()
+    }
+}
+
+/// Creates a run of `report_type` with the form `parameters` (names inside
+/// `parameters[...]`), waits for it to succeed and answers it.
+async fn run_with(emulator: &Emulator, report_type: &str, parameters: &[(&str, &str)]) -> Value {
+    let mut form = vec![("report_type".to_owned(), report_type.to_owned())];
+    for (name, value) in parameters {
+        form.push((format!("parameters[{name}]"), (*value).to_owned()));
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/reporting/report_runs", emulator.base_url()))
+        .bearer_auth(KEY)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "create {report_type}");
+    let run: Value = response.json().await.unwrap();
+    succeeded(emulator, KEY, run["id"].as_str().unwrap()).await
+}
+
+/// The bytes of a run's file, downloaded from its `result.url`.
+async fn download(run: &Value) -> Vec<u8> {
+    let response = reqwest::Client::new()
+        .get(run["result"]["url"].as_str().unwrap())
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/csv");
+    response.bytes().await.unwrap().to_vec()
+}
+
+/// Every record, header first, read as RFC 4180 says: quoted fields, `""`
+/// for a quote, line breaks inside quotes, and every record exactly as
+/// long as the header (the reader refuses any other).
+fn strict_records(bytes: &[u8]) -> Vec<Vec<String>> {
+    let body = bytes
+        .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+        .unwrap_or(bytes);
+    ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(body)
+        .records()
+        .map(|record| {
+            record
+                .expect("a well-formed record as long as the header")
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// Decimals Stripe gives a currency's major unit.
+fn decimals(currency: &str) -> u32 {
+    match currency {
+        "jpy" | "krw" | "clp" | "vnd" => 0,
+        "bhd" | "kwd" | "jod" | "omr" | "tnd" => 3,
+        _ => 2,
+    }
+}
+
+/// An amount's text in minor units, by exact integer arithmetic, checking
+/// it has the currency's number of decimals.
+fn minor_units(text: &str, currency: &str) -> i128 {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    assert_eq!(
+        frac.len() as u32,
+        decimals(currency),
+        "{text} in {currency}"
+    );
+    assert!(
+        !int.is_empty() && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()),
+        "{text}"
+    );
+    sign * format!("{int}{frac}").parse::<i128>().unwrap()
+}
+
+fn as_decimal(minor: i128, currency: &str) -> String {
+    let places = decimals(currency) as usize;
+    let digits = format!("{:0>width$}", minor.unsigned_abs(), width = places + 1);
+    let (int, frac) = digits.split_at(digits.len() - places);
+    let sign = if minor < 0 { "-" } else { "" };
+    if places == 0 {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+/// The totals of a file, computed here from its text.
+fn totals_of(records: &[Vec<String>]) -> FileTotals {
+    let header = &records[0];
+    let at = |name: &str| header.iter().position(|h| h == name);
+    let mut sums: BTreeMap<(String, String), i128> = BTreeMap::new();
+    for record in &records[1..] {
+        for (amount, currency) in [
+            ("gross", "currency"),
+            ("fee", "currency"),
+            ("net", "currency"),
+            ("net_amount", "currency"),
+            ("customer_facing_amount", "customer_facing_currency"),
+        ] {
+            if let (Some(amount), Some(currency)) = (at(amount), at(currency))
+                && !record[amount].is_empty()
+            {
+                let key = (header[amount].clone(), record[currency].clone());
+                *sums.entry(key).or_default() += minor_units(&record[amount], &record[currency]);
+            }
+        }
+    }
+    FileTotals {
+        rows: records.len() as u64 - 1,
+        sums: sums
+            .into_iter()
+            .map(|((column, currency), sum)| {
+                let text = as_decimal(sum, &currency);
+                ((column, currency), text)
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn each_report_types_file_has_the_columns_stripe_documents() {
+    let emulator = start(every_report_type(8192)).await;
+    for known in REPORT_TYPES {
+        let documented = known.default_columns();
+        assert!(!documented.is_empty(), "{}", known.source);
+        let (status, kind) = get(
+            &emulator,
+            KEY,
+            &format!("/v1/reporting/report_types/{}", known.report_type),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            kind["default_columns"],
+            json!(documented),
+            "{}",
+            known.report_type
+        );
+
+        let run = run_with(&emulator, known.report_type, &[]).await;
+        let bytes = download(&run).await;
+        assert_eq!(bytes.len() as u64, run["result"]["size"].as_u64().unwrap());
+        let records = strict_records(&bytes);
+        assert_eq!(
+            records[0], documented,
+            "{} ({})",
+            known.report_type, known.source
+        );
+        assert!(records.len() > 3, "{} has rows", known.report_type);
+    }
+    // The two lists facts.md gives, as it gives them.
+    assert_eq!(
+        report_columns::documented("balance.summary.1")
+            .unwrap()
+            .columns,
+        ["category", "description", "net_amount", "currency"]
+    );
+    let itemized = report_columns::documented("balance_change_from_activity.itemized.3").unwrap();
+    assert_eq!(
+        itemized.columns[..12],
+        [
+            "balance_transaction_id",
+            "created_utc",
+            "created",
+            "available_on_utc",
+            "available_on",
+            "currency",
+            "gross",
+            "fee",
+            "net",
+            "reporting_category",
+            "source_id",
+            "description",
+        ]
+    );
+    assert_eq!(itemized.columns.last(), Some(&"transfer_metadata[key]"));
+}
+
+#[tokio::test]
+async fn a_runs_columns_are_the_files_columns_in_that_order() {
+    let emulator = start(every_report_type(20_000)).await;
+    let columns = [
+        "net",
+        "payment_metadata[order, \"ref\"]",
+        "currency",
+        "customer_name",
+        "created",
+        "balance_transaction_id",
+        "gross",
+    ];
+    let mut parameters: Vec<(String, &str)> = columns
+        .iter()
+        .enumerate()
+        .map(|(at, column)| (format!("columns][{at}"), *column))
+        .collect();
+    parameters.push(("interval_start".into(), "1789344000"));
+    parameters.push(("interval_end".into(), "1789430400"));
+    let parameters: Vec<(&str, &str)> = parameters.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let run = run_with(
+        &emulator,
+        "balance_change_from_activity.itemized.3",
+        &parameters,
+    )
+    .await;
+    assert_eq!(run["parameters"]["columns"], json!(columns));
+    let records = strict_records(&download(&run).await);
+    assert_eq!(records[0], columns);
+    for record in &records[1..] {
+        assert!(record[5].starts_with("txn_"), "{record:?}");
+        assert!(record[4].starts_with("2026-09-14 "), "{record:?}");
+        // Amounts with the decimals of the row's currency.
+        minor_units(&record[6], &record[2]);
+        minor_units(&record[0], &record[2]);
+    }
+    assert!(
+        records[1..].iter().any(|r| !r[1].is_empty()),
+        "metadata values"
+    );
+}
+
+#[tokio::test]
+async fn files_read_strictly_and_hold_what_readers_must_get_right() {
+    let emulator = start(every_report_type(400_000)).await;
+    let run = run_with(&emulator, "balance_change_from_activity.itemized.3", &[]).await;
+    let bytes = download(&run).await;
+    let records = strict_records(&bytes);
+    let header = records[0].clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let fields: Vec<&String> = records[1..].iter().flatten().collect();
+    // Raw bytes: some fields are quoted, with a doubled quote inside.
+    assert!(bytes.windows(2).any(|w| w == b"\"\""), "an escaped quote");
+    for (what, found) in [
+        ("a comma", fields.iter().any(|f| f.contains(','))),
+        ("a double quote", fields.iter().any(|f| f.contains('"'))),
+        ("a line break", fields.iter().any(|f| f.contains('\n'))),
+        (
+            "non-ASCII letters",
+            fields
+                .iter()
+                .any(|f| f.chars().any(|c| c.is_alphabetic() && !c.is_ascii())),
+        ),
+        ("an empty field", fields.iter().any(|f| f.is_empty())),
+    ] {
+        assert!(found, "no field holds {what}");
+    }
+    let mut by_currency: BTreeMap<String, usize> = BTreeMap::new();
+    let mut negatives = 0;
+    for record in &records[1..] {
+        let currency = &record[at("currency")];
+        for column in ["gross", "fee", "net"] {
+            // Checks the currency's number of decimals.
+            let minor = minor_units(&record[at(column)], currency);
+            negatives += usize::from(minor < 0);
+        }
+        *by_currency.entry(currency.clone()).or_default() += 1;
+        for column in ["created_utc", "created", "available_on_utc", "available_on"] {
+            let value = &record[at(column)];
+            assert!(
+                jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", value).is_ok(),
+                "{column}: {value:?}"
+            );
+        }
+    }
+    for currency in ["usd", "jpy", "bhd"] {
+        assert!(
+            by_currency.get(currency).is_some_and(|n| *n > 20),
+            "{by_currency:?}"
+        );
+    }
+    assert!(negatives > 20, "negative amounts");
+    // The same run, the same bytes.
+    assert_eq!(download(&run).await, bytes);
+    let (sha256, size) = emulator
+        .file_digest(run["result"]["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(size, bytes.len() as u64);
+    assert_eq!(
+        sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
+}
+
+#[tokio::test]
+async fn a_runs_currency_and_timezone_shape_the_values() {
+    let emulator = start(every_report_type(30_000)).await;
+    for (currency, places) in [("jpy", 0), ("bhd", 3), ("USD", 2)] {
+        let run = run_with(
+            &emulator,
+            "payout_reconciliation.itemized.5",
+            &[
+                ("interval_start", "1772928000"),
+                ("interval_end", "1773014400"),
+                ("timezone", "America/New_York"),
+                ("currency", currency),
+            ],
+        )
+        .await;
+        let records = strict_records(&download(&run).await);
+        let at = |name: &str| records[0].iter().position(|h| h == name).unwrap();
+        for record in &records[1..] {
+            assert_eq!(record[at("currency")], currency.to_ascii_lowercase());
+            let gross = &record[at("gross")];
+            assert_eq!(
+                gross.split_once('.').map_or(0, |(_, f)| f.len()),
+                places,
+                "{gross}"
+            );
+            // New York: UTC-5 until 2026-03-08 07:00 UTC, then UTC-4.
+            let utc =
+                jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", &record[at("created_utc")])
+                    .unwrap();
+            let local =
+                jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", &record[at("created")])
+                    .unwrap();
+            let behind = (utc - local).get_hours();
+            let expected = if record[at("created_utc")].as_str() < "2026-03-08 07:00:00" {
+                5
+            } else {
+                4
+            };
+            assert_eq!(behind, expected, "{record:?}");
+        }
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/reporting/report_runs", emulator.base_url()))
+        .bearer_auth(KEY)
+        .form(&[
+            ("report_type", "balance.summary.1"),
+            ("parameters[timezone]", "Nowhere/City"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "parameters[timezone]");
+}
+
+#[tokio::test]
+async fn a_file_has_its_exact_size_even_when_tiny() {
+    let itemized = "balance_change_from_activity.itemized.3";
+    let header = report_columns::documented(itemized)
+        .unwrap()
+        .default_columns()
+        .join(",")
+        .len() as u64
+        + 1;
+    for size in [
+        0,
+        1,
+        2,
+        100,
+        header - 1,
+        header,
+        header + 1,
+        header + 7,
+        header + 300,
+        4096,
+        70_001,
+        1 << 20,
+    ] {
+        let emulator = start(every_report_type(size)).await;
+        for report_type in [itemized, "balance.summary.1", "payouts.summary.1"] {
+            let run = run_with(&emulator, report_type, &[]).await;
+            assert_eq!(run["result"]["size"], size, "{report_type}");
+            let bytes = download(&run).await;
+            assert_eq!(bytes.len() as u64, size, "{report_type} of {size} bytes");
+            let file_id = run["result"]["id"].as_str().unwrap();
+            assert_eq!(emulator.file_digest(file_id).unwrap().1, size);
+            if report_type == itemized && size >= header {
+                // Whole files from the header on: the header and whole rows.
+                let records = strict_records(&bytes);
+                assert_eq!(records[0].len(), 64, "{size}");
+                assert_eq!(
+                    emulator.file_totals(file_id).unwrap().rows,
+                    records.len() as u64 - 1
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn totals_match_the_sums_of_the_file_itself() {
+    let emulator = start(every_report_type(300_000)).await;
+    for report_type in [
+        "balance_change_from_activity.itemized.3",
+        "balance.summary.1",
+        "payouts.itemized.3",
+        "ending_balance_reconciliation.summary.1",
+        "connected_account_payout_reconciliation.itemized.5",
+    ] {
+        let run = run_with(&emulator, report_type, &[]).await;
+        let file_id = run["result"]["id"].as_str().unwrap();
+        let expected = totals_of(&strict_records(&download(&run).await));
+        assert!(
+            expected.rows > 100 && !expected.sums.is_empty(),
+            "{report_type}"
+        );
+        assert_eq!(
+            emulator.file_totals(file_id).unwrap(),
+            expected,
+            "{report_type}"
+        );
+        let answer = reqwest::get(format!(
+            "{}/_emulator/files/{file_id}/totals",
+            emulator.base_url()
+        ))
+        .await
+        .unwrap();
+        assert_eq!(answer.status(), 200);
+        let routed: Value = answer.json().await.unwrap();
+        assert_eq!(routed["rows"], expected.rows);
+        for ((column, currency), sum) in &expected.sums {
+            assert_eq!(
+                routed["sums"][column][currency],
+                json!(sum),
+                "{report_type} {column} {currency}"
+            );
+        }
+        assert_eq!(
+            serde_json::from_value::<FileTotals>(routed).unwrap(),
+            expected
+        );
+    }
+    let missing = reqwest::get(format!(
+        "{}/_emulator/files/file_nope/totals",
+        emulator.base_url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(emulator.file_totals("file_nope"), None);
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_and_crlf_line_ends_on_request() {
+    let emulator = start(every_report_type(50_000)).await;
+    emulator.set_faults(Faults {
+        files_byte_order_mark: true,
+        files_crlf: true,
+        ..Faults::default()
+    });
+    let marked = run_with(&emulator, "payouts.itemized.3", &[]).await;
+    emulator.set_faults(Faults::default());
+    let plain = run_with(&emulator, "payouts.itemized.3", &[]).await;
+
+    let bytes = download(&marked).await;
+    assert_eq!(bytes.len(), 50_000);
+    assert!(bytes.starts_with(b"\xEF\xBB\xBFpayout_id,effective_at_utc,"));
+    assert!(bytes.ends_with(b"\r\n"));
+    let records = strict_records(&bytes);
+    assert_eq!(
+        records[0],
+        report_columns::documented("payouts.itemized.3")
+            .unwrap()
+            .default_columns()
+    );
+    let totals = totals_of(&records);
+    let file_id = marked["result"]["id"].as_str().unwrap();
+    assert_eq!(emulator.file_totals(file_id).unwrap(), totals);
+
+    // Runs created afterwards are plain again; the marked run stays marked.
+    let bytes = download(&plain).await;
+    assert!(bytes.starts_with(b"payout_id,"));
+    assert!(!bytes.ends_with(b"\r\n"));
+    assert!(download(&marked).await.starts_with(b"\xEF\xBB\xBF"));
+}
+
+/// `cargo test -p stripe-emulator --release --test emulator -- --ignored --nocapture one_gib`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "downloads 1 GiB; run on purpose to measure"]
+async fn a_one_gib_file_streams_over_http() {
+    let emulator = start(every_report_type(1 << 30)).await;
+    let run = run_with(&emulator, "balance_change_from_activity.itemized.3", &[]).await;
+    let started = std::time::Instant::now();
+    let mut response = reqwest::Client::new()
+        .get(run["result"]["url"].as_str().unwrap())
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    let mut total = 0u64;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        total += chunk.len() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(total, 1 << 30);
+    eprintln!("1 GiB over HTTP at {:.0} MiB/s", 1024.0 / seconds);
 }
