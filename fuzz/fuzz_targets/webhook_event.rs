@@ -17,7 +17,7 @@ use stripe_reports::domain::secret::SecretString;
 use stripe_reports::domain::signature;
 use stripe_reports::ports::{
     ClaimEnd, ClaimToken, DownloadLease, DownloadQueue, EventClaim, Ledger, LedgerError,
-    QueueError, Recorded, RunFacts, RunRecord, ScheduleQueue, Transition,
+    QueueError, Recorded, RunFacts, RunRecord, ScheduleQueue, TableFile, Transition,
 };
 use stripe_reports::webhook::{WebhookAnswer, WebhookService, parse_event};
 
@@ -83,6 +83,16 @@ impl Ledger for CountingLedger {
         &self,
         _: &RunFacts,
         _: &StoredObject,
+        _: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.write();
+        Ok(Transition::Applied)
+    }
+    async fn mark_tabled(
+        &self,
+        _: &AccountId,
+        _: &str,
+        _: &TableFile,
         _: i64,
     ) -> Result<Transition, LedgerError> {
         self.write();

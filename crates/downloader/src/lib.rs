@@ -8,6 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 use stripe_reports::accounts::AccountClients;
+use stripe_reports::aws::SqsQueue;
 use stripe_reports::aws::{self, DynamoLedger};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::downloader::{
@@ -15,20 +16,21 @@ use stripe_reports::downloader::{
 };
 use stripe_reports::env::Environment;
 use stripe_reports::metrics::{self, Metric};
-use stripe_reports::ports::{Ledger, StripeByAccount};
+use stripe_reports::ports::{ConversionQueue, Ledger, NoConversions, StripeByAccount};
 use tokio::time::Instant;
 use tracing::warn;
 
-pub type Service = Downloader<DynamoLedger, AccountClients>;
+pub type Service = Downloader<DynamoLedger, AccountClients, Option<SqsQueue>>;
 
 /// The service and how many messages of a batch it handles at once.
-pub struct Deps<L, S> {
-    pub downloader: Downloader<L, S>,
+pub struct Deps<L, S, Q = NoConversions> {
+    pub downloader: Downloader<L, S, Q>,
     pub concurrency: usize,
 }
 
 /// Builds the downloader once per cold start.
-pub async fn deps_from_env() -> Result<Deps<DynamoLedger, AccountClients>, ConfigError> {
+pub async fn deps_from_env()
+-> Result<Deps<DynamoLedger, AccountClients, Option<SqsQueue>>, ConfigError> {
     deps_from(Environment::load().await?).await
 }
 
@@ -37,7 +39,7 @@ pub async fn deps_from_env() -> Result<Deps<DynamoLedger, AccountClients>, Confi
 /// secrets cache at each request.
 pub async fn deps_from(
     env: Environment,
-) -> Result<Deps<DynamoLedger, AccountClients>, ConfigError> {
+) -> Result<Deps<DynamoLedger, AccountClients, Option<SqsQueue>>, ConfigError> {
     let config = &env.config;
     let stripe = env.account_clients();
     let ledger = DynamoLedger::new(
@@ -58,6 +60,10 @@ pub async fn deps_from(
             stripe,
             sink,
             prefix: config.reports_prefix.clone(),
+            conversions: config
+                .conversion_queue_url
+                .as_ref()
+                .map(|url| SqsQueue::new(aws_sdk_sqs::Client::new(&env.sdk), url.clone())),
         },
         concurrency: config.download_concurrency as usize,
     })
@@ -72,8 +78,8 @@ fn unix_now_ms() -> u64 {
 
 /// The Lambda handler: every budget comes from the time the invocation has
 /// left (`Context.deadline`), so the batch answer is always sent in time.
-pub async fn handle<L: Ledger, S: StripeByAccount>(
-    deps: &Deps<L, S>,
+pub async fn handle<L: Ledger, S: StripeByAccount, Q: ConversionQueue>(
+    deps: &Deps<L, S, Q>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let now_ms = unix_now_ms();
@@ -86,8 +92,8 @@ pub async fn handle<L: Ledger, S: StripeByAccount>(
 /// and uploads end by `deadline`; a message still busy shortly after it
 /// (a ledger write that hangs) is reported failed rather than losing the
 /// whole answer.
-pub async fn handle_batch<L: Ledger, S: StripeByAccount>(
-    deps: &Deps<L, S>,
+pub async fn handle_batch<L: Ledger, S: StripeByAccount, Q: ConversionQueue>(
+    deps: &Deps<L, S, Q>,
     batch: SqsEvent,
     now: i64,
     deadline: Instant,

@@ -18,6 +18,7 @@ use stripe_reports::domain::calendar::Interval;
 use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::downloader::{DownloadError, Downloader, Stored, work_deadline};
 use stripe_reports::ports::Ledger;
+use stripe_reports::ports::NoConversions;
 use stripe_reports::stripe::{StripeClient, StripeError};
 use test_support::*;
 
@@ -82,6 +83,7 @@ async fn stack() -> Stack {
             ),
             sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
+            conversions: NoConversions,
         },
         concurrency: 4,
     };

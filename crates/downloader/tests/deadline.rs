@@ -14,6 +14,7 @@ use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{ANSWER_RESERVE, Downloader, Stored, work_deadline};
+use stripe_reports::ports::NoConversions;
 use stripe_reports::ports::{Ledger, RunFacts};
 use test_support::*;
 
@@ -48,6 +49,7 @@ async fn stack(file_size: u64) -> Stack {
             ),
             sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
+            conversions: NoConversions,
         },
         concurrency: 2,
     };

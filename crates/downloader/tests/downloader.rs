@@ -14,6 +14,7 @@ use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::downloader::{DownloadError, Downloader, Stored};
 use stripe_reports::ports::Ledger;
+use stripe_reports::ports::NoConversions;
 use stripe_reports::stripe::{CreateReportRun, StripeClient};
 use test_support::{
     ACCOUNT, Clock, DAY, MIB, account, account_clients, bucket, ledger, local_aws, quick_retries,
@@ -65,6 +66,7 @@ async fn env_with(emulator: Emulator, hosts: &str) -> Env {
             stripe: account_clients(&emulator, &[(ACCOUNT, API_KEY)], hosts, quick_retries(2)),
             sink: S3Sink::new(s3.clone(), &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
+            conversions: NoConversions,
         },
         concurrency: 4,
     };

@@ -12,6 +12,7 @@ use stripe_emulator::{Faults, ReportTypeConfig};
 use stripe_reports::aws::S3Sink;
 use stripe_reports::domain::calendar::Interval;
 use stripe_reports::downloader::{Downloader, work_deadline};
+use stripe_reports::ports::NoConversions;
 use test_support::*;
 
 const API_KEY: &str = "sk_test_downloader_logs";
@@ -77,6 +78,7 @@ async fn concurrent_runs_each_log_under_their_own_run_id() {
             ),
             sink: S3Sink::new(s3, &bucket).with_parts(5 * MIB as usize, 2),
             prefix: "stripe/".into(),
+            conversions: NoConversions,
         },
         concurrency: RUNS as usize,
     };

@@ -22,7 +22,8 @@ use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::messages::DownloadMessage;
 use crate::domain::spec::DEFAULT_TIMEZONE;
 use crate::ports::{
-    DownloadLease, Ledger, LedgerError, RunFacts, StripeApi, StripeByAccount, Transition,
+    ConversionQueue, DownloadLease, Ledger, LedgerError, NoConversions, QueueError, RunFacts,
+    StripeApi, StripeByAccount, Transition,
 };
 use crate::stripe::{ReportRun, StripeError, StripeRunStatus};
 
@@ -108,15 +109,19 @@ pub enum DownloadError {
     Refused(RunStatus),
     #[error("another attempt is downloading this run and the time ran out waiting for it")]
     InProgress,
+    #[error("stored, but not queued for conversion to a table file: {0}")]
+    Conversion(#[from] QueueError),
 }
 
-pub struct Downloader<L, S> {
+pub struct Downloader<L, S, Q = NoConversions> {
     pub ledger: L,
     /// Each account's Stripe client (a message's run is read with its
     /// account's key only).
     pub stripe: S,
     pub sink: S3Sink,
     pub prefix: String,
+    /// Where a stored run goes next: its CSV becomes a table file.
+    pub conversions: Q,
 }
 
 /// The invocation's clock: the `now` it was handed (tests replay their own
@@ -189,11 +194,11 @@ pub fn object_spec(
                 number(run.parameters.interval_end),
             ),
         ]),
-        expected_size,
+        expected_size: Some(expected_size),
     }
 }
 
-impl<L: Ledger, S: StripeByAccount> Downloader<L, S> {
+impl<L: Ledger, S: StripeByAccount, Q: ConversionQueue> Downloader<L, S, Q> {
     /// Handles one download-queue message body; the Stripe reads and the
     /// upload must be done by `deadline` (see [`work_deadline`]).
     pub async fn handle_message(
@@ -219,9 +224,41 @@ impl<L: Ledger, S: StripeByAccount> Downloader<L, S> {
         // Attached with `instrument`, never entered across an await: several
         // messages share one task under `buffer_unordered`.
         let span = tracing::info_span!("run", run_id = %run_id, account = %account, report_type = tracing::field::Empty);
-        self.store_run_in_span(account, run_id, now, deadline)
-            .instrument(span)
-            .await
+        async {
+            let stored = self
+                .store_run_in_span(account, run_id, now, deadline)
+                .await?;
+            self.queue_conversion(account, run_id, &stored).await?;
+            Ok(stored)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends a stored run on to the converter: always when this attempt
+    /// stored it, and again for a run stored before whose table file the
+    /// ledger does not record yet — so a message redelivered because the
+    /// send failed (or a crash right after storing) still gets its run
+    /// converted. A duplicate conversion message is harmless: the converter
+    /// skips a run whose table file is recorded.
+    async fn queue_conversion(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+        stored: &Stored,
+    ) -> Result<(), DownloadError> {
+        let wanted =
+            match stored {
+                Stored::Now(_) => true,
+                Stored::Already => self.ledger.run(run_id).await?.is_some_and(|record| {
+                    record.status == RunStatus::Stored && record.table.is_none()
+                }),
+                Stored::RunFailed { .. } | Stored::Gone => false,
+            };
+        if wanted {
+            self.conversions.enqueue_conversion(account, run_id).await?;
+        }
+        Ok(())
     }
 
     async fn store_run_in_span(
@@ -480,7 +517,7 @@ impl<L: Ledger, S: StripeByAccount> Downloader<L, S> {
     }
 }
 
-impl<L, S> Downloader<L, S> {
+impl<L, S, Q> Downloader<L, S, Q> {
     /// Earlier attempts on this run that died mid-upload left their multipart
     /// uploads open (their own abort failed or never ran); with the object
     /// stored they are only cost. Best effort: the lifecycle rule is the backstop.

@@ -32,6 +32,16 @@ pub struct RunRecord {
     pub request_key: Option<String>,
     pub error: Option<String>,
     pub stored: Option<StoredObject>,
+    /// The run's table file, once its CSV was converted.
+    pub table: Option<TableFile>,
+}
+
+/// A stored run's table file (SPEC "Tables"): its S3 key and its rows (equal
+/// to the CSV's data rows, checked before it was kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFile {
+    pub key: String,
+    pub rows: u64,
 }
 
 /// The result of recording a newly requested run.
@@ -186,6 +196,18 @@ pub trait Ledger: Send + Sync {
         now: i64,
     ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
 
+    /// Records the table file of a `stored` run of `account` (`Applied`, also
+    /// when the same or a newer conversion recorded one before: the last
+    /// conversion's file is the one at the key). Any other state or account
+    /// changes nothing (`Refused`, `OtherAccount`).
+    fn mark_tabled(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+        table: &TableFile,
+        now: i64,
+    ) -> impl Future<Output = Result<Transition, LedgerError>> + Send;
+
     /// Claims a webhook event for processing. `Claimed` the first time (and
     /// when an earlier claim is older than `stale_after_secs`, i.e. its handler
     /// died mid-way); `Done` when it was handled; `InProgress` while another
@@ -251,6 +273,39 @@ pub trait DownloadQueue: Send + Sync {
         account: &AccountId,
         run_id: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The conversion queue: stored runs whose table file is to be written.
+pub trait ConversionQueue: Send + Sync {
+    fn enqueue_conversion(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// An optional queue: `None` (no `CONVERSION_QUEUE_URL`) sends nothing.
+impl<Q: ConversionQueue> ConversionQueue for Option<Q> {
+    async fn enqueue_conversion(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+    ) -> Result<(), QueueError> {
+        match self {
+            Some(queue) => queue.enqueue_conversion(account, run_id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// No conversion queue: a deployment or a test without tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConversions;
+
+impl ConversionQueue for NoConversions {
+    async fn enqueue_conversion(&self, _: &AccountId, _: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 /// The schedule queue: report types with new data.

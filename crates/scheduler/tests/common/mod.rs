@@ -17,7 +17,7 @@ use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
 use stripe_reports::ports::{
     ClaimEnd, ClaimToken, DownloadLease, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
-    RunRecord, Transition,
+    RunRecord, TableFile, Transition,
 };
 use stripe_reports::scheduler::AccountSchedulers;
 use stripe_reports::stripe::{RetryPolicy, StripeClient};
@@ -249,6 +249,15 @@ impl<L: Ledger> Ledger for FaultyLedger<L> {
         now: i64,
     ) -> Result<Transition, LedgerError> {
         self.inner.mark_stored(run, stored, now).await
+    }
+    async fn mark_tabled(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+        table: &TableFile,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        self.inner.mark_tabled(account, run_id, table, now).await
     }
     async fn claim_event(
         &self,

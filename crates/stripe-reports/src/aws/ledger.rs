@@ -15,7 +15,7 @@ use crate::domain::ledger::{RunStatus, StoredObject};
 use crate::domain::request_key::RequestKey;
 use crate::ports::{
     ClaimEnd, ClaimToken, DownloadLease, EventClaim, Ledger, LedgerError, Recorded, RunFacts,
-    RunRecord, Transition,
+    RunRecord, TableFile, Transition,
 };
 
 /// How long a handled webhook event id is remembered (Stripe retries for 3 days).
@@ -310,6 +310,13 @@ fn parse_run(item: &Item) -> Result<RunRecord, LedgerError> {
         request_key: get_s(item, "request_key"),
         error: get_s(item, "error"),
         stored,
+        table: match (get_s(item, "parquet_key"), get_n(item, "rows")) {
+            (Some(key), Some(rows)) => Some(TableFile {
+                key,
+                rows: u64::try_from(rows).map_err(|_| corrupt("negative rows"))?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -556,6 +563,51 @@ impl Ledger for DynamoLedger {
             ("file_id", s(&stored.file_id)),
         ];
         self.transition(run, RunStatus::Stored, extra, now).await
+    }
+
+    async fn mark_tabled(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+        table: &TableFile,
+        now: i64,
+    ) -> Result<Transition, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(run_pk(run_id)))
+            .update_expression("SET parquet_key = :key, #rows = :rows, tabled_at = :now")
+            .condition_expression("#status = :stored AND account = :account")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_values(":key", s(&table.key))
+            .expression_attribute_values(":rows", n(table.rows))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":stored", s(RunStatus::Stored.as_str()))
+            .expression_attribute_values(":account", s(account.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Transition::Applied),
+            Err(err) if is_condition_failure(&err) => match self.run(run_id).await? {
+                Some(current) if current.facts.account != *account => {
+                    Ok(Transition::OtherAccount {
+                        owner: current.facts.account,
+                    })
+                }
+                Some(current) => Ok(Transition::Refused {
+                    current: current.status,
+                }),
+                // The condition also fails on an absent item: nothing is
+                // stored for that run id, so there is nothing to record.
+                None => Err(LedgerError::Corrupt {
+                    pk: run_pk(run_id),
+                    problem: "no run item to record a table file on".into(),
+                }),
+            },
+            Err(err) => Err(unavailable(err)),
+        }
     }
 
     async fn claim_event(

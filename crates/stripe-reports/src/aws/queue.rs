@@ -1,11 +1,11 @@
-//! SQS queues: the download queue and the schedule queue.
+//! SQS queues: the download, schedule and conversion queues.
 
 use aws_sdk_sqs::Client;
 use serde::Serialize;
 
 use crate::domain::account::AccountId;
-use crate::domain::messages::{DownloadMessage, ScheduleMessage};
-use crate::ports::{DownloadQueue, QueueError, ScheduleQueue};
+use crate::domain::messages::{ConversionMessage, DownloadMessage, ScheduleMessage};
+use crate::ports::{ConversionQueue, DownloadQueue, QueueError, ScheduleQueue};
 
 /// One SQS queue, addressed by URL.
 #[derive(Debug, Clone)]
@@ -64,6 +64,22 @@ impl ScheduleQueue for SqsQueue {
             report_type: report_type.to_owned(),
             data_available_end,
             account: account.clone(),
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+impl ConversionQueue for SqsQueue {
+    async fn enqueue_conversion(
+        &self,
+        account: &AccountId,
+        run_id: &str,
+    ) -> Result<(), QueueError> {
+        self.send_json(&ConversionMessage {
+            run_id: run_id.to_owned(),
+            account: account.clone(),
+            again: false,
         })
         .await
         .map(|_| ())

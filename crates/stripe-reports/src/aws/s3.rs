@@ -34,7 +34,9 @@ pub struct ObjectSpec {
     /// User metadata (`x-amz-meta-*`).
     pub metadata: HashMap<String, String>,
     /// The byte count the object must have; anything else is not kept.
-    pub expected_size: u64,
+    /// `None` for a file this system writes itself (a table file), whose
+    /// size is known only at its end.
+    pub expected_size: Option<u64>,
 }
 
 /// What was written.
@@ -394,13 +396,11 @@ async fn join_next(
 }
 
 fn check_size(object: &ObjectSpec, received: u64) -> Result<(), SinkError> {
-    if received == object.expected_size {
-        Ok(())
-    } else {
-        Err(SinkError::SizeMismatch {
-            expected: object.expected_size,
-            received,
-        })
+    match object.expected_size {
+        Some(expected) if received != expected => {
+            Err(SinkError::SizeMismatch { expected, received })
+        }
+        _ => Ok(()),
     }
 }
 

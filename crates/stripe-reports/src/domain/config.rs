@@ -483,6 +483,11 @@ pub struct Config {
     pub reports_prefix: String,
     pub download_queue_url: Option<String>,
     pub schedule_queue_url: Option<String>,
+    /// `CONVERSION_QUEUE_URL`: where the downloader sends each stored run to
+    /// become a table file (SPEC "Tables"); unset, no table files are made.
+    pub conversion_queue_url: Option<String>,
+    /// `GLUE_DATABASE`: the Glue database holding one table per report type.
+    pub glue_database: Option<String>,
     pub aws_endpoint_url: Option<String>,
     /// `STUCK_AFTER_HOURS` (default 6): a run pending longer is reported stuck.
     pub stuck_after_hours: u32,
@@ -657,6 +662,28 @@ impl Config {
         };
         let download_queue_url = queue_url("DOWNLOAD_QUEUE_URL")?;
         let schedule_queue_url = queue_url("SCHEDULE_QUEUE_URL")?;
+        let conversion_queue_url = queue_url("CONVERSION_QUEUE_URL")?;
+        let glue_database = match get("GLUE_DATABASE").as_deref().map(str::trim) {
+            None => None,
+            // Glue and Athena names: lower-case letters, digits, underscores.
+            Some(name)
+                if !name.is_empty()
+                    && name.len() <= 255
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                Some(name.to_owned())
+            }
+            Some(name) => {
+                return Err(ConfigError::new(
+                    "GLUE_DATABASE",
+                    format!(
+                        "{name:?} is not a Glue database name (lower-case letters, digits and _ only)"
+                    ),
+                ));
+            }
+        };
 
         let aws_endpoint_url = match get("AWS_ENDPOINT_URL") {
             None => None,
@@ -683,6 +710,8 @@ impl Config {
             reports_prefix,
             download_queue_url,
             schedule_queue_url,
+            conversion_queue_url,
+            glue_database,
             aws_endpoint_url,
             stuck_after_hours: parse_bounded(
                 "STUCK_AFTER_HOURS",
@@ -734,6 +763,18 @@ impl Config {
         self.download_queue_url
             .as_deref()
             .ok_or_else(|| ConfigError::missing("DOWNLOAD_QUEUE_URL"))
+    }
+
+    pub fn require_conversion_queue_url(&self) -> Result<&str, ConfigError> {
+        self.conversion_queue_url
+            .as_deref()
+            .ok_or_else(|| ConfigError::missing("CONVERSION_QUEUE_URL"))
+    }
+
+    pub fn require_glue_database(&self) -> Result<&str, ConfigError> {
+        self.glue_database
+            .as_deref()
+            .ok_or_else(|| ConfigError::missing("GLUE_DATABASE"))
     }
 
     pub fn require_schedule_queue_url(&self) -> Result<&str, ConfigError> {
@@ -876,6 +917,8 @@ mod tests {
             ("LOOKBACK_DAYS", "0", "LOOKBACK_DAYS"),
             ("LOOKBACK_DAYS", "seven", "LOOKBACK_DAYS"),
             ("DOWNLOAD_QUEUE_URL", "queue", "DOWNLOAD_QUEUE_URL"),
+            ("CONVERSION_QUEUE_URL", "queue", "CONVERSION_QUEUE_URL"),
+            ("GLUE_DATABASE", "Stripe-Reports", "GLUE_DATABASE"),
             ("AWS_ENDPOINT_URL", "localhost:5000", "AWS_ENDPOINT_URL"),
             ("STUCK_AFTER_HOURS", "0", "STUCK_AFTER_HOURS"),
             ("STRIPE_MAX_RPS", "1000", "STRIPE_MAX_RPS"),
