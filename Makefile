@@ -25,7 +25,7 @@ tools-venv: .venv-tools/.installed
 
 ## deploy-checks: IAM against the code, alarms and charts against the metrics, cfn-lint of every
 ## rendering of the conditions and of the template, sam validate --lint, checkov, and sam build
-## of the three bootstrap binaries. SAM_ARCH defaults to samconfig.toml's Architecture (the one
+## of the four bootstrap binaries. SAM_ARCH defaults to samconfig.toml's Architecture (the one
 ## place it is set); CI passes SAM_ARCH=x86_64 (no aarch64-unknown-linux-gnu download there).
 SAM_ARCH ?= $(shell sed -n 's/^parameter_overrides = .*Architecture=\([a-z0-9_]*\).*/\1/p' samconfig.toml)
 deploy-checks: venv tools-venv
@@ -37,7 +37,7 @@ deploy-checks: venv tools-venv
 	.venv-tools/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
 	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build --no-cached \
 		--parameter-overrides Architecture=$(SAM_ARCH) --build-dir .aws-sam/build-$(SAM_ARCH)
-	@for f in Scheduler Webhook Downloader; do \
+	@for f in Scheduler Webhook Downloader Converter; do \
 		test -x .aws-sam/build-$(SAM_ARCH)/$${f}Function/bootstrap || { echo "no bootstrap for $$f" >&2; exit 1; }; \
 		ls -l .aws-sam/build-$(SAM_ARCH)/$${f}Function/bootstrap; done
 
@@ -83,10 +83,11 @@ fuzz:
 	done
 
 ## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test);
-## ONLY=fanout (or downloader, webhook, cold-start, comma-separated) replaces only those sections
+## ONLY=fanout (or downloader, webhook, cold-start, tables, comma-separated) replaces only those sections
 bench: venv bench-tools
 	cargo build --release -p stripe-emulator -p scheduler -p webhook -p downloader -p cli -p hello-lambda
 	cargo build --release -p downloader --example download_one
+	cargo build --release -p tables --example convert_rss
 	$(PYTHON) bench/run.py $(if $(ONLY),--only $(ONLY))
 
 ## bench-tools: the AWS CLI (PyPI) in .venv-bench, and stripe-node when Node.js is present

@@ -132,6 +132,40 @@ def create_resources(env, visibility_timeout=30, max_receive_count=5):
         env[var.replace("_URL", "_DLQ_URL")] = dlq
 
 
+def create_tables_resources(env, visibility_timeout=30, max_receive_count=5, database="stripe_reports"):
+    """The converter's resources (SPEC "Tables"): the conversion queue with
+    its DLQ (CONVERSION_QUEUE_URL, CONVERSION_DLQ_URL) and the Glue database
+    (GLUE_DATABASE). Not part of `create_resources`: a stack without them
+    makes no table files, which is what the tests of the other functions want."""
+    import boto3
+
+    kwargs = dict(
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    sqs = boto3.client("sqs", **kwargs)
+    name = f"stripe-reports-conversion-{database}"
+    dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env["CONVERSION_QUEUE_URL"] = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                         "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
+    env["CONVERSION_DLQ_URL"] = dlq
+    glue = boto3.client("glue", **kwargs)
+    try:
+        glue.create_database(DatabaseInput={"Name": database})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    env["GLUE_DATABASE"] = database
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] not in ("run", "serve"):
         sys.exit(__doc__)

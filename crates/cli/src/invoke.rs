@@ -12,6 +12,7 @@ pub enum Function {
     Scheduler,
     Webhook,
     Downloader,
+    Converter,
 }
 
 /// The event to use when none is given: only the scheduler has one (the
@@ -21,9 +22,10 @@ fn default_event(function: Function) -> Result<Value, String> {
         Function::Scheduler => {
             Ok(json!({"source": "stripe-reports.invoke", "detail-type": "Scheduled Event"}))
         }
-        Function::Webhook | Function::Downloader => {
-            Err("--event FILE is required for the webhook and downloader (see events/)".into())
-        }
+        Function::Webhook | Function::Downloader | Function::Converter => Err(
+            "--event FILE is required for the webhook, downloader and converter (see events/)"
+                .into(),
+        ),
     }
 }
 
@@ -61,6 +63,15 @@ pub async fn run(function: Function, event: Option<&str>) -> Result<Value, Strin
             let deadline = stripe_reports::downloader::work_deadline(0, 0);
             let response = downloader::handle_batch(&deps, batch, now, deadline).await;
             serde_json::to_value(response).map_err(|e| e.to_string())
+        }
+        Function::Converter => {
+            let service = converter::deps_from_env()
+                .await
+                .map_err(|e| e.to_string())?;
+            let deadline = converter::work_deadline(0, 0);
+            converter::handle_at(&service, event, now, deadline)
+                .await
+                .map_err(|e| e.to_string())
         }
         Function::Webhook => {
             let request = lambda_http::request::from_str(&event.to_string())

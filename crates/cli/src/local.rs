@@ -1,7 +1,7 @@
-//! `stripe-reports local`: the three handlers in one process with their event
+//! `stripe-reports local`: the functions' handlers in one process with their event
 //! sources — a scheduler tick at start and every `--schedule-every`, an HTTP
 //! server turning `POST /webhooks/stripe` into API Gateway v2 events, and
-//! long-polling of the download and schedule queues with SQS batch semantics
+//! long-polling of the download, schedule and conversion queues with SQS batch semantics
 //! (a message is deleted only when the handler did not report it failed).
 //! The three services are built from one [`Environment`], as each function
 //! builds its own at cold start: the configuration and the accounts (every
@@ -33,7 +33,11 @@ struct Runner {
     downloader: downloader::Deps<
         stripe_reports::aws::DynamoLedger,
         stripe_reports::accounts::AccountClients,
+        Option<stripe_reports::aws::SqsQueue>,
     >,
+    /// With `CONVERSION_QUEUE_URL` (and `GLUE_DATABASE`): the fourth
+    /// function, turning each stored CSV into its table file.
+    converter: Option<converter::Service>,
     sqs: aws_sdk_sqs::Client,
     download_queue: String,
     schedule_queue: String,
@@ -69,6 +73,10 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .to_owned();
     let sqs = aws_sdk_sqs::Client::new(&env.sdk);
+    let converter = match env.config.conversion_queue_url {
+        Some(_) => Some(converter::deps_from(&env.config, &env.sdk).map_err(|e| e.to_string())?),
+        None => None,
+    };
     // (An account whose key could not be checked was logged by the load.)
     for account in env.accounts.ready().await {
         info!(account = %account, "Stripe account ready");
@@ -80,6 +88,7 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         webhook,
         scheduler,
         downloader,
+        converter,
         sqs,
         download_queue,
         schedule_queue,
@@ -97,10 +106,14 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
     let ticks = tokio::spawn(schedule_ticks(runner.clone(), options.schedule_every));
     let downloads = tokio::spawn(poll(runner.clone(), Queue::Download));
     let schedules = tokio::spawn(poll(runner.clone(), Queue::Schedule));
+    let conversions = runner.converter.as_ref().map(|_| {
+        info!("table files: each stored CSV is converted (conversion queue)");
+        tokio::spawn(poll(runner.clone(), Queue::Conversion))
+    });
 
     shutdown_signal().await;
     info!("stopping");
-    for task in [ticks, downloads, schedules] {
+    for task in [ticks, downloads, schedules].into_iter().chain(conversions) {
         task.abort();
     }
     server.abort();
@@ -212,6 +225,7 @@ async fn schedule_ticks(runner: Arc<Runner>, every: Duration) {
 enum Queue {
     Download,
     Schedule,
+    Conversion,
 }
 
 /// Long-polls one queue and hands each batch to its handler, deleting only
@@ -220,6 +234,12 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
     let url = match queue {
         Queue::Download => runner.download_queue.clone(),
         Queue::Schedule => runner.schedule_queue.clone(),
+        Queue::Conversion => runner
+            .converter
+            .as_ref()
+            .and_then(|_| runner.downloader.downloader.conversions.as_ref())
+            .map(|queue| queue.url().to_owned())
+            .unwrap_or_default(),
     };
     loop {
         let received = runner
@@ -282,17 +302,27 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
                     .filter_map(|m| m.message_id().map(str::to_owned))
                     .collect(),
             },
+            Queue::Conversion => {
+                let answer = match &runner.converter {
+                    Some(converter) => {
+                        let deadline = converter::work_deadline(0, 0);
+                        converter::handle_at(converter, batch, scheduler::unix_now(), deadline)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("no converter".to_owned()),
+                };
+                match answer {
+                    Ok(response) => failed_ids(&response),
+                    Err(_) => messages
+                        .iter()
+                        .filter_map(|m| m.message_id().map(str::to_owned))
+                        .collect(),
+                }
+            }
             Queue::Schedule => {
                 match scheduler::handle_at(&runner.scheduler, batch, scheduler::unix_now()).await {
-                    Ok(response) => response["batchItemFailures"]
-                        .as_array()
-                        .map(|items| {
-                            items
-                                .iter()
-                                .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    Ok(response) => failed_ids(&response),
                     Err(_) => messages
                         .iter()
                         .filter_map(|m| m.message_id().map(str::to_owned))
@@ -318,4 +348,17 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
             }
         }
     }
+}
+
+/// The message ids of a handler's `batchItemFailures` answer.
+fn failed_ids(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 //! cargo run --release -p tables --example convert_rss -- 200 --emulator # sizes in MiB; the emulator's files
 //! convert_rss --generate 100 report.csv [--emulator]   # only write a 100 MiB CSV (for other tools)
 //! convert_rss --file report.csv                        # convert one file from disk
+//! convert_rss --file report.csv --out report.parquet   # ... and write the Parquet file
 //! ```
 //!
 //! The CSV is a `balance_change_from_activity.itemized.3` report: by default
@@ -13,7 +14,8 @@
 //! `tests/support/report_csv.rs`); with `--emulator`, the Stripe
 //! emulator's file of the documented default columns. It is generated as it
 //! is read (no disk), in a fresh process per size, and converted to Parquet
-//! written to a byte counter. The process reports its peak resident set
+//! written to a byte counter (`--file` with `--out` writes a real file, as
+//! `make bench` does to compare with DuckDB's `COPY … (FORMAT parquet)`). The process reports its peak resident set
 //! (`VmHWM`) and the conversion's CPU time: the generator's own CPU time,
 //! measured by a first pass, is subtracted, and CPU time rather than wall
 //! time is the speed that holds on a busy machine.
@@ -189,9 +191,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let before = vm_hwm_kib();
             let input = File::open(&args[1])?;
             let bytes = input.metadata()?.len();
+            let out = match args.get(2).map(String::as_str) {
+                Some("--out") => Some(args.get(3).ok_or("--out needs a path")?),
+                Some(other) => return Err(format!("unexpected argument {other:?}").into()),
+                None => None,
+            };
             let wall = Instant::now();
             let started = cpu_seconds();
-            let (converted, _) = convert(input, Counter::default(), &options_from_env())?;
+            let converted = match out {
+                Some(path) => {
+                    let (converted, mut file) = convert(
+                        input,
+                        BufWriter::new(File::create(path)?),
+                        &options_from_env(),
+                    )?;
+                    file.flush()?;
+                    converted
+                }
+                None => convert(input, Counter::default(), &options_from_env())?.0,
+            };
             let cpu = cpu_seconds() - started;
             report(
                 "file",

@@ -147,6 +147,21 @@ pub enum ConvertError {
     Arrow(#[from] ArrowError),
 }
 
+impl ConvertError {
+    /// Whether the error is in the CSV's own bytes (a value, a row, the
+    /// header), so that the same file fails the same way every time; the
+    /// others come from reading or writing (a cut stream, a failed upload).
+    pub fn is_in_the_file(&self) -> bool {
+        matches!(
+            self,
+            ConvertError::NoHeader
+                | ConvertError::HeaderNotUtf8 { .. }
+                | ConvertError::FieldCount { .. }
+                | ConvertError::Value { .. }
+        )
+    }
+}
+
 /// The Arrow type of a column in the Parquet file. Timestamps are
 /// microseconds: `*_utc` with zone `UTC` (Parquet `isAdjustedToUTC = true`),
 /// the others without a zone (`isAdjustedToUTC = false`, the wall time).

@@ -2,9 +2,16 @@
 //!
 //! - [`schema`]: the table name of a report type, the safe name and the type
 //!   of each column, from Stripe's documented meaning of the column. Pure.
+//! - [`layout`]: the key of a report's table file, from its CSV's key. Pure.
+//! - [`catalog`]: the Glue table of a report type and how a new file widens
+//!   it (pure), and the [`catalog::Catalog`] port; [`glue`] is its adapter.
 //! - [`convert()`]: one CSV, streamed, into one Parquet file (zstd), with the
 //!   row count checked against the file's footer and exact per-currency sums
 //!   of every amount column.
+//!
+//! - [`conversion`]: the use case — a stored run's CSV into its table file,
+//!   the catalog and the ledger, exactly once — over the ports [`files`]
+//!   (S3) and [`catalog`] (Glue), and the backfill.
 //!
 //! # Amounts
 //! `DECIMAL(38, 3)` for every currency ([`schema::AMOUNT_PRECISION`] says
@@ -44,11 +51,17 @@
 //! the output is incomplete: discard it (delete the file, abort the upload).
 
 pub mod amount;
+pub mod catalog;
+pub mod conversion;
 pub mod convert;
+pub mod files;
+pub mod glue;
+pub mod layout;
 pub mod records;
 pub mod schema;
 pub mod timestamp;
 
 pub use amount::Amount;
 pub use convert::{ConvertError, ConvertOptions, Converted, Sums, ValueProblem, convert};
-pub use schema::{Clock, Column, ColumnType};
+pub use layout::CsvKey;
+pub use schema::{Clock, Column, ColumnType, PARTITION_KEYS};

@@ -98,6 +98,10 @@ impl ColumnType {
     }
 }
 
+/// The partition keys of every table, in the order of the key layout
+/// (`…/account=<id>/date=<YYYY-MM-DD>/…`).
+pub const PARTITION_KEYS: [&str; 2] = ["account", "date"];
+
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
@@ -193,7 +197,10 @@ pub fn currency_column_of(name: &str) -> &'static str {
 /// `payment_metadata[a b]` and `payment_metadata[a_b]` stay two columns),
 /// types by name, and the currency column of each amount.
 pub fn columns<S: AsRef<str>>(header: &[S]) -> Vec<Column> {
-    let mut taken = std::collections::HashSet::new();
+    // The partition keys are the table's columns too: a CSV column of the
+    // same name would clash with them in Glue, so it becomes `date_2`.
+    let mut taken: std::collections::HashSet<String> =
+        PARTITION_KEYS.iter().map(|key| (*key).to_owned()).collect();
     header
         .iter()
         .map(|source| {
@@ -229,6 +236,14 @@ pub fn columns<S: AsRef<str>>(header: &[S]) -> Vec<Column> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_column_named_like_a_partition_key_is_renamed() {
+        let columns = columns(&["date", "account", "net"]);
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["date_2", "account_2", "net"]);
+        assert_eq!(columns[0].source, "date");
+    }
 
     #[test]
     fn table_names_replace_everything_outside_lowercase_and_digits() {
