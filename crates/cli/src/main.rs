@@ -7,6 +7,7 @@ mod fetch;
 mod invoke;
 mod local;
 mod status;
+mod tables;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -29,6 +30,30 @@ use stripe_reports::ports::StripeByAccount;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum TablesCommand {
+    /// Convert the stored CSVs whose date is in a range again (CSVs stored
+    /// before table files existed, or after the type mapping changed):
+    /// queues them for the deployed converter; idempotent. Needs
+    /// REPORTS_BUCKET, RUNS_TABLE, CONVERSION_QUEUE_URL and GLUE_DATABASE
+    /// (the stack's outputs). Same as invoking the converter with
+    /// events/converter-backfill.json.
+    Backfill {
+        /// First date (YYYY-MM-DD, the `date=` of the keys), included.
+        #[arg(long)]
+        from: Date,
+        /// Last date (YYYY-MM-DD), included.
+        #[arg(long)]
+        to: Date,
+        /// Only this account (repeat or comma-separate; default: every account).
+        #[arg(long = "account", value_name = "ACCT", value_delimiter = ',')]
+        accounts: Vec<String>,
+        /// Only this report type (repeat for several; default: every type).
+        #[arg(long = "report-type")]
+        report_types: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +92,12 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         schedule_every: Duration,
     },
+    /// Table files (typed Parquet, SPEC "Tables"): `tables backfill` queues
+    /// the stored CSVs of a date range for conversion again.
+    Tables {
+        #[command(subcommand)]
+        command: TablesCommand,
+    },
     /// Invoke one function's handler once, here, and print its answer as JSON
     /// (same environment and event shapes as on Lambda; see events/).
     Invoke {
@@ -75,7 +106,8 @@ enum Command {
         #[arg(long)]
         event: Option<String>,
     },
-    /// Run reports now and save their files (in a folder by default).
+    /// Run reports now and save their files (in a folder by default), as
+    /// CSV, as typed Parquet tables, or both.
     Fetch {
         /// The report type, e.g. balance.summary.1 (see `stripe-reports types`).
         #[arg(long)]
@@ -104,6 +136,14 @@ enum Command {
         /// A folder, or s3://bucket/prefix (same key layout as the Lambda functions).
         #[arg(long, default_value = "./reports")]
         out: String,
+        /// What to write for each file: csv, parquet (a typed table file) or
+        /// both (in a folder; with s3:// only csv).
+        ///
+        /// A CSV that does not convert is one line naming the run, the line
+        /// and the column, and no table file; the other runs are still
+        /// fetched, and the exit code is 1.
+        #[arg(long, value_enum, default_value_t = fetch::Format::Csv)]
+        format: fetch::Format,
         /// The account whose reports to fetch: the key's own (STRIPE_API_KEY; a
         /// key of another account is refused), or one of STRIPE_ACCOUNTS.
         #[arg(long, value_name = "ACCT")]
@@ -317,6 +357,20 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Tables {
+            command:
+                TablesCommand::Backfill {
+                    from,
+                    to,
+                    accounts,
+                    report_types,
+                },
+        } => match parse_accounts(&accounts) {
+            Ok(accounts) => tables::backfill(from, to, accounts, report_types)
+                .await
+                .map(|summary| println!("{summary}")),
+            Err(err) => Err(err),
+        },
         Command::Invoke { function, event } => invoke::run(function, event.as_deref())
             .await
             .map(|answer| println!("{answer}")),
@@ -330,6 +384,7 @@ async fn main() -> ExitCode {
             columns,
             currency,
             out,
+            format,
             account,
         } => {
             let account = match parse_accounts(account.as_slice()) {
@@ -357,6 +412,14 @@ async fn main() -> ExitCode {
                 Ok(destination) => destination,
                 Err(err) => return usage(&err),
             };
+            if matches!(destination, fetch::Destination::S3 { .. }) && format != fetch::Format::Csv
+            {
+                // The bucket's table files are the stack's converter's
+                // (from its ledger); fetch writes them to a folder only.
+                return usage(
+                    "--format parquet and both write to a folder only: with --out s3://… use --format csv",
+                );
+            }
             match accounts::for_fetch(&config, account.as_ref()).await {
                 Err(Refused::Usage(err)) => return usage(&err),
                 Err(Refused::Failed(err)) => Err(err),
@@ -378,15 +441,25 @@ async fn main() -> ExitCode {
                         spec,
                         dates,
                         destination,
+                        format,
                     };
                     // Account by account: each account's files under its own
-                    // `account=`; the first failure stops with its line.
+                    // `account=`; the first failure stops with its line. A
+                    // file that does not convert stops nothing: its line is
+                    // printed, and the exit code says so at the end.
                     let mut outcome = Ok(());
+                    let mut not_converted = 0;
                     for (account, client) in &clients {
-                        outcome = fetch::run(client, account, fetch.clone(), s3.clone()).await;
-                        if outcome.is_err() {
-                            break;
+                        match fetch::run(client, account, fetch.clone(), s3.clone()).await {
+                            Ok(fetched) => not_converted += fetched.not_converted,
+                            Err(err) => {
+                                outcome = Err(err);
+                                break;
+                            }
                         }
+                    }
+                    if outcome.is_ok() && not_converted > 0 {
+                        return ExitCode::FAILURE;
                     }
                     outcome
                 }

@@ -304,6 +304,433 @@ async fn fetch_saves_a_date_a_range_and_a_weekly_spec_to_a_folder_under_the_keys
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The itemized balance report: amounts in several currencies, both clocks.
+const ITEMIZED: &str = "balance_change_from_activity.itemized.3";
+/// Its table: the report type with every character outside `[a-z0-9]` made `_`.
+const ITEMIZED_TABLE: &str = "balance_change_from_activity_itemized_3";
+
+/// Runs `stripe-reports` with `env` against the emulator at `base`.
+async fn stripe_reports(
+    base: &str,
+    env: Vec<(&'static str, String)>,
+    args: Vec<String>,
+) -> std::process::Output {
+    let base = base.to_owned();
+    tokio::task::spawn_blocking(move || {
+        bin()
+            .envs(env)
+            .env("STRIPE_API_BASE", &base)
+            .env("STRIPE_FILE_HOSTS", "127.0.0.1")
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `fetch` of the itemized report for the days `from`..=`to` into `out`.
+fn fetch_itemized(from: i64, to: i64, out: &Path, format: &str) -> Vec<String> {
+    [
+        "fetch",
+        "--report-type",
+        ITEMIZED,
+        "--from",
+        &date(from),
+        "--to",
+        &date(to),
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        format,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Where a run's table file goes in the folder `out`: the bucket's layout
+/// with the folder as the root and an empty prefix (spelled out here, not
+/// computed with the code under test).
+fn table_path(out: &Path, account: &str, run: &serde_json::Value) -> PathBuf {
+    out.join(format!(
+        "tables/{ITEMIZED_TABLE}/account={account}/date={}/{}.parquet",
+        date(run["parameters"]["interval_start"].as_i64().unwrap()),
+        run["id"].as_str().unwrap()
+    ))
+}
+
+fn csv_path(out: &Path, account: &str, run: &serde_json::Value) -> PathBuf {
+    out.join(format!(
+        "account={account}/report_type={ITEMIZED}/date={}/{}.csv",
+        date(run["parameters"]["interval_start"].as_i64().unwrap()),
+        run["id"].as_str().unwrap()
+    ))
+}
+
+/// Every file under `root` with its SHA-256, by path relative to `root`.
+fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    files_under(root)
+        .into_iter()
+        .map(|path| {
+            let sha256 = sha256_file(&path);
+            (path.strip_prefix(root).unwrap().to_path_buf(), sha256)
+        })
+        .collect()
+}
+
+/// A decimal in major units (`-12.34`, `1500`) as thousandths, the scale of
+/// the table's amounts, by text alone.
+fn thousandths(text: &str) -> i128 {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    assert!(fraction.len() <= 3, "{text}");
+    let value: i128 = format!("{whole}{fraction:0<3}").parse().unwrap();
+    if negative { -value } else { value }
+}
+
+/// A table file read back with the parquet crate: its columns' types by
+/// name, its rows, and for each (amount column, currency) the sum.
+struct TableFile {
+    types: std::collections::BTreeMap<String, arrow_schema::DataType>,
+    rows: u64,
+    sums: std::collections::BTreeMap<(String, String), i128>,
+}
+
+fn read_table(path: &Path) -> TableFile {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Decimal128Type;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap();
+    let types: std::collections::BTreeMap<String, arrow_schema::DataType> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let footer_rows = builder.metadata().file_metadata().num_rows();
+    let mut rows = 0u64;
+    let mut sums = std::collections::BTreeMap::new();
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        rows += batch.num_rows() as u64;
+        for (name, ty) in &types {
+            if !matches!(ty, arrow_schema::DataType::Decimal128(..)) {
+                continue;
+            }
+            let currency_column = if name.starts_with("customer_facing_") {
+                "customer_facing_currency"
+            } else {
+                "currency"
+            };
+            let amounts = batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<Decimal128Type>();
+            let currencies = batch
+                .column_by_name(currency_column)
+                .unwrap()
+                .as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                if amounts.is_null(row) {
+                    continue;
+                }
+                let currency = currencies.value(row).to_ascii_lowercase();
+                *sums.entry((name.clone(), currency)).or_insert(0i128) += amounts.value(row);
+            }
+        }
+    }
+    assert_eq!(
+        rows as i64, footer_rows,
+        "{path:?}: rows read and the footer's"
+    );
+    TableFile { types, rows, sums }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_format_both_writes_typed_table_files_that_hold_the_emulators_totals() {
+    use arrow_schema::{DataType, TimeUnit};
+    let today = today();
+    let emulator = emulator(vec![kind(ITEMIZED, 300_000, today, today)], None, 300).await;
+    let base = emulator.base_url();
+    let out = std::env::temp_dir().join(unique("fetch-both"));
+    let accounts = || vec![("STRIPE_ACCOUNTS", stripe_accounts())];
+    let both = stripe_reports(
+        &base,
+        accounts(),
+        fetch_itemized(today - 3 * DAY, today - 2 * DAY, &out, "both"),
+    )
+    .await;
+    assert!(
+        both.status.success(),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+    let stdout = String::from_utf8(both.stdout).unwrap();
+    // Two accounts, two days: a CSV and a table file each.
+    assert_eq!(stdout.lines().count(), 2 * 2 * 2, "{stdout}");
+    for account in [ACCOUNT, OTHER] {
+        let runs = emulator.runs_of(account);
+        assert_eq!(runs.len(), 2, "{account}");
+        for run in &runs {
+            let file_id = run["result"]["id"].as_str().unwrap();
+            // The CSV as before: whole, at its key.
+            let csv = csv_path(&out, account, run);
+            let (sha256, _) = emulator.file_digest(file_id).unwrap();
+            assert_eq!(sha256_file(&csv), sha256, "{csv:?}");
+            // The table file at the bucket's layout, its rows and sums the
+            // emulator's (computed from integer minor units, not the text).
+            let path = table_path(&out, account, run);
+            let table = read_table(&path);
+            let totals = emulator.file_totals(file_id).unwrap();
+            assert!(totals.rows > 100, "a file of some size: {}", totals.rows);
+            assert_eq!(table.rows, totals.rows, "{path:?}");
+            assert!(
+                stdout.contains(&format!("{}\t", path.display()))
+                    && stdout.contains(&format!("\t{} rows", totals.rows)),
+                "{stdout}"
+            );
+            let expected: std::collections::BTreeMap<(String, String), i128> = totals
+                .sums
+                .iter()
+                .map(|((column, currency), sum)| {
+                    ((column.clone(), currency.clone()), thousandths(sum))
+                })
+                .collect();
+            assert!(
+                expected.len() >= 4,
+                "several amounts and currencies: {expected:?}"
+            );
+            assert_eq!(table.sums, expected, "{path:?}");
+            // Typed columns: exact decimals, instants in UTC, wall times, text.
+            let decimal = DataType::Decimal128(38, 3);
+            for amount in ["gross", "fee", "net", "customer_facing_amount"] {
+                assert_eq!(table.types[amount], decimal, "{amount}");
+            }
+            assert_eq!(
+                table.types["created_utc"],
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            );
+            assert_eq!(
+                table.types["created"],
+                DataType::Timestamp(TimeUnit::Microsecond, None)
+            );
+            assert_eq!(table.types["currency"], DataType::Utf8);
+        }
+    }
+    let first = snapshot(&out);
+    assert_eq!(first.len(), 2 * 2 * 2, "{first:?}");
+    assert!(
+        first
+            .keys()
+            .all(|p| p.extension().is_some_and(|e| e == "csv" || e == "parquet")),
+        "no partial file left: {first:?}"
+    );
+    // A rerun asks for the same runs and leaves the same files, byte for byte.
+    let again = stripe_reports(
+        &base,
+        accounts(),
+        fetch_itemized(today - 3 * DAY, today - 2 * DAY, &out, "both"),
+    )
+    .await;
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        emulator.stats().runs_created,
+        4,
+        "the same request, the same runs"
+    );
+    assert_eq!(snapshot(&out), first, "a rerun changes nothing");
+    // --format parquet: the table files only, the same bytes.
+    let only = std::env::temp_dir().join(unique("fetch-parquet"));
+    let parquet = stripe_reports(
+        &base,
+        accounts(),
+        fetch_itemized(today - 3 * DAY, today - 2 * DAY, &only, "parquet"),
+    )
+    .await;
+    assert!(
+        parquet.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parquet.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(parquet.stdout).unwrap().lines().count(),
+        4
+    );
+    let tables_only: std::collections::BTreeMap<PathBuf, String> = first
+        .into_iter()
+        .filter(|(path, _)| path.starts_with("tables"))
+        .collect();
+    assert_eq!(tables_only.len(), 4);
+    assert_eq!(snapshot(&only), tables_only, "no .csv, no partial file");
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&only);
+}
+
+/// A file host for the emulator's `file_redirect_base`: the first file asked
+/// for is answered with `bad` (always, for that file), every other one is
+/// sent back to the emulator. Returns its base URL and the bad file's id
+/// once one was asked for.
+fn file_host(
+    emulator: &str,
+    bad: Vec<u8>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Option<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let chosen = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let emulator = emulator.to_owned();
+    let bad_file = chosen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // The headers, up to the blank line.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let target = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+            let path = target.split('?').next().unwrap_or("").to_owned();
+            let file_id = path.split('/').nth(3).unwrap_or("").to_owned();
+            let is_bad = {
+                let mut chosen = bad_file.lock().unwrap();
+                chosen.get_or_insert_with(|| file_id.clone()) == &file_id
+            };
+            let response = if is_bad {
+                let mut response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bad.len()
+                )
+                .into_bytes();
+                response.extend_from_slice(&bad);
+                response
+            } else {
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {emulator}{path}?redirected=1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .into_bytes()
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    (base, chosen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_that_does_not_convert_is_one_line_no_table_file_and_the_other_runs_are_fetched() {
+    const SIZE: u64 = 8_000;
+    let today = today();
+    let emulator = emulator(vec![kind(ITEMIZED, SIZE, today, today)], None, 300).await;
+    let base = emulator.base_url();
+    // A file of the right size whose third line has an amount that is not one.
+    let mut bad =
+        b"balance_transaction_id,currency,net\ntxn_1,usd,1.50\ntxn_2,usd,12.5x\n".to_vec();
+    bad.resize(SIZE as usize, b'\n');
+    let (host, chosen) = file_host(&base, bad);
+    emulator.set_faults(stripe_emulator::Faults {
+        file_redirect_base: Some(host),
+        ..stripe_emulator::Faults::default()
+    });
+    let key = || vec![("STRIPE_API_KEY", KEY.to_owned())];
+    let bad_run = |chosen: &str| {
+        emulator
+            .runs_of(ACCOUNT)
+            .into_iter()
+            .find(|run| run["result"]["id"] == chosen)
+            .unwrap()
+    };
+    for format in ["both", "parquet"] {
+        let out = std::env::temp_dir().join(unique("fetch-refused"));
+        let fetched = stripe_reports(
+            &base,
+            key(),
+            fetch_itemized(today - 3 * DAY, today - 2 * DAY, &out, format),
+        )
+        .await;
+        let stderr = String::from_utf8(fetched.stderr).unwrap();
+        assert_eq!(fetched.status.code(), Some(1), "{format}: {stderr}");
+        let chosen = chosen
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a file was asked for");
+        let refused = bad_run(&chosen);
+        let refused_id = refused["id"].as_str().unwrap();
+        // One error line (the others say which runs were requested),
+        // naming the run, the line and the column.
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("stripe-reports:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{format}: {stderr}");
+        assert!(
+            stderr
+                .lines()
+                .all(|line| line.starts_with("requested frr_") || line == errors[0]),
+            "{format}: {stderr}"
+        );
+        for needle in [
+            refused_id,
+            "not converted to Parquet",
+            "line 3",
+            "column net",
+            "12.5x",
+        ] {
+            assert!(errors[0].contains(needle), "{format}: {needle} in {stderr}");
+        }
+        // No table file for it, none partial; the other run's is there.
+        let files = snapshot(&out);
+        assert!(
+            !table_path(&out, ACCOUNT, &refused).exists(),
+            "{format}: {files:?}"
+        );
+        let others: Vec<serde_json::Value> = emulator
+            .runs_of(ACCOUNT)
+            .into_iter()
+            .filter(|run| run["id"] != refused["id"])
+            .collect();
+        assert_eq!(others.len(), 1);
+        let other = table_path(&out, ACCOUNT, &others[0]);
+        assert_eq!(
+            read_table(&other).rows,
+            emulator
+                .file_totals(others[0]["result"]["id"].as_str().unwrap())
+                .unwrap()
+                .rows
+        );
+        let expected_files = match format {
+            // The CSV as it came (the record of what was sent) stays.
+            "both" => {
+                assert!(csv_path(&out, ACCOUNT, &refused).exists(), "{files:?}");
+                3
+            }
+            _ => 1,
+        };
+        assert_eq!(files.len(), expected_files, "{format}: {files:?}");
+        assert!(
+            files
+                .keys()
+                .all(|p| p.extension().is_some_and(|e| e == "csv" || e == "parquet")),
+            "{format}: no partial file: {files:?}"
+        );
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
 #[test]
 fn bad_arguments_give_one_line_and_exit_2() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -399,6 +826,32 @@ fn bad_arguments_give_one_line_and_exit_2() {
             vec!["types", "--account", "acct_ok,nope"],
             "is not a Stripe account id",
         ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-10-01",
+                "--format",
+                "xml",
+            ],
+            "xml",
+        ),
+        (
+            vec![
+                "fetch",
+                "--report-type",
+                "balance.summary.1",
+                "--date",
+                "2026-10-01",
+                "--out",
+                "s3://bucket/prefix",
+                "--format",
+                "both",
+            ],
+            "write to a folder only",
+        ),
         (vec!["local", "--schedule-every", "soon"], "duration"),
         (vec!["frobnicate"], "frobnicate"),
     ];
@@ -441,9 +894,13 @@ fn bad_arguments_give_one_line_and_exit_2() {
         "--column",
         "--currency",
         "--out",
+        "--format",
         "--account",
     ] {
         assert!(help.contains(option), "{option} missing from --help");
+    }
+    for value in ["csv", "parquet", "both"] {
+        assert!(help.contains(value), "--format {value} missing from --help");
     }
 }
 
@@ -670,7 +1127,11 @@ fn invoke_explains_a_missing_or_unreadable_event_in_one_line() {
     for (args, expected) in [
         (
             vec!["invoke", "webhook"],
-            "--event FILE is required for the webhook and downloader",
+            "--event FILE is required for the webhook, downloader and converter",
+        ),
+        (
+            vec!["invoke", "converter"],
+            "--event FILE is required for the webhook, downloader and converter",
         ),
         (
             vec!["invoke", "downloader", "--event", "/nonexistent.json"],
@@ -782,4 +1243,106 @@ async fn types_lists_each_configured_accounts_report_types_with_its_own_key() {
     );
     assert!(refused.stdout.is_empty());
     assert!(!stderr.contains(KEY), "{stderr}");
+}
+
+/// `tables backfill` queues, for the deployed converter, every stored CSV
+/// whose `date=` is in the range (of the accounts and types asked), marked
+/// to convert again; objects of other layouts and dates are left alone.
+#[tokio::test]
+async fn tables_backfill_queues_the_stored_csvs_of_a_date_range_for_conversion_again() {
+    let sdk = local_aws().await;
+    let table = ledger(&sdk).await;
+    let (s3, bucket) = bucket(&sdk).await;
+    let (sqs, conversions) = queue(&sdk, "conversions").await;
+    let csv = |account: &str, kind: &str, date: &str, run: &str| {
+        format!("stripe/account={account}/report_type={kind}/date={date}/{run}.csv")
+    };
+    for key in [
+        csv(ACCOUNT, "balance.summary.1", "2026-11-01", "frr_a"),
+        csv(ACCOUNT, "payouts.itemized.3", "2026-11-02", "frr_b"),
+        csv(OTHER, "balance.summary.1", "2026-11-02", "frr_c"),
+        csv(ACCOUNT, "balance.summary.1", "2026-11-03", "frr_outside"),
+        "stripe/tables/balance_summary_1/account=acct_x/date=2026-11-01/frr_a.parquet".to_owned(),
+        "stripe/notes.txt".to_owned(),
+    ] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(b"a,b\n".to_vec().into())
+            .send()
+            .await
+            .expect("put");
+    }
+    let run = |args: &[&str]| {
+        bin()
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")))
+            .env("RUNS_TABLE", table.table())
+            .env("REPORTS_BUCKET", &bucket)
+            .env("CONVERSION_QUEUE_URL", &conversions)
+            .env("GLUE_DATABASE", "stripe_reports_cli_tests")
+            .args(["tables", "backfill"])
+            .args(args)
+            .output()
+            .expect("run stripe-reports")
+    };
+    let output = run(&["--from", "2026-11-01", "--to", "2026-11-02"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .starts_with("3 stored report(s) from 2026-11-01 to 2026-11-02 queued"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let mut queued: Vec<String> = test_support::drain(&sqs, &conversions)
+        .await
+        .iter()
+        .map(|m| {
+            assert_eq!(m["again"], true, "{m}");
+            format!(
+                "{} {}",
+                m["account"].as_str().unwrap_or_default(),
+                m["run_id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    queued.sort();
+    let mut expected = [
+        format!("{ACCOUNT} frr_a"),
+        format!("{ACCOUNT} frr_b"),
+        format!("{OTHER} frr_c"),
+    ];
+    expected.sort();
+    assert_eq!(queued, expected);
+
+    // One account, one type.
+    let output = run(&[
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+        "--account",
+        OTHER,
+        "--report-type",
+        "balance.summary.1",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let queued = test_support::drain(&sqs, &conversions).await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0]["run_id"], "frr_c");
+
+    // A range backwards is one line, nothing queued.
+    let output = run(&["--from", "2026-11-02", "--to", "2026-11-01"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is after"), "{stderr}");
+    assert!(test_support::drain(&sqs, &conversions).await.is_empty());
 }
