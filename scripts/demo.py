@@ -24,6 +24,7 @@ DEMO_RUNNER (127.0.0.1:9000); a port already taken stops the demo at once
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +34,9 @@ import urllib.parse
 import urllib.request
 
 import boto3
+
+import local_aws
+from demo_sql import TablesDiffer, check_tables, download_reports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATOR = os.environ.get("DEMO_EMULATOR", "127.0.0.1:12111")
@@ -115,8 +119,10 @@ def audit(s3, bucket, runs, today):
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX):
         objects += page.get("Contents", [])
+    # Table files (`<prefix>tables/…`) are checked by the SQL step below.
     outside = [o["Key"] for o in objects
-               if not any(o["Key"].startswith(f"{PREFIX}account={a}/report_type=") for a in ids)]
+               if not o["Key"].startswith(f"{PREFIX}tables/")
+               and not any(o["Key"].startswith(f"{PREFIX}account={a}/report_type=") for a in ids)]
     if outside:
         problems.append(f"objects outside every account's segment: {outside}")
     stats = emulator_get("/_emulator/stats")
@@ -180,6 +186,8 @@ def main():
         "REPORTS_PREFIX": PREFIX,
         "RUST_LOG": env.get("RUST_LOG", "warn"),
     })
+    # The fourth function: each stored CSV becomes its table file.
+    local_aws.create_tables_resources(env, database="stripe_reports_demo")
     emulator_accounts = [{"id": a, "api_key": k, "webhook_secrets": [w]} for a, k, w in ACCOUNTS]
     os.makedirs(os.path.join(ROOT, ".local"), exist_ok=True)
     started = []
@@ -249,6 +257,24 @@ def main():
             print(f"\nFirst lines of {first['s3_key']['S']}:")
             for line in body.decode().splitlines()[:4]:
                 print(f"  {line}")
+        # SQL over the tables: what the pipeline wrote, copied from the bucket,
+        # queried with DuckDB and checked against the CSVs (scripts/demo_sql.py).
+        log("SQL over the tables (DuckDB)")
+        csvs = len([o for o in listed if o["Key"].endswith(".csv")])
+        deadline = time.time() + 90
+        while time.time() < deadline:  # the converter runs after each file is stored
+            tables = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}tables/").get("Contents", [])
+            if len([o for o in tables if o["Key"].endswith(".parquet")]) >= csvs:
+                break
+            time.sleep(1)
+        copy = os.path.join(ROOT, ".local", "demo-reports")
+        shutil.rmtree(copy, ignore_errors=True)
+        copied = download_reports(s3, bucket, PREFIX, copy)
+        print(f"\n{len(copied)} objects of s3://{bucket}/{PREFIX} copied to {copy}\n")
+        try:
+            check_tables(copy)
+        except TablesDiffer as differ:
+            problems += [f"SQL over the tables: {p}" for p in differ.problems]
         print()
         stats = emulator_get("/_emulator/stats")
         log(f"webhooks delivered: {stats['webhook_deliveries']}, runs created: {stats['runs_created']}")
