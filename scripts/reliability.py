@@ -35,6 +35,8 @@ Run by `make reliability` (it builds the binaries and the venv). Logs:
 .local/reliability/.
 """
 import argparse
+import csv
+import datetime
 import hashlib
 import json
 import os
@@ -352,10 +354,10 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_runner(self, schedule_every="1h", name="runner"):
-        process = self.spawn(name, [os.path.join(TARGET, "stripe-reports"), "local", "--listen", RUNNER,
+    def start_runner(self, schedule_every="1h", name="runner", listen=RUNNER):
+        process = self.spawn(name, [os.path.join(TARGET, "stripe-reports"), "local", "--listen", listen,
                                     "--schedule-every", schedule_every])
-        wait_for(lambda: port_open(RUNNER) or process.poll() is not None, 30, "the runner")
+        wait_for(lambda: port_open(listen) or process.poll() is not None, 30, "the runner")
         check(process.poll() is None, f"the runner exited with {process.returncode} (see {self.logdir})")
         return process
 
@@ -452,6 +454,11 @@ class Stack:
         objects = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             objects += page.get("Contents", [])
+        # With tables on (scenario 15 only), the table files and their
+        # uploads are the tables audit's (`audit_tables`), not stray objects.
+        tables = self.env.get("GLUE_DATABASE") and TABLES_PREFIX
+        if tables:
+            objects = [o for o in objects if not o["Key"].startswith(tables)]
         at_stripe = {account: self.emulator_runs(account) for account in self.account_ids}
 
         for account, planned_requests in expected.items():
@@ -473,7 +480,7 @@ class Stack:
             if at_stripe[account]:
                 problems.append(f"{account}: {len(at_stripe[account])} run(s) at Stripe, expected none")
 
-        uploads = self.open_uploads()
+        uploads = [u for u in self.open_uploads() if not (tables and u["Key"].startswith(tables))]
         if uploads:
             problems.append(f"{len(uploads)} open multipart upload(s): {[u['Key'] for u in uploads]}")
         for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "DOWNLOAD_QUEUE_DLQ_URL", "SCHEDULE_QUEUE_DLQ_URL"):
@@ -620,6 +627,8 @@ def kind(report_type, size=64_000, fail_first_runs=0):
     return {"id": report_type, "file_size": size, "fail_first_runs": fail_first_runs}
 
 
+# Where the converter writes table files (SPEC "Tables"), under REPORTS_PREFIX.
+TABLES_PREFIX = "stripe/tables/"
 THREE_TYPES = ["balance.summary.1", "balance_change_from_activity.itemized.3", "payouts.itemized.3"]
 # `SinkError::S3`'s message (crates/stripe-reports/src/aws/s3.rs): "S3 {operation} failed: {reason}".
 S3_FAILURE = re.compile(r"S3 [A-Za-z]+ failed: ")
@@ -1108,10 +1117,236 @@ def two_accounts_one_failing(stack):
         {a: len(stack.planned()), b: len(stack.planned())})
 
 
+# Scenario 15: its own Glue database; a CSV big enough that its conversion
+# takes seconds in the debug build (the kill lands mid-conversion).
+TABLES_DATABASE = "reliability_tables"
+TABLES_BIG_CSV = 30 * MIB
+# The second runner of scenario 15 (a second consumer of the conversion queue).
+RUNNER_2 = os.environ.get("RELIABILITY_RUNNER_2",
+                          f"{RUNNER.rsplit(':', 1)[0]}:{int(RUNNER.rsplit(':', 1)[1]) + 1}")
+
+
+def table_key_of(csv_key):
+    """The table file's key for a stored CSV's key, derived here (SPEC
+    "Tables"), not with the converter's code: `stripe/tables/<table>/
+    account=<a>/date=<d>/<run>.parquet`, table = the report type with every
+    character outside [a-z0-9] replaced by `_`. None for a key of another shape."""
+    match = re.fullmatch(r"stripe/account=([^/]+)/report_type=([^/]+)/date=(\d{4}-\d{2}-\d{2})/([^/]+)\.csv",
+                         csv_key)
+    if not match:
+        return None
+    account, report_type, date, run = match.groups()
+    return f"{TABLES_PREFIX}{re.sub('[^a-z0-9]', '_', report_type)}/account={account}/date={date}/{run}.parquet"
+
+
+def csv_data_rows(path):
+    """Data rows of a CSV file: records after the header (a BOM, CRLF and
+    quoted line breaks handled by the csv module), blank lines not counted."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return max(sum(1 for record in csv.reader(f) if record) - 1, 0)
+
+
+def conversion_body(run, again=False):
+    body = {"run_id": run["pk"]["S"][len("run#"):], "account": run["account"]["S"]}
+    return json.dumps(dict(body, again=True) if again else body)
+
+
+def table_files_written(stack, key):
+    """Each time a runner of the scenario logged writing `key`: (runner,
+    start, end) in seconds since the epoch, by end."""
+    writes = []
+    for name in ("runner", "runner-restarted", "runner-2"):
+        if not os.path.exists(os.path.join(stack.logdir, f"{name}.log")):
+            continue
+        for line in stack.log_text(name).splitlines():
+            if "table file written" in line and f"table_key={key} " in line:
+                end = datetime.datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
+                seconds = float(re.search(r" seconds=([0-9.e-]+)", line).group(1))
+                writes.append((name, end - seconds, end))
+    return sorted(writes, key=lambda w: w[2])
+
+
+def audit_tables(stack, database, report_types):
+    """The tables' audit: one `.parquet` object per stored run at its key
+    (the ledger's `parquet_key`), no other object under the tables prefix or
+    anywhere ending in `.parquet`; the ledger's `rows` = the file's rows
+    (DuckDB) = the CSV's data rows (csv module); the conversion queue and its
+    DLQ empty; one Glue table per type, partitioned by account and date.
+    Open uploads at table keys (a kill leaves them; the bucket's lifecycle
+    rule aborts them at AWS) are reported, not failed; others fail
+    `Stack.audit`. Returns the problems."""
+    import duckdb  # only this scenario needs it
+    import tempfile
+
+    problems = []
+    bucket = stack.env["REPORTS_BUCKET"]
+    stored = [r for r in stack.runs() if r["status"]["S"] == "stored"]
+    objects = []
+    for page in stack.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        objects += page.get("Contents", [])
+    expected = {}
+    for run in stored:
+        run_id = run["pk"]["S"][len("run#"):]
+        key = table_key_of(run["s3_key"]["S"])
+        if key is None:
+            problems.append(f"{run_id}: CSV key {run['s3_key']['S']} not of the reports layout")
+            continue
+        if run.get("parquet_key", {}).get("S") != key:
+            problems.append(f"{run_id}: ledger parquet_key {run.get('parquet_key', {}).get('S')}, expected {key}")
+        expected[key] = run
+    tabled = sorted(o["Key"] for o in objects if o["Key"].startswith(TABLES_PREFIX) or o["Key"].endswith(".parquet"))
+    if tabled != sorted(expected):
+        problems.append(f"table objects {tabled} for the stored runs' keys {sorted(expected)}")
+    with tempfile.TemporaryDirectory() as folder:
+        for key, run in sorted(expected.items()):
+            run_id = run["pk"]["S"][len("run#"):]
+            if key not in tabled:
+                continue
+            parquet, csv_path = os.path.join(folder, "t.parquet"), os.path.join(folder, "t.csv")
+            stack.s3.download_file(bucket, key, parquet)
+            stack.s3.download_file(bucket, run["s3_key"]["S"], csv_path)
+            file_rows = duckdb.sql(f"select count(*) from read_parquet('{parquet}')").fetchall()[0][0]
+            csv_rows = csv_data_rows(csv_path)
+            ledger_rows = int(run["rows"]["N"]) if "rows" in run else None
+            if not (ledger_rows == file_rows == csv_rows > 0):
+                problems.append(f"{run_id}: rows in the ledger {ledger_rows}, in the table file {file_rows}, "
+                                f"in the CSV {csv_rows}")
+    left = [u["Key"] for u in stack.open_uploads() if u["Key"].startswith(TABLES_PREFIX)]
+    if left:
+        print(f"        note: {len(left)} open upload(s) at table keys, left by the kill (S3's lifecycle rule "
+              f"aborts them): {left}", flush=True)
+    for queue in ("CONVERSION_QUEUE_URL", "CONVERSION_DLQ_URL"):
+        depth = stack.queue_depth(stack.env[queue])
+        if depth:
+            problems.append(f"{queue}: {depth} message(s) left")
+    glue = boto3.client("glue", endpoint_url=stack.moto, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    for report_type in report_types:
+        name = re.sub("[^a-z0-9]", "_", report_type)
+        try:
+            table = glue.get_table(DatabaseName=database, Name=name)["Table"]
+        except glue.exceptions.EntityNotFoundException:
+            problems.append(f"no Glue table {database}.{name}")
+            continue
+        partitions = [k["Name"] for k in table.get("PartitionKeys", [])]
+        if partitions != ["account", "date"]:
+            problems.append(f"Glue table {name} partitioned by {partitions}, expected account, date")
+    return problems
+
+
+def tables_duplicates_and_crash(stack):
+    """15. Duplicate conversion messages and a converter killed mid-conversion
+    leave exactly one table file per stored run, with the CSV's rows.
+
+    Tables on (conversion queue, Glue database) for this scenario only; 2
+    report types × 2 days, one of them a 30 MiB itemized CSV (seconds to
+    convert in the debug build). Three copies of the first stored run's
+    conversion message are sent at once, as soon as it is stored; the runner
+    is killed (SIGKILL) while a big CSV's conversion is in flight (its
+    message received, not deleted; the ledger without its `parquet_key`);
+    restarted, with a second runner polling the same queues, the message
+    comes back after the visibility timeout and converts, once. Then two
+    `again: true` copies of a big run's message, the second sent while the
+    first converts (so the other runner converts it side by side), and a
+    plain copy of every run's: same keys, same bytes. Then the usual audit
+    (table files left to the tables' audit) and the tables'."""
+    big, small = THREE_TYPES[1], THREE_TYPES[0]
+    stack.begin("15-tables", [kind(big, TABLES_BIG_CSV), kind(small)], lookback_days=2)
+    local_aws.create_tables_resources(stack.env, visibility_timeout=VISIBILITY_TIMEOUT,
+                                      max_receive_count=MAX_RECEIVE_COUNT, database=TABLES_DATABASE)
+    queue = stack.env["CONVERSION_QUEUE_URL"]
+
+    def counts():
+        attributes = stack.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def send(bodies):
+        stack.sqs.send_message_batch(QueueUrl=queue, Entries=[
+            {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
+
+    runner = stack.start_runner()
+    # (a) Duplicates racing the original: 3 copies at once, as soon as a run is stored.
+    first = wait_for(lambda: next((r for r in stack.runs() if r["status"]["S"] == "stored"), None), 60,
+                     "a first run stored", interval=0.1)
+    send([conversion_body(first)] * 3)
+
+    # (b) The kill, while a big CSV converts: a big run stored without its
+    # table file, and for 1 s a message in flight all along and no run
+    # tabled: one conversion of over a second (a small CSV's takes a tenth,
+    # a copy's milliseconds), so a big one.
+    def tabled_and_pending():
+        runs = [r for r in stack.runs() if r["status"]["S"] == "stored"]
+        return ({r["pk"]["S"] for r in runs if "parquet_key" in r},
+                [r["pk"]["S"][len("run#"):] for r in runs
+                 if r["report_type"]["S"] == big and "parquet_key" not in r])
+
+    def converting_big():
+        tabled, pending = tabled_and_pending()
+        if not pending or counts()[1] < 1:
+            return None
+        for _ in range(4):
+            time.sleep(0.25)
+            if counts()[1] < 1:
+                return None
+        return pending if tabled_and_pending() == (tabled, pending) else None
+    pending = wait_for(converting_big, 60, "a big CSV's conversion in flight for a second", interval=0.1)
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    killed_at = time.time()
+    runs = {r["pk"]["S"][len("run#"):]: r for r in stack.runs()}
+    check(all("parquet_key" not in runs[run_id] for run_id in pending),
+          f"{pending} tabled at the kill: not mid-conversion")
+    check(counts()[1] >= 1, "no conversion message in flight at the kill")
+    stack.start_runner(name="runner-restarted")
+    stack.start_runner(name="runner-2", listen=RUNNER_2)
+
+    def all_tabled():
+        stored = [r for r in stack.runs() if r["status"]["S"] == "stored"]
+        return (stack.settled() and len(stored) == len(stack.planned())
+                and all("parquet_key" in r for r in stored) and counts() == (0, 0))
+    wait_for(all_tabled, 60, "every stored run tabled and the queues drained")
+    # The big runs pending at the kill (the one whose conversion was cut
+    # among them, its message back after the visibility timeout) each
+    # converted exactly once, by a runner started after the kill.
+    written = {run_id: table_files_written(stack, table_key_of(runs[run_id]["s3_key"]["S"]))
+               for run_id in pending}
+    check(all(len(w) == 1 and w[0][0] != "runner" and w[0][1] >= killed_at for w in written.values()),
+          f"the runs pending at the kill written {written} (expected once each, after the restart)")
+    killed = pending
+    killed_key = table_key_of(runs[killed[0]]["s3_key"]["S"])
+
+    # (a) again: two `again` copies of the killed run's message, the second
+    # sent once the first is in flight, so that the other runner takes it
+    # (the busy one does not poll): two conversions of one key side by side;
+    # and a plain copy of every run's message.
+    def table_objects():
+        return {o["Key"]: (o["ETag"], o["Size"]) for page in stack.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=stack.env["REPORTS_BUCKET"], Prefix=TABLES_PREFIX) for o in page.get("Contents", [])}
+    before = table_objects()
+    stored = [r for r in stack.runs() if r["status"]["S"] == "stored"]
+    send([conversion_body(runs[killed[0]], again=True)])
+    wait_for(lambda: counts() == (0, 1), 10, "the first `again` copy in flight", interval=0.05)
+    send([conversion_body(runs[killed[0]], again=True)] + [conversion_body(r) for r in stored])
+    wait_for(lambda: counts() == (0, 0) and len(table_files_written(stack, killed_key)) >= 3, 60,
+             "the copies handled")
+    after = table_objects()
+    check(after == before, f"table files changed by the copies: {before} → {after}")
+    written = {key: len(table_files_written(stack, key)) for key in before}
+    check(written[killed_key] == 3 and all(n == 1 for key, n in written.items() if key != killed_key),
+          f"table files written per key {written} (expected the killed run's 3 times: once, then the 2 `again`s; "
+          f"every other once)")
+    (first_runner, first_start, first_end), (second_runner, second_start, _) = table_files_written(
+        stack, killed_key)[1:]
+    check(first_runner != second_runner and second_start < first_end,
+          f"the two `again` conversions were not side by side: {table_files_written(stack, killed_key)[1:]}")
+    return stack.audit(expected_requests=len(stack.planned())) + audit_tables(stack, TABLES_DATABASE, [big, small])
+
+
 SCENARIOS = [webhooks_five_times_shuffled, scheduler_five_times, downloader_killed_mid_stream, stripe_429_storm,
              truncated_twice, s3_unavailable_mid_upload, webhooks_never_delivered, run_failed_at_stripe,
              secret_rolled, redirect_off_the_allow_list, malformed_inputs, orphan_not_created_twice,
-             overdue_reported_then_healed, two_accounts_one_failing]
+             overdue_reported_then_healed, two_accounts_one_failing, tables_duplicates_and_crash]
 
 
 # Every scenario leaves at least a dozen log lines (the emulator's start, the
