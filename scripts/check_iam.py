@@ -9,7 +9,7 @@ not grant to that function, or the template grants one nothing calls.
    (crates/stripe-reports/src/<other function>.rs).
 2. Adapters: the files of those library crates that use an AWS SDK crate
    (`aws_sdk_s3`, …), and the `impl` blocks of the types they define written
-   elsewhere (`impl ConversionQueueAgain for SqsQueue` in a use case). Each
+   elsewhere (an adapter's trait implemented in a use case's crate). Each
    SDK call (`client.get_item()`, …) maps to IAM actions and the resource
    they act on (SDK_ACTIONS below, per service: the SDK crate of the file).
 3. From every function of the function's crate, calls are followed by name
@@ -116,7 +116,6 @@ QUEUE_OF_METHOD = {
     "enqueue_download": "queue:download",
     "enqueue_schedule": "queue:schedule",
     "enqueue_conversion": "queue:conversion",
-    "enqueue_conversion_again": "queue:conversion",
 }
 # Method names too common to follow by name alone (GENERIC, and every name of
 # five characters or fewer) are followed as `self.name(` in the same file or

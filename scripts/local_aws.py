@@ -82,7 +82,8 @@ def stop(process):
         process.wait()
 
 
-def create_resources(env, visibility_timeout=30, max_receive_count=5):
+def clients(env, *services):
+    """boto3 clients of `services` for moto's server in `env`."""
     import boto3
 
     kwargs = dict(
@@ -91,7 +92,27 @@ def create_resources(env, visibility_timeout=30, max_receive_count=5):
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    dynamodb = boto3.client("dynamodb", **kwargs)
+    return [boto3.client(service, **kwargs) for service in services]
+
+
+def queue_with_dlq(sqs, name, visibility_timeout, max_receive_count):
+    """A queue whose messages move to `<name>-dlq` after `max_receive_count`
+    receives, as in template.yaml: (queue URL, DLQ URL)."""
+    dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                         "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
+    return url, dlq
+
+
+def create_resources(env, visibility_timeout=30, max_receive_count=5):
+    dynamodb, s3, sqs = clients(env, "dynamodb", "s3", "sqs")
     table = env["RUNS_TABLE"]
     if table not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(
@@ -111,25 +132,13 @@ def create_resources(env, visibility_timeout=30, max_receive_count=5):
             TableName=table,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
         )
-    s3 = boto3.client("s3", **kwargs)
     s3.create_bucket(Bucket=env["REPORTS_BUCKET"])
-    sqs = boto3.client("sqs", **kwargs)
     for var, name in (("DOWNLOAD_QUEUE_URL", "stripe-reports-download"),
                       ("SCHEDULE_QUEUE_URL", "stripe-reports-schedule")):
         if env.get(var):
             continue
-        dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        url = sqs.create_queue(
-            QueueName=name,
-            Attributes={
-                "VisibilityTimeout": str(visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                             "maxReceiveCount": str(max_receive_count)}),
-            },
-        )["QueueUrl"]
-        env[var] = url
-        env[var.replace("_URL", "_DLQ_URL")] = dlq
+        env[var], env[var.replace("_URL", "_DLQ_URL")] = queue_with_dlq(
+            sqs, name, visibility_timeout, max_receive_count)
 
 
 def create_tables_resources(env, visibility_timeout=30, max_receive_count=5, database="stripe_reports"):
@@ -137,28 +146,9 @@ def create_tables_resources(env, visibility_timeout=30, max_receive_count=5, dat
     its DLQ (CONVERSION_QUEUE_URL, CONVERSION_DLQ_URL) and the Glue database
     (GLUE_DATABASE). Not part of `create_resources`: a stack without them
     makes no table files, which is what the tests of the other functions want."""
-    import boto3
-
-    kwargs = dict(
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    sqs = boto3.client("sqs", **kwargs)
-    name = f"stripe-reports-conversion-{database}"
-    dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    env["CONVERSION_QUEUE_URL"] = sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                         "maxReceiveCount": str(max_receive_count)}),
-        },
-    )["QueueUrl"]
-    env["CONVERSION_DLQ_URL"] = dlq
-    glue = boto3.client("glue", **kwargs)
+    sqs, glue = clients(env, "sqs", "glue")
+    env["CONVERSION_QUEUE_URL"], env["CONVERSION_DLQ_URL"] = queue_with_dlq(
+        sqs, f"stripe-reports-conversion-{database}", visibility_timeout, max_receive_count)
     try:
         glue.create_database(DatabaseInput={"Name": database})
     except glue.exceptions.AlreadyExistsException:

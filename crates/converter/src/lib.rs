@@ -13,12 +13,10 @@ use stripe_reports::Config;
 use stripe_reports::aws::{self, DynamoLedger, SqsQueue};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::metrics::{self, Metric};
-use stripe_reports::ports::Ledger;
+use stripe_reports::ports::{ConversionQueue, Ledger};
 use tables::ConvertOptions;
 use tables::catalog::Catalog;
-use tables::conversion::{
-    ConversionError, ConversionQueueAgain, Converter, DEFAULT_TIMEOUT, TableBackfill, Tabled,
-};
+use tables::conversion::{ConversionError, Converter, DEFAULT_TIMEOUT, TableBackfill, Tabled};
 use tables::files::{ReportFiles, S3ReportFiles};
 use tables::glue::GlueCatalog;
 use tokio::time::Instant;
@@ -96,7 +94,7 @@ where
     L: Ledger,
     F: ReportFiles,
     C: Catalog,
-    Q: ConversionQueueAgain,
+    Q: ConversionQueue,
 {
     let now_ms = unix_now_ms();
     let deadline = work_deadline(event.context.deadline, now_ms);
@@ -114,7 +112,7 @@ where
     L: Ledger,
     F: ReportFiles,
     C: Catalog,
-    Q: ConversionQueueAgain,
+    Q: ConversionQueue,
 {
     if let Some(backfill) = payload.get("backfill") {
         let backfill: TableBackfill = serde_json::from_value(backfill.clone()).map_err(|err| {
@@ -146,7 +144,7 @@ where
     L: Ledger,
     F: ReportFiles,
     C: Catalog,
-    Q: ConversionQueueAgain,
+    Q: ConversionQueue,
 {
     let mut response = SqsBatchResponse::default();
     for record in batch.records {

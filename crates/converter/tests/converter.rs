@@ -12,7 +12,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
-use stripe_emulator::{Emulator, ReportTypeConfig};
+use stripe_emulator::Emulator;
 use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, S3Sink, SqsQueue};
 use stripe_reports::domain::calendar::Interval;
@@ -24,9 +24,9 @@ use tables::conversion::Converter;
 use tables::files::S3ReportFiles;
 use tables::glue::GlueCatalog;
 use test_support::{
-    ACCOUNT, CapturedLogs, Clock, DAY, MIB, account, account_clients, bucket, drain, ledger,
-    local_aws, object_keys, open_upload_keys, queue, quick_retries, requested_run, stripe_client,
-    unique, wait_finished,
+    ACCOUNT, CapturedLogs, Clock, DAY, MIB, account, account_clients, bucket, drain, glue_database,
+    ledger, local_aws, object_keys, open_upload_keys, queue, quick_retries, report_type,
+    requested_run, stripe_client, wait_finished,
 };
 
 const API_KEY: &str = "sk_test_converter_tests";
@@ -39,14 +39,6 @@ fn now() -> i64 {
 
 fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(120)
-}
-
-fn kind(id: &str, size: u64) -> ReportTypeConfig {
-    let mut kind = ReportTypeConfig::new(id);
-    kind.file_size = Some(size);
-    kind.data_available_start = Some(1_700_000_000);
-    kind.data_available_end = Some(1_800_000_000);
-    kind
 }
 
 struct Env {
@@ -65,7 +57,7 @@ struct Env {
 async fn env() -> Env {
     let emulator = test_support::emulator(
         API_KEY,
-        vec![kind(ITEMIZED, 3 * MIB), kind(SUMMARY, 20_000)],
+        vec![report_type(ITEMIZED, 3 * MIB), report_type(SUMMARY, 20_000)],
         Duration::from_millis(20),
     )
     .await;
@@ -74,17 +66,7 @@ async fn env() -> Env {
     let (s3, bucket) = bucket(&sdk).await;
     let (sqs, conversions) = queue(&sdk, "conversions").await;
     let glue = aws_sdk_glue::Client::new(&sdk);
-    let database = unique("reports").replace('-', "_").to_lowercase();
-    glue.create_database()
-        .database_input(
-            aws_sdk_glue::types::DatabaseInput::builder()
-                .name(&database)
-                .build()
-                .expect("database input"),
-        )
-        .send()
-        .await
-        .expect("create database");
+    let database = glue_database(&glue).await;
     let queue = SqsQueue::new(sqs.clone(), conversions.clone());
     let downloader = downloader::Deps {
         downloader: Downloader {

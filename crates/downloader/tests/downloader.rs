@@ -33,11 +33,7 @@ fn deadline() -> tokio::time::Instant {
 }
 
 fn kind(id: &str, size: u64) -> ReportTypeConfig {
-    let mut kind = ReportTypeConfig::new(id);
-    kind.file_size = Some(size);
-    kind.data_available_start = Some(1_700_000_000);
-    kind.data_available_end = Some(1_800_000_000);
-    kind
+    test_support::report_type(id, size)
 }
 
 async fn emulator(types: Vec<ReportTypeConfig>, run_delay: Duration) -> Emulator {

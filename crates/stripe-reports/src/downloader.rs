@@ -256,7 +256,9 @@ impl<L: Ledger, S: StripeByAccount, Q: ConversionQueue> Downloader<L, S, Q> {
                 Stored::RunFailed { .. } | Stored::Gone => false,
             };
         if wanted {
-            self.conversions.enqueue_conversion(account, run_id).await?;
+            self.conversions
+                .enqueue_conversion(account, run_id, false)
+                .await?;
         }
         Ok(())
     }

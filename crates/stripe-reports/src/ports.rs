@@ -275,12 +275,14 @@ pub trait DownloadQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// The conversion queue: stored runs whose table file is to be written.
+/// The conversion queue: stored runs whose table file is to be written;
+/// `again` (a backfill) converts even a run whose table file is recorded.
 pub trait ConversionQueue: Send + Sync {
     fn enqueue_conversion(
         &self,
         account: &AccountId,
         run_id: &str,
+        again: bool,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
@@ -290,9 +292,10 @@ impl<Q: ConversionQueue> ConversionQueue for Option<Q> {
         &self,
         account: &AccountId,
         run_id: &str,
+        again: bool,
     ) -> Result<(), QueueError> {
         match self {
-            Some(queue) => queue.enqueue_conversion(account, run_id).await,
+            Some(queue) => queue.enqueue_conversion(account, run_id, again).await,
             None => Ok(()),
         }
     }
@@ -303,7 +306,7 @@ impl<Q: ConversionQueue> ConversionQueue for Option<Q> {
 pub struct NoConversions;
 
 impl ConversionQueue for NoConversions {
-    async fn enqueue_conversion(&self, _: &AccountId, _: &str) -> Result<(), QueueError> {
+    async fn enqueue_conversion(&self, _: &AccountId, _: &str, _: bool) -> Result<(), QueueError> {
         Ok(())
     }
 }

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::ledger::RunStatus;
 use stripe_reports::domain::messages::ConversionMessage;
-use stripe_reports::ports::{Ledger, LedgerError, QueueError, TableFile, Transition};
+use stripe_reports::ports::{
+    ConversionQueue, Ledger, LedgerError, QueueError, TableFile, Transition,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::io::SyncIoBridge;
@@ -108,7 +110,7 @@ pub struct Converter<L, F, C, Q> {
     pub options: ConvertOptions,
 }
 
-impl<L: Ledger, F: ReportFiles, C: Catalog, Q: ConversionQueueAgain> Converter<L, F, C, Q> {
+impl<L: Ledger, F: ReportFiles, C: Catalog, Q: ConversionQueue> Converter<L, F, C, Q> {
     /// Handles one conversion-queue message body, by `deadline`.
     pub async fn handle_message(
         &self,
@@ -307,7 +309,7 @@ impl<L: Ledger, F: ReportFiles, C: Catalog, Q: ConversionQueueAgain> Converter<L
             let account = AccountId::parse(&csv.account)
                 .map_err(|_| ConversionError::UnexpectedKey(key.clone()))?;
             self.queue
-                .enqueue_conversion_again(&account, &csv.run_id)
+                .enqueue_conversion(&account, &csv.run_id, true)
                 .await?;
             summary.queued += 1;
         }
@@ -337,31 +339,6 @@ pub struct TableBackfill {
 pub struct BackfillSummary {
     /// Runs queued for conversion.
     pub queued: u64,
-}
-
-/// The conversion queue as a backfill needs it: a message that converts again.
-pub trait ConversionQueueAgain: Send + Sync {
-    fn enqueue_conversion_again(
-        &self,
-        account: &AccountId,
-        run_id: &str,
-    ) -> impl std::future::Future<Output = Result<(), QueueError>> + Send;
-}
-
-impl ConversionQueueAgain for stripe_reports::aws::SqsQueue {
-    async fn enqueue_conversion_again(
-        &self,
-        account: &AccountId,
-        run_id: &str,
-    ) -> Result<(), QueueError> {
-        self.send_json(&ConversionMessage {
-            run_id: run_id.to_owned(),
-            account: account.clone(),
-            again: true,
-        })
-        .await
-        .map(|_| ())
-    }
 }
 
 /// The converting thread's side of the upload: a `Write` that hands full

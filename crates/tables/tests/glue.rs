@@ -64,18 +64,7 @@ async fn glue_client(endpoint: &str) -> aws_sdk_glue::Client {
 /// A new database (tests share one moto server) and a catalog on it.
 async fn catalog_at(endpoint: &str) -> GlueCatalog {
     let client = glue_client(endpoint).await;
-    let database = format!("reports_{}", uuid::Uuid::new_v4().simple());
-    client
-        .create_database()
-        .database_input(
-            aws_sdk_glue::types::DatabaseInput::builder()
-                .name(&database)
-                .build()
-                .expect("database input"),
-        )
-        .send()
-        .await
-        .expect("create database");
+    let database = test_support::glue_database(&client).await;
     GlueCatalog::new(client, database)
 }
 

@@ -137,6 +137,31 @@ pub async fn queue(sdk: &aws_config::SdkConfig, prefix: &str) -> (aws_sdk_sqs::C
     (sqs, url)
 }
 
+/// A new Glue database (tests share one moto server): its name.
+pub async fn glue_database(glue: &aws_sdk_glue::Client) -> String {
+    let database = unique("reports").replace('-', "_").to_lowercase();
+    glue.create_database()
+        .database_input(
+            aws_sdk_glue::types::DatabaseInput::builder()
+                .name(&database)
+                .build()
+                .expect("database input"),
+        )
+        .send()
+        .await
+        .expect("create database");
+    database
+}
+
+/// A report type whose data reaches from 2023 to 2027, with files of `size` bytes.
+pub fn report_type(id: &str, size: u64) -> ReportTypeConfig {
+    let mut kind = ReportTypeConfig::new(id);
+    kind.file_size = Some(size);
+    kind.data_available_start = Some(1_700_000_000);
+    kind.data_available_end = Some(1_800_000_000);
+    kind
+}
+
 /// Receives and deletes every message on the queue; their JSON bodies.
 pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
     let mut bodies = Vec::new();

@@ -75,11 +75,12 @@ impl ConversionQueue for SqsQueue {
         &self,
         account: &AccountId,
         run_id: &str,
+        again: bool,
     ) -> Result<(), QueueError> {
         self.send_json(&ConversionMessage {
             run_id: run_id.to_owned(),
             account: account.clone(),
-            again: false,
+            again,
         })
         .await
         .map(|_| ())
