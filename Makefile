@@ -5,7 +5,7 @@ PYTHON := $(abspath $(VENV))/bin/python
 LOCAL_AWS := $(PYTHON) scripts/local_aws.py run --
 export STRIPE_REPORTS_PYTHON := $(PYTHON)
 
-.PHONY: venv tools-venv bench-tools deploy-checks build test lint demo reliability fuzz bench emulator local-aws clean
+.PHONY: venv tools-venv bench-tools bench-converter deploy-checks build test lint demo reliability fuzz bench emulator local-aws clean
 
 ## venv: the Python tools of tests, demo and CI (moto[server], stripe, cfn-lint, jsonschema)
 venv: $(VENV)/.installed
@@ -73,14 +73,21 @@ CARGO_FUZZ_VERSION := 0.13.2
 fuzz:
 	@cargo fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)" || cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
 	cd fuzz && cargo fuzz build --sanitizer none --debug-assertions
+	@# The targets side by side (libFuzzer uses one core each); each one's
+	@# summary printed when all are done, and any crash fails the run.
 	@set -o pipefail; for target in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/corpus/$$target; \
 		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
-		(cd fuzz && cargo fuzz run --sanitizer none --debug-assertions $$target corpus/$$target seeds/$$target -- \
+		( (cd fuzz && cargo fuzz run --sanitizer none --debug-assertions $$target corpus/$$target seeds/$$target -- \
 			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 2>&1 | \
 			grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+== ERROR|thread .* panicked|SUMMARY)") \
-			|| { echo "fuzz: $$target FAILED (crash input in fuzz/artifacts/$$target)"; exit 1; }; \
-	done
+			> fuzz/$$target.log 2>&1; echo $$? > fuzz/$$target.status ) & \
+	done; wait; failed=0; for target in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$target"; cat fuzz/$$target.log; \
+		if [ "$$(cat fuzz/$$target.status)" != 0 ]; then \
+			echo "fuzz: $$target FAILED (crash input in fuzz/artifacts/$$target)"; failed=1; fi; \
+		rm -f fuzz/$$target.log fuzz/$$target.status; \
+	done; exit $$failed
 
 ## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test);
 ## ONLY=fanout (or downloader, webhook, cold-start, tables, comma-separated) replaces only those sections
@@ -89,6 +96,13 @@ bench: venv bench-tools
 	cargo build --release -p downloader --example download_one
 	cargo build --release -p tables --example convert_rss
 	$(PYTHON) bench/run.py $(if $(ONLY),--only $(ONLY))
+
+## bench-converter: the converter function end to end (S3 → Parquet → S3, Glue, ledger) for
+## 10 MiB, 100 MiB and 1 GiB CSVs: its process's peak RSS, i.e. the memory the function needs
+bench-converter: venv
+	cargo build --release -p cli
+	cargo build --release -p tables --example convert_rss
+	$(LOCAL_AWS) $(PYTHON) bench/converter_memory.py
 
 ## bench-tools: the AWS CLI (PyPI) in .venv-bench, and stripe-node when Node.js is present
 AWSCLI_VERSION := 1.46.3
