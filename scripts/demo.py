@@ -267,6 +267,13 @@ def main():
             if len([o for o in tables if o["Key"].endswith(".parquet")]) >= csvs:
                 break
             time.sleep(1)
+        # The converter records each table file in the ledger, last.
+        items = dynamodb.scan(TableName=env["RUNS_TABLE"], ConsistentRead=True)["Items"]
+        untabled = sorted(i["pk"]["S"][4:] for i in items
+                          if i["pk"]["S"].startswith("run#") and i["status"]["S"] == "stored"
+                          and not ("parquet_key" in i and "rows" in i))
+        if untabled:
+            problems.append(f"stored runs without a table file in the ledger: {untabled}")
         copy = os.path.join(ROOT, ".local", "demo-reports")
         shutil.rmtree(copy, ignore_errors=True)
         copied = download_reports(s3, bucket, PREFIX, copy)
@@ -283,8 +290,8 @@ def main():
         for account, _, _ in ACCOUNTS:
             count = len([r for r in stored if r.get("account", {}).get("S") == account])
             log(f"{account}: {count} reports under s3://{bucket}/{PREFIX}account={account}/")
-        log("PASS: every report of each account stored once under its account, with Stripe's bytes"
-            if not problems else "FAIL")
+        log("PASS: every report of each account stored once under its account, with Stripe's bytes, "
+            "and queryable as typed Parquet with the CSVs' figures" if not problems else "FAIL")
         return 0 if not problems else 1
     finally:
         for process in reversed(started):
