@@ -33,8 +33,15 @@ pub async fn backfill(
         .queue_backfill(&backfill)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(format!(
+    let mut answer = format!(
         "{} stored report(s) from {from} to {to} queued for conversion to table files",
         summary.queued
-    ))
+    );
+    if summary.not_in_ledger > 0 {
+        answer.push_str(&format!(
+            "; {} CSV(s) the ledger holds no stored run for, not queued",
+            summary.not_in_ledger
+        ));
+    }
+    Ok(answer)
 }

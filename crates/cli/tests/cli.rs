@@ -1257,11 +1257,39 @@ async fn tables_backfill_queues_the_stored_csvs_of_a_date_range_for_conversion_a
     let csv = |account: &str, kind: &str, date: &str, run: &str| {
         format!("stripe/account={account}/report_type={kind}/date={date}/{run}.csv")
     };
+    // Stored runs, as the downloader leaves them in the ledger…
+    for (account, kind, date, run) in [
+        (ACCOUNT, "balance.summary.1", "2026-11-01", "frr_a"),
+        (ACCOUNT, "payouts.itemized.3", "2026-11-02", "frr_b"),
+        (OTHER, "balance.summary.1", "2026-11-02", "frr_c"),
+        (ACCOUNT, "balance.summary.1", "2026-11-03", "frr_outside"),
+    ] {
+        use stripe_reports::ports::Ledger;
+        let facts = stripe_reports::ports::RunFacts {
+            run_id: run.into(),
+            account: stripe_reports::domain::account::AccountId::parse(account).expect("id"),
+            report_type: kind.into(),
+            interval_start: None,
+            interval_end: None,
+        };
+        let stored = stripe_reports::domain::ledger::StoredObject {
+            s3_key: csv(account, kind, date, run),
+            bytes: 4,
+            sha256: "0".repeat(64),
+            file_id: format!("file_{run}"),
+        };
+        table
+            .mark_stored(&facts, &stored, 1_790_000_000)
+            .await
+            .expect("stored");
+    }
+    // …and a CSV the ledger does not hold (written by `fetch --out s3://`).
     for key in [
         csv(ACCOUNT, "balance.summary.1", "2026-11-01", "frr_a"),
         csv(ACCOUNT, "payouts.itemized.3", "2026-11-02", "frr_b"),
         csv(OTHER, "balance.summary.1", "2026-11-02", "frr_c"),
         csv(ACCOUNT, "balance.summary.1", "2026-11-03", "frr_outside"),
+        csv(ACCOUNT, "balance.summary.1", "2026-11-02", "frr_fetched"),
         "stripe/tables/balance_summary_1/account=acct_x/date=2026-11-01/frr_a.parquet".to_owned(),
         "stripe/notes.txt".to_owned(),
     ] {
@@ -1292,8 +1320,10 @@ async fn tables_backfill_queues_the_stored_csvs_of_a_date_range_for_conversion_a
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&output.stdout)
-            .starts_with("3 stored report(s) from 2026-11-01 to 2026-11-02 queued"),
+        String::from_utf8_lossy(&output.stdout).starts_with(
+            "3 stored report(s) from 2026-11-01 to 2026-11-02 queued for conversion to table files; \
+             1 CSV(s) the ledger holds no stored run for, not queued"
+        ),
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );

@@ -171,13 +171,22 @@ where
     response
 }
 
-/// The metrics of one message (EMF, dimension `Function=converter`):
-/// `TablesWritten`, `TableRows` and `ConversionFailures` every time.
+/// The metrics of one message (EMF, dimension `Function=converter`), every
+/// time: `TablesWritten`, `TableRows`, `ConversionFailures` (a CSV that
+/// cannot be converted: the same bytes will fail again, alarmed at once) and
+/// `ConversionErrors` (anything else: S3, Glue, the ledger, the time running
+/// out; retried, alarmed when it keeps happening).
 pub fn message_metrics(outcome: &Result<Tabled, ConversionError>) -> Vec<Metric<'static>> {
     let (written, rows) = match outcome {
         Ok(Tabled::Now { rows, .. }) => (1.0, *rows as f64),
         _ => (0.0, 0.0),
     };
+    let count = |name, value: bool| Metric {
+        name,
+        value: f64::from(u8::from(value)),
+        unit: "Count",
+    };
+    let bad_file = outcome.as_ref().is_err_and(ConversionError::is_bad_file);
     vec![
         Metric {
             name: "TablesWritten",
@@ -189,10 +198,38 @@ pub fn message_metrics(outcome: &Result<Tabled, ConversionError>) -> Vec<Metric<
             value: rows,
             unit: "Count",
         },
-        Metric {
-            name: "ConversionFailures",
-            value: f64::from(u8::from(outcome.is_err())),
-            unit: "Count",
-        },
+        count("ConversionFailures", bad_file),
+        count("ConversionErrors", outcome.is_err() && !bad_file),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tables::ConvertError;
+
+    fn value(metrics: &[Metric<'_>], name: &str) -> f64 {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map_or(f64::NAN, |m| m.value)
+    }
+
+    #[test]
+    fn a_bad_file_and_an_outage_are_counted_apart() {
+        let bad = Err(ConversionError::Csv(ConvertError::NoHeader));
+        let metrics = message_metrics(&bad);
+        assert_eq!(value(&metrics, "ConversionFailures"), 1.0);
+        assert_eq!(value(&metrics, "ConversionErrors"), 0.0);
+        let outage = Err(ConversionError::Deadline("writing the table file"));
+        let metrics = message_metrics(&outage);
+        assert_eq!(value(&metrics, "ConversionFailures"), 0.0);
+        assert_eq!(value(&metrics, "ConversionErrors"), 1.0);
+        let metrics = message_metrics(&Ok(Tabled::Already));
+        assert_eq!(
+            value(&metrics, "ConversionFailures") + value(&metrics, "ConversionErrors"),
+            0.0
+        );
+        assert_eq!(value(&metrics, "TablesWritten"), 0.0);
+    }
 }

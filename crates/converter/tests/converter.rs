@@ -422,7 +422,10 @@ async fn duplicates_and_a_backfill_leave_one_identical_file_per_run() {
     )
     .await
     .expect("backfill");
-    assert_eq!(answer, json!({"backfill": {"queued": 1}}));
+    assert_eq!(
+        answer,
+        json!({"backfill": {"queued": 1, "not_in_ledger": 0}})
+    );
     let again = drain(&env.sqs, &env.conversions).await;
     assert_eq!(
         again,
@@ -445,7 +448,10 @@ async fn duplicates_and_a_backfill_leave_one_identical_file_per_run() {
     )
     .await
     .expect("backfill");
-    assert_eq!(answer, json!({"backfill": {"queued": 0}}));
+    assert_eq!(
+        answer,
+        json!({"backfill": {"queued": 0, "not_in_ledger": 0}})
+    );
     let err = converter::handle_at(
         &env.converter,
         json!({"backfill": {"from": "January"}}),

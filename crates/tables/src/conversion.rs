@@ -25,13 +25,15 @@ use stripe_reports::ports::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::io::SyncIoBridge;
-use tracing::{Instrument, info};
+use tracing::{Instrument, info, warn};
 
 use crate::catalog::{Catalog, CatalogChange, CatalogError, TableDefinition};
 use crate::convert::{ConvertError, ConvertOptions, convert};
 use crate::files::{FilesError, ReportFiles};
 use crate::layout::CsvKey;
 
+/// The converting thread's error when the upload ended first.
+const UPLOAD_STOPPED: &str = "the table file's upload stopped";
 /// Bytes handed from the converting thread to the upload at a time.
 const CHUNK: usize = 1024 * 1024;
 
@@ -262,7 +264,12 @@ impl<L: Ledger, F: ReportFiles, C: Catalog, Q: ConversionQueue> Converter<L, F, 
             (Ok(converted), Ok(bytes)) => Ok((converted, bytes)),
             // A fault of the file says more than the upload it aborted.
             (Err(err), _) if err.is_in_the_file() => Err(ConversionError::Csv(err)),
-            // Else the upload's own error (which also stopped the conversion).
+            // The conversion's own failure (a cut read, a row count that does
+            // not add up): its error, not the aborted upload's, is the cause.
+            (Err(err), _) if !err.to_string().contains(UPLOAD_STOPPED) => {
+                Err(ConversionError::Converting(err))
+            }
+            // Else the upload failed first, which stopped the conversion.
             (_, Err(_)) if Instant::now() >= deadline => {
                 Err(ConversionError::Deadline("writing the table file"))
             }
@@ -289,33 +296,42 @@ impl<L: Ledger, F: ReportFiles, C: Catalog, Q: ConversionQueue> Converter<L, F, 
         let from = backfill.from.to_string();
         let to = backfill.to.to_string();
         let mut summary = BackfillSummary::default();
-        for key in self.files.list(&format!("{}account=", self.prefix)).await? {
-            let Some(csv) = CsvKey::parse(&self.prefix, &key) else {
-                continue;
-            };
-            let wanted = csv.date >= from
-                && csv.date <= to
-                && backfill
-                    .accounts
-                    .as_ref()
-                    .is_none_or(|a| a.iter().any(|a| a.as_str() == csv.account))
-                && backfill
-                    .report_types
-                    .as_ref()
-                    .is_none_or(|t| t.contains(&csv.report_type));
-            if !wanted {
-                continue;
+        for prefix in backfill.listing_prefixes(&self.prefix) {
+            for key in self.files.list(&prefix).await? {
+                let Some(csv) = CsvKey::parse(&self.prefix, &key) else {
+                    continue;
+                };
+                if !(csv.date >= from && csv.date <= to && backfill.covers(&csv)) {
+                    continue;
+                }
+                let account = AccountId::parse(&csv.account)
+                    .map_err(|_| ConversionError::UnexpectedKey(key.clone()))?;
+                // Only runs the ledger holds stored for that account convert
+                // (the converter trusts nothing else): a CSV written some other
+                // way (`fetch --out s3://`, a copy) would only fail five times
+                // and end in the dead-letter queue. Counted and logged instead.
+                let stored = self.ledger.run(&csv.run_id).await?.is_some_and(|record| {
+                    record.status == RunStatus::Stored
+                        && record.facts.account == account
+                        && record.stored.as_ref().is_some_and(|s| s.s3_key == key)
+                });
+                if !stored {
+                    warn!(s3_key = %key, "not converted again: the ledger holds no stored run for this CSV");
+                    summary.not_in_ledger += 1;
+                    continue;
+                }
+                self.queue
+                    .enqueue_conversion(&account, &csv.run_id, true)
+                    .await?;
+                summary.queued += 1;
             }
-            let account = AccountId::parse(&csv.account)
-                .map_err(|_| ConversionError::UnexpectedKey(key.clone()))?;
-            self.queue
-                .enqueue_conversion(&account, &csv.run_id, true)
-                .await?;
-            summary.queued += 1;
         }
         info!(
             queued = summary.queued,
-            from, to, "backfill of table files queued"
+            not_in_ledger = summary.not_in_ledger,
+            from,
+            to,
+            "backfill of table files queued"
         );
         Ok(summary)
     }
@@ -339,6 +355,40 @@ pub struct TableBackfill {
 pub struct BackfillSummary {
     /// Runs queued for conversion.
     pub queued: u64,
+    /// CSVs in the range the ledger holds no stored run for (not queued).
+    pub not_in_ledger: u64,
+}
+
+impl TableBackfill {
+    /// Where to list: the accounts' (and types') own folders when the
+    /// backfill names them, else every account's.
+    fn listing_prefixes(&self, prefix: &str) -> Vec<String> {
+        let accounts: Vec<String> = match &self.accounts {
+            Some(accounts) => accounts
+                .iter()
+                .map(|a| format!("{prefix}account={a}/report_type="))
+                .collect(),
+            None => return vec![format!("{prefix}account=")],
+        };
+        match &self.report_types {
+            Some(types) => accounts
+                .iter()
+                .flat_map(|a| types.iter().map(move |t| format!("{a}{t}/")))
+                .collect(),
+            None => accounts,
+        }
+    }
+
+    /// Whether a CSV is of the accounts and types asked for.
+    fn covers(&self, csv: &CsvKey) -> bool {
+        self.accounts
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|a| a.as_str() == csv.account))
+            && self
+                .report_types
+                .as_ref()
+                .is_none_or(|t| t.contains(&csv.report_type))
+    }
 }
 
 /// The converting thread's side of the upload: a `Write` that hands full
@@ -363,7 +413,7 @@ impl ChannelWriter {
     fn send(&mut self, item: Result<Bytes, String>) -> std::io::Result<()> {
         self.sender
             .blocking_send(item)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, UPLOAD_STOPPED))
     }
 
     fn send_buffer(&mut self) -> std::io::Result<()> {
