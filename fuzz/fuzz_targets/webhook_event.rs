@@ -158,34 +158,75 @@ impl ScheduleQueue for CountingQueue {
     }
 }
 
-fuzz_target!(|body: &[u8]| {
-    let parsed = parse_event(body);
-    let service = WebhookService::new(
+/// A fresh service over counting fakes.
+fn service() -> WebhookService<CountingLedger, CountingQueue, CountingQueue> {
+    WebhookService::new(
         CountingLedger::default(),
         CountingQueue::default(),
         CountingQueue::default(),
         AccountId::parse(ACCOUNT).expect("account id"),
         vec![SecretString::new(SECRET)],
         ["balance.summary.1".to_owned()],
-    );
-    let header = signature::signature_header(&[SecretString::new(SECRET)], NOW, body);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime");
-    let answer = runtime.block_on(service.handle(body, Some(&header), NOW));
+    )
+}
+
+/// What every answer must keep: a refusal changes nothing and never echoes
+/// the input; an event is received only if the parser reads it; fakes never fail.
+fn check(
+    answer: &WebhookAnswer,
+    service: &WebhookService<CountingLedger, CountingQueue, CountingQueue>,
+    input: &[u8],
+    parsed_ok: bool,
+) {
     let writes = service.ledger.writes.load(Ordering::Relaxed);
     let sent = service.downloads.sent.load(Ordering::Relaxed)
         + service.schedules.sent.load(Ordering::Relaxed);
-    match &answer {
+    match answer {
         WebhookAnswer::Rejected(reason) => {
             assert_eq!((writes, sent), (0, 0), "a refused event changed something");
-            // The reason never echoes the body (it may carry customer data);
-            // shorter bodies can be substrings of the fixed messages themselves.
-            assert!(body.len() < 100 || !reason.as_bytes().windows(body.len()).any(|w| w == body));
+            // The reason never echoes the input (it may carry customer data);
+            // shorter inputs can be substrings of the fixed messages themselves.
+            assert!(
+                input.len() < 100 || !reason.as_bytes().windows(input.len()).any(|w| w == input)
+            );
         }
         WebhookAnswer::Received(_) => {
-            assert!(parsed.is_ok(), "received an event the parser refuses")
+            assert!(parsed_ok, "received an event the parser refuses")
         }
         WebhookAnswer::Failed(reason) => panic!("fakes never fail, yet: {reason}"),
+    }
+}
+
+fuzz_target!(|body: &[u8]| {
+    let parsed = parse_event(body);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime");
+
+    // A signed webhook delivery.
+    let webhook = service();
+    let header = signature::signature_header(&[SecretString::new(SECRET)], NOW, body);
+    let answer = runtime.block_on(webhook.handle(body, Some(&header), NOW));
+    check(&answer, &webhook, body, parsed.is_ok());
+
+    // The same bytes as EventBridge's `detail` (spliced in as they are, so
+    // the envelope itself is malformed whenever they are not JSON), and as
+    // a whole EventBridge event.
+    let detail_type = parsed
+        .as_ref()
+        .map(|event| event.event_type.clone())
+        .unwrap_or_default();
+    let mut envelope = format!(
+        r#"{{"version":"0","id":"fuzz","detail-type":{},"source":"aws.partner/stripe.com/ed_fuzz","detail":"#,
+        serde_json::Value::String(detail_type)
+    )
+    .into_bytes();
+    envelope.extend_from_slice(body);
+    envelope.push(b'}');
+    for input in [envelope.as_slice(), body] {
+        let bridged = service();
+        let answer = runtime.block_on(bridged.handle_eventbridge(input, NOW));
+        let parsed_ok = stripe_reports::eventbridge::parse_bridged(input).is_ok();
+        check(&answer, &bridged, body, parsed_ok);
     }
 });

@@ -11,7 +11,7 @@ use arrow_array::{Array, Decimal128Array, RecordBatch, StringArray};
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::{Value, json};
+use serde_json::json;
 use stripe_emulator::Emulator;
 use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, S3Sink, SqsQueue};
@@ -111,11 +111,11 @@ async fn env() -> Env {
 }
 
 fn sqs_batch(bodies: &[(&str, String)]) -> SqsEvent {
-    let records: Vec<Value> = bodies
+    let pairs: Vec<(&str, &str)> = bodies
         .iter()
-        .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}))
+        .map(|(id, body)| (*id, body.as_str()))
         .collect();
-    serde_json::from_value(json!({"Records": records})).expect("SQS event")
+    test_support::sqs_batch(&pairs)
 }
 
 impl Env {

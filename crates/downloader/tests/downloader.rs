@@ -106,11 +106,11 @@ impl Env {
     }
 
     async fn batch(&self, bodies: &[(&str, String)]) -> Vec<String> {
-        let records: Vec<Value> = bodies
+        let pairs: Vec<(&str, &str)> = bodies
             .iter()
-            .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}))
+            .map(|(id, body)| (*id, body.as_str()))
             .collect();
-        let event: SqsEvent = serde_json::from_value(json!({"Records": records})).unwrap();
+        let event: SqsEvent = test_support::sqs_batch(&pairs);
         let response = downloader::handle_batch(&self.deps, event, now(), deadline()).await;
         let mut failed: Vec<String> = response
             .batch_item_failures

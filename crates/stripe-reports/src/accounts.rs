@@ -69,6 +69,12 @@ pub enum AccountError {
     NotConfigured(AccountId),
     #[error("account {account} cannot be used now: {reason}")]
     Failing { account: String, reason: String },
+    /// No configured account names this EventBridge event destination (and
+    /// more than one account, or one naming others, is configured).
+    #[error(
+        "no configured account has event destination {0}: add \"event_destination\": \"{0}\" to the account it belongs to"
+    )]
+    UnknownDestination(String),
 }
 
 /// The endpoint secrets of one configured account, for the webhook.
@@ -269,6 +275,64 @@ impl Accounts {
             }
         }
         Err(failing.unwrap_or_else(|| AccountError::NotConfigured(account.clone())))
+    }
+
+    /// The account an event from Stripe's EventBridge partner source
+    /// `aws.partner/stripe.com/<destination>` is for: the one whose
+    /// configuration lists `destination`, or the only account when it lists
+    /// none. Anything else is [`AccountError::UnknownDestination`], never a
+    /// guess; the secret is read again first (at most once a minute), so a
+    /// destination added to the secret is used without a cold start.
+    pub async fn account_of_destination(
+        &self,
+        destination: &str,
+    ) -> Result<AccountId, AccountError> {
+        let chosen = |values: &StripeAccounts| -> Option<StripeSecrets> {
+            let entries = values.entries();
+            entries
+                .iter()
+                .find(|entry| entry.event_destinations.iter().any(|d| d == destination))
+                .or(match entries {
+                    [only] if only.event_destinations.is_empty() => Some(only),
+                    _ => None,
+                })
+                .cloned()
+        };
+        let mut entry = chosen(&self.secrets.current().await);
+        if entry.is_none()
+            && let Some(fresh) = self.secrets.reread_now().await
+        {
+            entry = chosen(&fresh);
+        }
+        let entry =
+            entry.ok_or_else(|| AccountError::UnknownDestination(destination.to_owned()))?;
+        match &entry.account {
+            Some(id) => Ok(id.clone()),
+            // The one-account shape: its id is what Stripe says of its key.
+            None => match self.state_of(&entry).await {
+                AccountState::Ready(id) => Ok(id),
+                AccountState::Failing { account, reason } => {
+                    Err(AccountError::Failing { account, reason })
+                }
+            },
+        }
+    }
+
+    /// Cold start of the `eventbridge` function: with several accounts,
+    /// events are told apart only by their destination, so at least one
+    /// account must name its own.
+    pub async fn require_event_destinations(&self) -> Result<(), ConfigError> {
+        let values = self.secrets.current().await;
+        let entries = values.entries();
+        if entries.len() > 1 && entries.iter().all(|e| e.event_destinations.is_empty()) {
+            return Err(ConfigError::new(
+                self.variable().await,
+                "several accounts are configured and none has an event_destination: an event from EventBridge \
+                 could not be attributed (give each account that sends events through EventBridge \
+                 \"event_destination\": \"ed_…\")",
+            ));
+        }
+        Ok(())
     }
 
     /// Every account's webhook signing secrets with the account they sign
@@ -684,6 +748,59 @@ mod tests {
         assert_eq!(
             accounts.api_key(&id("acct_A")).await.unwrap().expose(),
             "sk_test_real"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_destination_names_exactly_one_account_or_is_refused() {
+        let two = StripeAccounts::from_accounts_json(
+            r#"[{"account":"acct_A","api_key":"sk_test_a","event_destination":"ed_test_A1,ed_A2"},
+                {"account":"acct_B","api_key":"sk_test_b","event_destination":"ed_test_B"},
+                {"account":"acct_C","api_key":"sk_test_c"}]"#,
+        )
+        .unwrap();
+        let accounts = Accounts::trusted(SecretsCache::fixed(two));
+        assert_eq!(
+            accounts.account_of_destination("ed_A2").await,
+            Ok(id("acct_A"))
+        );
+        assert_eq!(
+            accounts.account_of_destination("ed_test_B").await,
+            Ok(id("acct_B"))
+        );
+        // C lists none, but is not the only account: never a guess.
+        assert_eq!(
+            accounts.account_of_destination("ed_test_C").await,
+            Err(AccountError::UnknownDestination("ed_test_C".into()))
+        );
+        assert!(accounts.require_event_destinations().await.is_ok());
+
+        // The one-account shape: every destination is its account's, whose
+        // id is what Stripe says of its key.
+        let keys = Keys::with(&[("sk_test_one", "acct_One")]);
+        let one = Accounts::load(
+            SecretsCache::fixed(StripeAccounts::one(
+                StripeSecrets::from_values(Some("sk_test_one"), None, ("STRIPE_API_KEY", ""))
+                    .unwrap(),
+            )),
+            keys,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            one.account_of_destination("ed_anything").await,
+            Ok(id("acct_One"))
+        );
+
+        // Several accounts and no destination at all: refused at cold start.
+        let none = Accounts::trusted(SecretsCache::fixed(accounts_json(&[
+            ("acct_A", "sk_test_a", "whsec_a"),
+            ("acct_B", "sk_test_b", "whsec_b"),
+        ])));
+        let err = none.require_event_destinations().await.unwrap_err();
+        assert!(
+            err.problem.contains("none has an event_destination"),
+            "{err}"
         );
     }
 }

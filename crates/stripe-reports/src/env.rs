@@ -49,6 +49,30 @@ impl Environment {
         })
     }
 
+    /// The use case of Stripe's events (the webhook's and the `eventbridge`
+    /// function's) with its real adapters: the ledger and both queues.
+    pub fn event_service(
+        &self,
+    ) -> Result<
+        crate::webhook::WebhookService<aws::DynamoLedger, aws::SqsQueue, aws::SqsQueue>,
+        ConfigError,
+    > {
+        let ledger = aws::DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            self.config.require_runs_table()?,
+        );
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let downloads = aws::SqsQueue::new(sqs.clone(), self.config.require_download_queue_url()?);
+        let schedules = aws::SqsQueue::new(sqs, self.config.require_schedule_queue_url()?);
+        Ok(crate::webhook::WebhookService::with_accounts(
+            ledger,
+            downloads,
+            schedules,
+            self.accounts.clone(),
+            self.config.reports.clone(),
+        ))
+    }
+
     /// Each account's Stripe client: it sends only that account's key.
     pub fn account_clients(&self) -> AccountClients {
         AccountClients::new(self.stripe.clone(), self.accounts.clone())

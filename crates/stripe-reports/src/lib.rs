@@ -14,6 +14,7 @@ pub mod domain;
 pub mod downloader;
 #[cfg(feature = "aws")]
 pub mod env;
+pub mod eventbridge;
 pub mod metrics;
 pub mod ports;
 pub mod rate;

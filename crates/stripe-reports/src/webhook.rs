@@ -368,8 +368,14 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         outcome
     }
 
-    /// Decides, claims, routes and finishes one verified event.
-    async fn handle_event(&self, event: Event, account: &AccountId, now: i64) -> WebhookAnswer {
+    /// Decides, claims, routes and finishes one verified event (a webhook
+    /// delivery, or an event from Stripe's EventBridge partner source).
+    pub(crate) async fn handle_event(
+        &self,
+        event: Event,
+        account: &AccountId,
+        now: i64,
+    ) -> WebhookAnswer {
         // A Connect platform's endpoint also receives its connected accounts'
         // events (`account` names the connected account): they are that
         // account's, handled by its own endpoint if it is configured, and must
@@ -540,22 +546,43 @@ fn other_account(owner: &AccountId) -> Outcome {
 /// `livemode` and `data.object`.
 pub fn parse_event(body: &[u8]) -> Result<Event, String> {
     // One pass on the happy path; the error path works out what went wrong.
-    let event: Event = match serde_json::from_slice(body) {
-        Ok(event) => event,
-        Err(err) => {
-            #[derive(Deserialize)]
-            struct Probe {
-                object: Option<String>,
-            }
-            return Err(match serde_json::from_slice::<Probe>(body) {
-                Err(_) => "body is not a JSON object".to_owned(),
-                Ok(probe) if probe.object.as_deref() != Some("event") => {
-                    "body is not a Stripe event (object is not \"event\")".to_owned()
-                }
-                Ok(_) => format!("body is not a Stripe event: {}", err_without_input(&err)),
-            });
-        }
-    };
+    match serde_json::from_slice::<Event>(body) {
+        Ok(event) => check_event(event),
+        Err(err) => Err(match serde_json::from_slice::<ObjectProbe>(body) {
+            Err(_) => "body is not a JSON object".to_owned(),
+            Ok(probe) => not_an_event(probe, &err),
+        }),
+    }
+}
+
+/// The same for an event already parsed as JSON (EventBridge's `detail`).
+pub fn event_from_value(value: serde_json::Value) -> Result<Event, String> {
+    if !value.is_object() {
+        return Err("body is not a JSON object".to_owned());
+    }
+    match Event::deserialize(&value) {
+        Ok(event) => check_event(event),
+        Err(err) => Err(not_an_event(
+            ObjectProbe::deserialize(&value).unwrap_or(ObjectProbe { object: None }),
+            &err,
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ObjectProbe {
+    object: Option<String>,
+}
+
+fn not_an_event(probe: ObjectProbe, err: &serde_json::Error) -> String {
+    if probe.object.as_deref() != Some("event") {
+        "body is not a Stripe event (object is not \"event\")".to_owned()
+    } else {
+        format!("body is not a Stripe event: {}", err_without_input(err))
+    }
+}
+
+fn check_event(event: Event) -> Result<Event, String> {
     if event.object != "event" {
         return Err("body is not a Stripe event (object is not \"event\")".into());
     }

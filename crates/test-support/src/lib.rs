@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use stripe_emulator::{Emulator, EmulatorConfig, ReportTypeConfig};
 use stripe_reports::accounts::{AccountClients, Accounts};
 use stripe_reports::aws::DynamoLedger;
@@ -354,6 +354,66 @@ pub fn account_clients(
         StripeClient::new(config).expect("client"),
         trusted_accounts(pairs),
     )
+}
+
+/// The Unix time the Stripe event builders below are written for.
+pub const EVENT_NOW: i64 = 1_796_000_000;
+
+/// A `reporting.report_run` object as Stripe's events carry it.
+pub fn run_object(run_id: &str, report_type: &str, status: &str) -> Value {
+    json!({
+        "created": EVENT_NOW - 600, "error": if status == "failed" { json!("Stripe could not compute this report") } else { Value::Null },
+        "id": run_id, "livemode": false, "object": "reporting.report_run",
+        "parameters": {"interval_start": 1_795_910_400, "interval_end": 1_795_996_800},
+        "report_type": report_type, "result": null, "status": status,
+        "succeeded_at": if status == "succeeded" { json!(EVENT_NOW - 60) } else { Value::Null },
+    })
+}
+
+/// A Stripe v1 Event (a webhook body, or EventBridge's `detail`).
+pub fn stripe_event(event_id: &str, event_type: &str, object: Value) -> String {
+    json!({
+        "id": event_id, "object": "event", "api_version": "2026-07-29.dahlia", "created": EVENT_NOW - 30,
+        "data": {"object": object}, "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null}, "type": event_type,
+    })
+    .to_string()
+}
+
+/// A `reporting.report_run.succeeded` event for a `balance.summary.1` run.
+pub fn run_succeeded_event(event_id: &str, run_id: &str) -> String {
+    stripe_event(
+        event_id,
+        "reporting.report_run.succeeded",
+        run_object(run_id, "balance.summary.1", "succeeded"),
+    )
+}
+
+/// The Python of the project's venv (Stripe's official `stripe` library,
+/// moto, jsonschema installed), or `$STRIPE_REPORTS_PYTHON`.
+pub fn python() -> PathBuf {
+    if let Ok(path) = std::env::var("STRIPE_REPORTS_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv: run `make venv` (or set STRIPE_REPORTS_PYTHON) before these tests"
+    );
+    venv
+}
+
+/// An SQS event (what the event source mapping hands a function) of
+/// `(message id, body)` pairs, as `T` (`aws_lambda_events`' `SqsEvent`).
+pub fn sqs_batch<T: serde::de::DeserializeOwned>(messages: &[(&str, &str)]) -> T {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {},
+                   "messageAttributes": {}, "eventSource": "aws:sqs"})
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("SQS event")
 }
 
 /// A sample event from `events/`.

@@ -24,20 +24,7 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
 /// own configuration and clock).
 pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
     env.accounts.require_signing_secrets().await?;
-    let ledger = DynamoLedger::new(
-        aws_sdk_dynamodb::Client::new(&env.sdk),
-        env.config.require_runs_table()?,
-    );
-    let sqs = aws_sdk_sqs::Client::new(&env.sdk);
-    let downloads = SqsQueue::new(sqs.clone(), env.config.require_download_queue_url()?);
-    let schedules = SqsQueue::new(sqs, env.config.require_schedule_queue_url()?);
-    Ok(WebhookService::with_accounts(
-        ledger,
-        downloads,
-        schedules,
-        env.accounts.clone(),
-        env.config.reports.clone(),
-    ))
+    env.event_service()
 }
 
 fn unix_now() -> i64 {

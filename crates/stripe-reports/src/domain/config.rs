@@ -75,6 +75,12 @@ pub struct StripeSecrets {
     /// Every accepted endpoint secret: several while a secret is rolled, or
     /// for test and live endpoints pointing at the same function.
     pub webhook_secrets: Vec<SecretString>,
+    /// The ids (`ed_…`) of the account's Amazon EventBridge event
+    /// destinations: an event whose partner event source names one of them
+    /// is this account's (SPEC "Stripe events through Amazon EventBridge").
+    /// Not secret; kept beside the account's other values so one entry says
+    /// everything about one account.
+    pub event_destinations: Vec<String>,
     /// Fields that still hold the template's placeholder. Their values are
     /// not kept (`api_key` is `None`, `webhook_secrets` empty), and
     /// `require_*` refuses them with one line saying what to do.
@@ -102,10 +108,25 @@ impl StripeSecrets {
             } else {
                 webhook_secrets
             },
+            event_destinations: Vec::new(),
             placeholder_api_key,
             placeholder_webhook_secret,
             sources: ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
         }
+    }
+
+    /// The same with the account's EventBridge event destinations, from
+    /// `"ed_…[,ed_…]"` as written in `source`.
+    pub fn with_event_destinations(
+        mut self,
+        list: Option<&str>,
+        source: &'static str,
+    ) -> Result<Self, ConfigError> {
+        self.event_destinations = match list {
+            None => Vec::new(),
+            Some(list) => parse_event_destinations(list, source)?,
+        };
+        Ok(self)
     }
 
     /// Builds the credentials from the two raw values; the sources name where
@@ -146,6 +167,7 @@ impl StripeSecrets {
             account: None,
             api_key,
             webhook_secrets,
+            event_destinations: Vec::new(),
             placeholder_api_key,
             placeholder_webhook_secret,
             sources: (key_source, webhook_source),
@@ -158,6 +180,7 @@ impl StripeSecrets {
         struct Raw {
             api_key: Option<String>,
             webhook_secret: Option<String>,
+            event_destination: Option<String>,
         }
         // serde's message could quote part of the secret: keep only its category.
         let raw: Raw = serde_json::from_str(json).map_err(|err| {
@@ -175,7 +198,8 @@ impl StripeSecrets {
             raw.api_key.as_deref(),
             raw.webhook_secret.as_deref(),
             ("STRIPE_SECRET_ARN", "STRIPE_SECRET_ARN"),
-        )
+        )?
+        .with_event_destinations(raw.event_destination.as_deref(), "STRIPE_SECRET_ARN")
     }
 
     /// Whether the API key is the template's placeholder (refused when needed).
@@ -226,6 +250,7 @@ struct RawAccount {
     account: Option<String>,
     api_key: Option<String>,
     webhook_secret: Option<String>,
+    event_destination: Option<String>,
 }
 
 impl StripeAccounts {
@@ -312,6 +337,9 @@ impl StripeAccounts {
                 element.webhook_secret.as_deref(),
                 (variable, variable),
             )
+            .and_then(|secrets| {
+                secrets.with_event_destinations(element.event_destination.as_deref(), variable)
+            })
             .map_err(|err| at(&err.problem, Some(account.as_str())))?;
             if secrets.api_key.is_none() && !secrets.placeholder_api_key {
                 return Err(at(&"has no api_key", Some(account.as_str())));
@@ -328,6 +356,13 @@ impl StripeAccounts {
                     .any(|secret| earlier.webhook_secrets.contains(secret))
                 {
                     Some("has a webhook_secret of another account")
+                } else if secrets
+                    .event_destinations
+                    .iter()
+                    .any(|destination| earlier.event_destinations.contains(destination))
+                {
+                    // An event from it could not say which account it is for.
+                    Some("has an event_destination of another account")
                 } else {
                     None
                 }
@@ -360,6 +395,33 @@ fn placeholder_error(source: &'static str, field: &str) -> ConfigError {
             "is the placeholder from template.yaml, not a Stripe value: set your own",
         )
     }
+}
+
+/// `ed_…[,ed_…]`: the ids of Stripe event destinations (not secret, so
+/// quoted in errors).
+fn parse_event_destinations(list: &str, source: &'static str) -> Result<Vec<String>, ConfigError> {
+    let mut destinations = Vec::new();
+    for item in list
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let valid = item.starts_with("ed_")
+            && item.len() <= 255
+            && item.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(ConfigError::new(
+                source,
+                format!(
+                    "event_destination {item:?} is not the id of a Stripe event destination (ed_…)"
+                ),
+            ));
+        }
+        if !destinations.iter().any(|known| known == item) {
+            destinations.push(item.to_owned());
+        }
+    }
+    Ok(destinations)
 }
 
 fn parse_webhook_secrets(
@@ -486,6 +548,10 @@ pub struct Config {
     /// `CONVERSION_QUEUE_URL`: where the downloader sends each stored run to
     /// become a table file (SPEC "Tables"); unset, no table files are made.
     pub conversion_queue_url: Option<String>,
+    /// `EVENTBRIDGE_QUEUE_URL` (local runner only): the queue standing in
+    /// for the EventBridge rule's SQS target; in AWS the rule fills it and
+    /// its event source feeds the `eventbridge` function.
+    pub eventbridge_queue_url: Option<String>,
     /// `GLUE_DATABASE`: the Glue database holding one table per report type.
     pub glue_database: Option<String>,
     pub aws_endpoint_url: Option<String>,
@@ -551,19 +617,28 @@ impl Config {
             }
             None => match get("STRIPE_ACCOUNTS") {
                 Some(json) => {
-                    if get("STRIPE_API_KEY").is_some() || get("STRIPE_WEBHOOK_SECRET").is_some() {
+                    if get("STRIPE_API_KEY").is_some()
+                        || get("STRIPE_WEBHOOK_SECRET").is_some()
+                        || get("STRIPE_EVENT_DESTINATION").is_some()
+                    {
                         return Err(ConfigError::new(
                             "STRIPE_ACCOUNTS",
-                            "is set together with STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET: give every account in STRIPE_ACCOUNTS",
+                            "is set together with STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET or STRIPE_EVENT_DESTINATION: give every account in STRIPE_ACCOUNTS",
                         ));
                     }
                     SecretSource::Direct(StripeAccounts::from_accounts_json(&json)?)
                 }
-                None => SecretSource::Direct(StripeAccounts::one(StripeSecrets::from_values(
-                    get("STRIPE_API_KEY").as_deref(),
-                    get("STRIPE_WEBHOOK_SECRET").as_deref(),
-                    ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
-                )?)),
+                None => SecretSource::Direct(StripeAccounts::one(
+                    StripeSecrets::from_values(
+                        get("STRIPE_API_KEY").as_deref(),
+                        get("STRIPE_WEBHOOK_SECRET").as_deref(),
+                        ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"),
+                    )?
+                    .with_event_destinations(
+                        get("STRIPE_EVENT_DESTINATION").as_deref(),
+                        "STRIPE_EVENT_DESTINATION",
+                    )?,
+                )),
             },
         };
 
@@ -663,6 +738,7 @@ impl Config {
         let download_queue_url = queue_url("DOWNLOAD_QUEUE_URL")?;
         let schedule_queue_url = queue_url("SCHEDULE_QUEUE_URL")?;
         let conversion_queue_url = queue_url("CONVERSION_QUEUE_URL")?;
+        let eventbridge_queue_url = queue_url("EVENTBRIDGE_QUEUE_URL")?;
         let glue_database = match get("GLUE_DATABASE").as_deref().map(str::trim) {
             None => None,
             // Glue and Athena names: lower-case letters, digits, underscores.
@@ -711,6 +787,7 @@ impl Config {
             download_queue_url,
             schedule_queue_url,
             conversion_queue_url,
+            eventbridge_queue_url,
             glue_database,
             aws_endpoint_url,
             stuck_after_hours: parse_bounded(
@@ -1057,6 +1134,63 @@ mod tests {
             direct.entries()[0].account.as_ref().unwrap().as_str(),
             "acct_A"
         );
+    }
+
+    #[test]
+    fn event_destinations_are_read_with_each_account_and_checked() {
+        let json = r#"{"accounts":[
+            {"account":"acct_A","api_key":"sk_test_a","event_destination":"ed_test_61A, ed_61Alive"},
+            {"account":"acct_B","api_key":"sk_test_b","webhook_secret":"whsec_b"}]}"#;
+        let accounts = StripeAccounts::from_secret_json(json).unwrap();
+        assert_eq!(
+            accounts.entries()[0].event_destinations,
+            ["ed_test_61A", "ed_61Alive"]
+        );
+        assert!(accounts.entries()[1].event_destinations.is_empty());
+        // The one-account secret and the direct variables.
+        let one = StripeAccounts::from_secret_json(
+            r#"{"api_key":"sk_test_1","event_destination":"ed_test_61One"}"#,
+        )
+        .unwrap();
+        assert_eq!(one.entries()[0].event_destinations, ["ed_test_61One"]);
+        let direct = config(&[
+            ("STRIPE_API_KEY", "sk_test_1"),
+            ("STRIPE_EVENT_DESTINATION", "ed_test_61Direct"),
+        ])
+        .unwrap();
+        let SecretSource::Direct(direct) = direct.secrets else {
+            panic!("direct")
+        };
+        assert_eq!(direct.entries()[0].event_destinations, ["ed_test_61Direct"]);
+        // Refused, each in one line naming the account and the value (not secret).
+        let shared = StripeAccounts::from_accounts_json(
+            r#"[{"account":"acct_A","api_key":"sk_test_a","event_destination":"ed_test_61S"},
+                {"account":"acct_B","api_key":"sk_test_b","event_destination":"ed_test_61S"}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            shared.to_string(),
+            "STRIPE_ACCOUNTS: accounts[1] (acct_B): has an event_destination of another account"
+        );
+        let not_an_id = StripeAccounts::from_accounts_json(
+            r#"[{"account":"acct_A","api_key":"sk_test_a","event_destination":"aws.partner/stripe.com/ed_1"}]"#,
+        )
+        .unwrap_err();
+        assert!(
+            not_an_id
+                .to_string()
+                .contains("is not the id of a Stripe event destination (ed_…)"),
+            "{not_an_id}"
+        );
+        let with_accounts = config(&[
+            (
+                "STRIPE_ACCOUNTS",
+                r#"[{"account":"acct_A","api_key":"sk_test_a"}]"#,
+            ),
+            ("STRIPE_EVENT_DESTINATION", "ed_test_61Direct"),
+        ])
+        .unwrap_err();
+        assert_eq!(with_accounts.variable, "STRIPE_ACCOUNTS");
     }
 
     fn secret_json_one() -> String {

@@ -29,18 +29,7 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The Python of the project's venv (stripe, moto, jsonschema installed).
-pub fn python() -> PathBuf {
-    if let Ok(path) = std::env::var("STRIPE_REPORTS_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python venv: run `make venv` (or set STRIPE_REPORTS_PYTHON) before these tests"
-    );
-    venv
-}
+pub use test_support::python;
 
 /// Runs a Python script of `tests/python/` with `args`; returns its stdout.
 pub fn run_python(script: &str, args: &[&str]) -> String {

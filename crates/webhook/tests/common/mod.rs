@@ -1,8 +1,7 @@
 //! Helpers of the webhook tests: moto-backed stack, signed events, API Gateway requests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
@@ -18,7 +17,7 @@ use stripe_reports::webhook::WebhookService;
 use webhook::handle_at;
 
 pub const SECRET: &str = "whsec_webhook_tests_7f3a";
-pub const NOW: i64 = 1_796_000_000;
+pub const NOW: i64 = test_support::EVENT_NOW;
 /// The secret the README's local configuration uses (events/ are signed with it).
 pub const README_SECRET: &str = "whsec_stripe_reports_local";
 /// The account of the one-account services (the emulator's default id).
@@ -83,42 +82,9 @@ impl Stack {
     }
 }
 
-pub fn run_object(run_id: &str, report_type: &str, status: &str) -> Value {
-    json!({
-        "created": NOW - 600, "error": if status == "failed" { json!("Stripe could not compute this report") } else { Value::Null },
-        "id": run_id, "livemode": false, "object": "reporting.report_run",
-        "parameters": {"interval_start": 1_795_910_400, "interval_end": 1_795_996_800},
-        "report_type": report_type, "result": null, "status": status,
-        "succeeded_at": if status == "succeeded" { json!(NOW - 60) } else { Value::Null },
-    })
-}
+pub use test_support::{run_object, run_succeeded_event as succeeded, stripe_event as event};
 
-pub fn event(event_id: &str, event_type: &str, object: Value) -> String {
-    json!({
-        "id": event_id, "object": "event", "api_version": "2026-07-29.dahlia", "created": NOW - 30,
-        "data": {"object": object}, "livemode": false, "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null}, "type": event_type,
-    })
-    .to_string()
-}
-
-pub fn succeeded(event_id: &str, run_id: &str) -> String {
-    event(
-        event_id,
-        "reporting.report_run.succeeded",
-        run_object(run_id, "balance.summary.1", "succeeded"),
-    )
-}
-
-/// The Python of the repository's virtualenv (it has Stripe's official
-/// `stripe` library), or `$STRIPE_REPORTS_PYTHON`.
-pub fn python() -> PathBuf {
-    std::env::var("STRIPE_REPORTS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        })
-}
+pub use test_support::python;
 
 /// Stripe's official Python library, kept running for the tests of one
 /// binary: it reads one JSON line `{"payload", "secret", "t"}` at a time and
