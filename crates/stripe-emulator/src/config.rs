@@ -88,6 +88,17 @@ pub struct WebhookConfig {
     pub retry_delay: Duration,
 }
 
+/// Where and how events in Amazon EventBridge's shape are delivered
+/// ([`crate::eventbridge`]).
+#[derive(Debug, Clone)]
+pub struct EventBridgeConfig {
+    /// The local target each event is POSTed to (one EventBridge event per request).
+    pub url: String,
+    /// Deliveries answered with a non-2xx status are retried this many times.
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+}
+
 /// One Stripe account the emulator serves: its API key selects it, and it has
 /// its own report types, runs, files, events, idempotency keys and rate limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +114,11 @@ pub struct AccountConfig {
     /// `None` means [`EmulatorConfig::report_types`].
     #[serde(default)]
     pub report_types: Option<Vec<ReportTypeConfig>>,
+    /// The id of its Stripe event destination (`ed_...`) sending to Amazon
+    /// EventBridge: its events' `source` is `aws.partner/stripe.com/<id>`.
+    /// `None` means [`AccountConfig::event_destination_id`]'s default.
+    #[serde(default)]
+    pub event_destination: Option<String>,
 }
 
 impl AccountConfig {
@@ -113,7 +129,21 @@ impl AccountConfig {
             api_key: api_key.into(),
             webhook_secrets: Vec::new(),
             report_types: None,
+            event_destination: None,
         }
+    }
+
+    /// The id of the account's event destination: [`AccountConfig::event_destination`]
+    /// when set, else `ed_test_` (`ed_` in live mode) followed by the account
+    /// id without `acct_`, e.g. `ed_test_1EmulatorDefault00` for
+    /// `acct_1EmulatorDefault00`.
+    pub fn event_destination_id(&self, livemode: bool) -> String {
+        if let Some(id) = &self.event_destination {
+            return id.clone();
+        }
+        let mode = if livemode { "ed_" } else { "ed_test_" };
+        let tail = self.id.strip_prefix("acct_").unwrap_or(&self.id);
+        format!("{mode}{tail}")
     }
 }
 
@@ -134,12 +164,16 @@ pub struct EmulatorConfig {
     /// How long a run stays `pending`.
     pub run_delay: Duration,
     pub webhook: Option<WebhookConfig>,
+    /// Where events also go in Amazon EventBridge's shape (none when `None`),
+    /// independently of the webhook.
+    pub eventbridge: Option<EventBridgeConfig>,
     /// Base URL of file contents in `result.url`; defaults to the emulator's own address.
     pub files_base_url: Option<String>,
     pub livemode: bool,
     /// Seeds the emulator's random decisions (error-storm draws, webhook
-    /// shuffle delays): the same seed makes the same decisions. Unseeded
-    /// (from the OS) when `None`. Object ids stay random either way.
+    /// and EventBridge shuffle delays, EventBridge event ids): the same seed
+    /// makes the same decisions. Unseeded (from the OS) when `None`. Stripe
+    /// object ids stay random either way.
     pub seed: Option<u64>,
 }
 
@@ -152,6 +186,7 @@ impl Default for EmulatorConfig {
             report_types: default_report_types(),
             run_delay: Duration::from_millis(500),
             webhook: None,
+            eventbridge: None,
             files_base_url: None,
             livemode: false,
             seed: None,
@@ -294,10 +329,16 @@ pub struct Faults {
     pub files_crlf: bool,
     #[serde(default = "yes")]
     pub webhooks_enabled: bool,
-    /// Each event is delivered this many extra times.
+    /// Events are delivered to the EventBridge target
+    /// ([`EmulatorConfig::eventbridge`]), when one is configured.
+    #[serde(default = "yes")]
+    pub eventbridge_enabled: bool,
+    /// Each event is delivered this many extra times (as a webhook, and to
+    /// EventBridge as that many more EventBridge events with new ids).
     #[serde(default)]
     pub webhook_duplicates: u32,
-    /// Each delivery waits a random 0..N ms first, so deliveries arrive out of order.
+    /// Each delivery (webhook or EventBridge) waits a random 0..N ms first,
+    /// so deliveries arrive out of order.
     #[serde(default)]
     pub webhook_shuffle_ms: u64,
     /// File contents answer `302` to this base URL (same path), once per download.
@@ -315,8 +356,8 @@ pub struct Faults {
     /// an expired (revoked) key.
     #[serde(default)]
     pub revoked_accounts: Vec<String>,
-    /// Reseeds the random decisions (error-storm draws, webhook shuffle
-    /// delays) when these faults are applied, so that the same seed makes
+    /// Reseeds the random decisions (error-storm draws, shuffle delays,
+    /// EventBridge event ids) when these faults are applied, so that the same seed makes
     /// the same decisions from here on. `None` keeps the current generator.
     #[serde(default)]
     pub seed: Option<u64>,
@@ -333,6 +374,7 @@ impl Default for Faults {
             files_byte_order_mark: false,
             files_crlf: false,
             webhooks_enabled: true,
+            eventbridge_enabled: true,
             webhook_duplicates: 0,
             webhook_shuffle_ms: 0,
             file_redirect_base: None,
@@ -358,6 +400,9 @@ pub struct Stats {
     pub webhook_deliveries: u64,
     pub webhook_failures: u64,
     pub events: u64,
+    /// Attempts to deliver to the EventBridge target, and those not answered 2xx.
+    pub eventbridge_deliveries: u64,
+    pub eventbridge_failures: u64,
 }
 
 /// One webhook delivery attempt and how the endpoint answered it
@@ -377,4 +422,52 @@ pub struct WebhookDelivery {
     pub status: Option<u16>,
     /// Why no answer came (connection refused, timeout).
     pub error: Option<String>,
+}
+
+/// One attempt to deliver an event to the EventBridge target and how it
+/// answered (`GET /_emulator/eventbridge`): a webhook delivery's fields
+/// and the EventBridge event's `id`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventBridgeDelivery {
+    /// The account whose event it is (whose event destination sent it).
+    pub account: String,
+    /// The Stripe event's id and type.
+    pub event: String,
+    pub event_type: String,
+    /// Which copy of the event (0 is the original, then the duplicates).
+    pub copy: u32,
+    /// 1 for the first attempt of this copy, then each retry.
+    pub attempt: u32,
+    /// The HTTP status the target answered, or `None` when no answer came.
+    pub status: Option<u16>,
+    /// Why no answer came (connection refused, timeout).
+    pub error: Option<String>,
+    /// The EventBridge event's `id`: new for each copy, the same for each
+    /// attempt of one copy.
+    pub eventbridge_id: String,
+}
+
+impl EventBridgeDelivery {
+    /// `delivery` as an attempt of the EventBridge event `eventbridge_id`.
+    pub fn new(delivery: WebhookDelivery, eventbridge_id: String) -> Self {
+        let WebhookDelivery {
+            account,
+            event,
+            event_type,
+            copy,
+            attempt,
+            status,
+            error,
+        } = delivery;
+        Self {
+            account,
+            event,
+            event_type,
+            copy,
+            attempt,
+            status,
+            error,
+            eventbridge_id,
+        }
+    }
 }

@@ -6,13 +6,15 @@
 //! Stripe's OpenAPI description (`shared/stripe/stripe-reporting-openapi.json`,
 //! checked by a contract test). It checks the API key, honours
 //! `Idempotency-Key`, moves runs from `pending` to `succeeded` (or `failed`)
-//! after a delay, and delivers signed webhooks.
+//! after a delay, and delivers signed webhooks and, to a local target, the
+//! same events in Amazon EventBridge's shape ([`eventbridge`]).
 //!
 //! It serves several Stripe accounts ([`EmulatorConfig::accounts`]), one API
 //! key each. As at Stripe, the key selects the account and sees only that
 //! account's report types, runs, files, events and idempotency keys (another
 //! account's object is a 404 `resource_missing`), each account has its own
-//! rate limit, and each account's webhooks are signed with its own secrets.
+//! rate limit, each account's webhooks are signed with its own secrets, and
+//! its EventBridge events come from its own event destination.
 //! Without accounts configured it serves one, made of [`EmulatorConfig::api_key`]
 //! and [`EmulatorConfig::account_id`].
 //!
@@ -27,7 +29,8 @@
 //!
 //! Fault knobs (`/_emulator/faults`) inject 429s, 500s (for every account or
 //! one), revoked keys, truncated or slow files, files with a byte order mark
-//! and CRLF line ends, duplicated and reordered webhooks; a seed
+//! and CRLF line ends, duplicated and reordered webhooks (and EventBridge
+//! events); a seed
 //! ([`EmulatorConfig::seed`], [`Faults::seed`]) makes their random draws
 //! repeatable.
 //!
@@ -35,6 +38,8 @@
 
 pub mod config;
 pub mod csv;
+mod delivery;
+pub mod eventbridge;
 pub mod report_columns;
 mod server;
 pub mod state;
@@ -45,8 +50,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use config::{
-    AccountConfig, EmulatorConfig, ErrorStorm, Faults, Injection, ReportTypeConfig, Stats,
-    WebhookConfig, WebhookDelivery,
+    AccountConfig, EmulatorConfig, ErrorStorm, EventBridgeConfig, EventBridgeDelivery, Faults,
+    Injection, ReportTypeConfig, Stats, WebhookConfig, WebhookDelivery,
 };
 pub use csv::{FileSpec, FileTotals};
 pub use state::RequestRecord;
@@ -238,6 +243,20 @@ impl Emulator {
     /// Every webhook delivery attempt so far and its answer, oldest first.
     pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
         self.shared.lock().webhook_log.clone()
+    }
+
+    /// Every EventBridge delivery attempt so far and its answer, oldest
+    /// first (`GET /_emulator/eventbridge`).
+    pub fn eventbridge_deliveries(&self) -> Vec<EventBridgeDelivery> {
+        self.shared.lock().eventbridge_log.clone()
+    }
+
+    /// The id of account `account`'s event destination (`ed_...`), as its
+    /// EventBridge events' `source` names it
+    /// ([`AccountConfig::event_destination_id`]).
+    pub fn event_destination_of(&self, account: &str) -> Option<String> {
+        let index = self.shared.account_index(account)?;
+        Some(self.shared.accounts[index].event_destination_id(self.shared.config.livemode))
     }
 
     /// Moves a report type's `data_available_end` in the default (first)

@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde::de::DeserializeOwned;
 use stripe_emulator::config::{DEFAULT_ACCOUNT_ID, default_report_types};
-use stripe_emulator::{AccountConfig, Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
+use stripe_emulator::{
+    AccountConfig, Emulator, EmulatorConfig, EventBridgeConfig, ReportTypeConfig, WebhookConfig,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,13 +30,19 @@ struct Args {
     #[arg(long, env = "EMULATOR_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID)]
     account_id: String,
     /// Several accounts, as a JSON array of {"id": "acct_...", "api_key",
-    /// "webhook_secrets"?, "report_types"?}; without their own, accounts get
-    /// --webhook-secret and --report-types. The first is the default account.
+    /// "webhook_secrets"?, "report_types"?, "event_destination"?}; without
+    /// their own, accounts get --webhook-secret and --report-types (and the
+    /// event destination ed_test_<id without acct_>). The first is the
+    /// default account.
     #[arg(long, env = "EMULATOR_ACCOUNTS")]
     accounts: Option<String>,
     /// Where signed webhooks are POSTed (none when unset).
     #[arg(long, env = "EMULATOR_WEBHOOK_URL")]
     webhook_url: Option<String>,
+    /// Where the same events are also POSTed in Amazon EventBridge's shape,
+    /// as from each account's Stripe event destination (none when unset).
+    #[arg(long, env = "EMULATOR_EVENTBRIDGE_URL")]
+    eventbridge_url: Option<String>,
     /// Signing secret(s), comma-separated; each delivery carries one v1 per secret.
     #[arg(
         long,
@@ -54,11 +62,16 @@ struct Args {
     /// Base URL put into result.url (default: this emulator's own address).
     #[arg(long, env = "EMULATOR_FILES_BASE_URL")]
     files_base_url: Option<String>,
-    /// Seed of the random decisions (error-storm draws, webhook shuffle
-    /// delays): the same seed makes the same decisions (default: from the OS).
+    /// Seed of the random decisions (error-storm draws, webhook and
+    /// EventBridge shuffle delays, EventBridge event ids): the same seed makes
+    /// the same decisions (default: from the OS).
     #[arg(long, env = "EMULATOR_SEED")]
     seed: Option<u64>,
 }
+
+/// Attempts per delivery (webhook or EventBridge), and the first wait between two.
+const MAX_ATTEMPTS: u32 = 8;
+const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 #[tokio::main]
 async fn main() {
@@ -88,6 +101,7 @@ async fn main() {
             kind.file_size.get_or_insert(size);
         }
     }
+    let eventbridge_url = args.eventbridge_url.clone();
     let config = EmulatorConfig {
         api_key: args.api_key,
         account_id: args.account_id,
@@ -102,8 +116,13 @@ async fn main() {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
-            max_attempts: 8,
-            retry_delay: Duration::from_millis(500),
+            max_attempts: MAX_ATTEMPTS,
+            retry_delay: RETRY_DELAY,
+        }),
+        eventbridge: args.eventbridge_url.map(|url| EventBridgeConfig {
+            url,
+            max_attempts: MAX_ATTEMPTS,
+            retry_delay: RETRY_DELAY,
         }),
         files_base_url: args.files_base_url,
         livemode: false,
@@ -123,6 +142,17 @@ async fn main() {
     println!("stripe-emulator listening on {}", emulator.base_url());
     let ids: Vec<String> = emulator.accounts().into_iter().map(|(id, _)| id).collect();
     println!("stripe-emulator serving accounts {}", ids.join(", "));
+    if let Some(url) = &eventbridge_url {
+        let sources: Vec<String> = ids
+            .iter()
+            .filter_map(|id| emulator.event_destination_of(id))
+            .map(|destination| stripe_emulator::eventbridge::source(&destination))
+            .collect();
+        println!(
+            "stripe-emulator sending EventBridge events to {url} from {}",
+            sources.join(", ")
+        );
+    }
     if let Some(also) = args.also_listen {
         match emulator.also_listen(also).await {
             Ok(addr) => println!("stripe-emulator also listening on http://{addr}"),

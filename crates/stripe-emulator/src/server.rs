@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::config::{Faults, MAX_STORM, duration_from_secs};
 use crate::csv::{CsvGenerator, FileSpec, FileSpecError, FileTotals, seed_for};
+use crate::delivery;
 use crate::state::{
     MAX_REQUEST_RECORDS, ObjectKind, ReportTypeState, RequestRecord, RunState, RunStatus, new_id,
     now, rng_for,
 };
-use crate::webhooks;
 
 /// The listener a request arrived on, so that the request log can tell an
 /// allow-listed host from an off-list one served by the same emulator.
@@ -796,7 +796,7 @@ fn finish_run(shared: &Arc<Shared>, account: usize, id: &str) {
         let object = run.to_json(shared.config.livemode, &shared.files_base);
         state.push_event(account, event_type, object, shared.config.livemode)
     };
-    webhooks::deliver(shared.clone(), account, event);
+    delivery::publish(shared, account, &event);
 }
 
 /// Changes a report type's availability in `account` and announces it.
@@ -825,7 +825,7 @@ pub fn update_report_type(
             shared.config.livemode,
         )
     };
-    webhooks::deliver(shared.clone(), account, event.clone());
+    delivery::publish(shared, account, &event);
     Some(event)
 }
 
@@ -980,6 +980,10 @@ fn admin(
         }
         (Method::GET, ["webhooks"]) => {
             let deliveries = shared.lock().webhook_log.clone();
+            json_response(StatusCode::OK, json!(deliveries))
+        }
+        (Method::GET, ["eventbridge"]) => {
+            let deliveries = shared.lock().eventbridge_log.clone();
             json_response(StatusCode::OK, json!(deliveries))
         }
         (Method::POST, ["idempotency", "expire"]) => {

@@ -8,7 +8,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::config::{AccountConfig, DAY, Faults, ReportTypeConfig, Stats, WebhookDelivery};
+use crate::config::{
+    AccountConfig, DAY, EventBridgeDelivery, Faults, ReportTypeConfig, Stats, WebhookDelivery,
+};
 use crate::csv::FileSpec;
 use crate::report_columns;
 
@@ -278,7 +280,10 @@ pub struct State {
     pub requests: Vec<RequestRecord>,
     /// Every webhook delivery attempt and its answer, oldest first.
     pub webhook_log: Vec<WebhookDelivery>,
-    /// The random decisions (error-storm draws, webhook shuffle delays);
+    /// Every EventBridge delivery attempt and its answer, oldest first.
+    pub eventbridge_log: Vec<EventBridgeDelivery>,
+    /// The random decisions (error-storm draws, webhook and EventBridge
+    /// shuffle delays, EventBridge event ids);
     /// seeded from the configuration or the faults, else from the OS.
     pub rng: StdRng,
 }
@@ -333,6 +338,7 @@ impl State {
             storm_until: None,
             requests: Vec::new(),
             webhook_log: Vec::new(),
+            eventbridge_log: Vec::new(),
             rng: rng_for(seed),
         }
     }

@@ -1,17 +1,17 @@
 //! Signed webhook deliveries, retried on non-2xx answers, optionally
-//! duplicated and delayed at random (so they arrive out of order).
+//! duplicated and delayed at random (so they arrive out of order): the
+//! copies, delays, retries and log are [`crate::delivery`]'s.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rand::Rng;
 use serde_json::Value;
 use sha2::Sha256;
 
 use crate::Shared;
-use crate::config::{Faults, WebhookDelivery};
-use crate::state::{MAX_REQUEST_RECORDS, now};
+use crate::config::Faults;
+use crate::delivery::{self, Channel, Copy, Logged, Retry, copy_delays};
+use crate::state::now;
 
 /// `t=<now>,v1=<hmac>` with one `v1` per secret: Stripe's scheme, written here
 /// independently of the library under test.
@@ -43,25 +43,16 @@ fn signing_secrets(shared: &Shared, faults: &Faults, account: usize) -> Vec<Stri
 }
 
 /// Sends `account`'s `event` to the configured endpoint (if any, and if
-/// webhooks are on), signed with the account's secrets.
-pub fn deliver(shared: Arc<Shared>, account: usize, event: Value) {
+/// webhooks are on), signed with the account's secrets at each attempt.
+pub fn deliver(shared: Arc<Shared>, account: usize, event: &Value) {
     let Some(config) = shared.config.webhook.clone() else {
         return;
     };
     let (enabled, delays, secrets) = {
         let mut state = shared.lock();
-        let copies = 1 + state.faults.webhook_duplicates;
-        let shuffle_ms = state.faults.webhook_shuffle_ms;
-        // Drawn here, in order, from the state's (possibly seeded) generator.
-        let delays: Vec<u64> = (0..copies)
-            .map(|_| {
-                if shuffle_ms > 0 {
-                    state.rng.random_range(0..=shuffle_ms)
-                } else {
-                    0
-                }
-            })
-            .collect();
+        // Drawn whether or not webhooks are on, so that turning them off
+        // does not shift the other random decisions.
+        let delays = copy_delays(&mut state);
         (
             state.faults.webhooks_enabled,
             delays,
@@ -71,58 +62,31 @@ pub fn deliver(shared: Arc<Shared>, account: usize, event: Value) {
     if !enabled {
         return;
     }
-    let payload = serde_json::to_vec_pretty(&event).unwrap_or_default();
-    let event_id = event["id"].as_str().unwrap_or_default().to_owned();
-    let event_type = event["type"].as_str().unwrap_or_default().to_owned();
-    let account_id = shared.accounts[account].id.clone();
-    for (copy, delay) in (0u32..).zip(delays) {
-        let shared = shared.clone();
-        let config = config.clone();
-        let payload = payload.clone();
-        let secrets = secrets.clone();
-        let event_id = event_id.clone();
-        let event_type = event_type.clone();
-        let account_id = account_id.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-            let mut wait = config.retry_delay;
-            for attempt in 1..=config.max_attempts.max(1) {
-                let header = signature_header(&secrets, now(), &payload);
-                let sent = shared
-                    .http
-                    .post(&config.url)
-                    .header("Content-Type", "application/json; charset=utf-8")
-                    .header("Stripe-Signature", header)
-                    .body(payload.clone())
-                    .send()
-                    .await;
-                let ok = matches!(&sent, Ok(response) if response.status().is_success());
-                {
-                    let mut state = shared.lock();
-                    state.stats.webhook_deliveries += 1;
-                    if !ok {
-                        state.stats.webhook_failures += 1;
-                    }
-                    if state.webhook_log.len() >= MAX_REQUEST_RECORDS {
-                        state.webhook_log.drain(..MAX_REQUEST_RECORDS / 2);
-                    }
-                    state.webhook_log.push(WebhookDelivery {
-                        account: account_id.clone(),
-                        event: event_id.clone(),
-                        event_type: event_type.clone(),
-                        copy,
-                        attempt,
-                        status: sent.as_ref().ok().map(|r| r.status().as_u16()),
-                        error: sent.as_ref().err().map(|e| e.to_string()),
-                    });
-                }
-                if ok {
-                    return;
-                }
-                tracing::warn!(attempt, status = ?sent.as_ref().map(|r| r.status().as_u16()).ok(), "webhook delivery failed");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
+    let payload = Arc::new(serde_json::to_vec_pretty(event).unwrap_or_default());
+    let secrets = Arc::new(secrets);
+    let url = Arc::new(config.url);
+    let logged = Arc::new(Logged::of(&shared, account, event));
+    let retry = Retry {
+        max_attempts: config.max_attempts,
+        retry_delay: config.retry_delay,
+    };
+    for (copy, delay_ms) in (0u32..).zip(delays) {
+        let (payload, secrets, url) = (payload.clone(), secrets.clone(), url.clone());
+        let copy = Copy {
+            event: logged.clone(),
+            copy,
+            delay_ms,
+            channel: Channel::Webhook,
+            retry,
+        };
+        delivery::spawn(shared.clone(), copy, move |http| {
+            http.post(url.as_str())
+                .header("Content-Type", "application/json; charset=utf-8")
+                .header(
+                    "Stripe-Signature",
+                    signature_header(&secrets, now(), &payload),
+                )
+                .body(payload.to_vec())
         });
     }
 }
