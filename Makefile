@@ -23,21 +23,25 @@ tools-venv: .venv-tools/.installed
 	.venv-tools/bin/pip install --quiet -r requirements-tools.txt
 	touch $@
 
-## deploy-checks: IAM against the code, alarms and charts against the metrics, cfn-lint of every
-## rendering of the conditions and of the template, sam validate --lint, checkov, and sam build
-## of the four bootstrap binaries. SAM_ARCH defaults to samconfig.toml's Architecture (the one
-## place it is set); CI passes SAM_ARCH=x86_64 (no aarch64-unknown-linux-gnu download there).
+## deploy-checks: IAM against the code, alarms and charts against the metrics, the EventBridge
+## rules against sample events (moto), cfn-lint of every rendering of the conditions and of the
+## template, sam validate --lint, checkov, and sam build of the five bootstrap binaries. SAM_ARCH
+## defaults to samconfig.toml's Architecture (the one place it is set); CI passes SAM_ARCH=x86_64
+## (no aarch64-unknown-linux-gnu download there).
 SAM_ARCH ?= $(shell sed -n 's/^parameter_overrides = .*Architecture=\([a-z0-9_]*\).*/\1/p' samconfig.toml)
 deploy-checks: venv tools-venv
 	$(PYTHON) scripts/check_iam.py
 	$(PYTHON) scripts/check_metrics.py
+	$(PYTHON) scripts/check_event_rule.py
 	$(PYTHON) scripts/lint_renderings.py
 	$(VENV)/bin/cfn-lint template.yaml
 	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
 	.venv-tools/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+	@# A partner event source given, so the build covers the eventbridge function too.
 	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build --no-cached \
-		--parameter-overrides Architecture=$(SAM_ARCH) --build-dir .aws-sam/build-$(SAM_ARCH)
-	@for f in Scheduler Webhook Downloader Converter; do \
+		--parameter-overrides Architecture=$(SAM_ARCH) StripeEventSources=aws.partner/stripe.com/ed_build_check \
+		--build-dir .aws-sam/build-$(SAM_ARCH)
+	@for f in Scheduler Webhook EventBridge Downloader Converter; do \
 		test -x .aws-sam/build-$(SAM_ARCH)/$${f}Function/bootstrap || { echo "no bootstrap for $$f" >&2; exit 1; }; \
 		ls -l .aws-sam/build-$(SAM_ARCH)/$${f}Function/bootstrap; done
 

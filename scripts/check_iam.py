@@ -6,7 +6,8 @@ not grant to that function, or the template grants one nothing calls.
    Lambda function's crate (crates/<function>/src) and the workspace crates
    it links (its Cargo.toml [dependencies], transitively: stripe-reports,
    tables), without the other functions' crates and use cases
-   (crates/stripe-reports/src/<other function>.rs).
+   (crates/stripe-reports/src/<other function>.rs) except the use cases it
+   runs (USE_CASES: the eventbridge function runs the webhook's).
 2. Adapters: the files of those library crates that use an AWS SDK crate
    (`aws_sdk_s3`, …), and the `impl` blocks of the types they define written
    elsewhere (an adapter's trait implemented in a use case's crate). Each
@@ -43,9 +44,14 @@ from cfn_template import CRATES, ROOT, fail, functions, load_template, match_bra
 FUNCTIONS = {
     "scheduler": "SchedulerFunction",
     "webhook": "WebhookFunction",
+    "eventbridge": "EventBridgeFunction",
     "downloader": "DownloaderFunction",
     "converter": "ConverterFunction",
 }
+# The use cases (crates/stripe-reports/src/<name>.rs) a function runs, when
+# not only its own: events from EventBridge take the webhook's (same dedupe,
+# same routing).
+USE_CASES = {"eventbridge": {"eventbridge", "webhook"}}
 
 # Glue checks the catalog, the database and the table for each table call.
 GLUE_TABLE = ("catalog", "database", "tables")
@@ -339,11 +345,15 @@ class Code:
                 node.direct.add((action, resource))
 
     def excluded(self, function: str) -> set[Path]:
-        """The other functions' crates and use cases, and the crates this one does not link."""
+        """The other functions' crates and use cases (but the use cases it
+        runs), and the crates this one does not link."""
         linked = linked_libraries([function])
         out = {path for name, src in self.libraries.items() if name not in linked for path in sources(src)}
         for other in set(FUNCTIONS) - {function}:
-            out |= set(sources(CRATES / other / "src"))
+            if other.replace("-", "_") not in linked:
+                out |= set(sources(CRATES / other / "src"))
+            if other in USE_CASES.get(function, {function}):
+                continue
             for src in self.libraries.values():
                 out |= set(module_files(src, other))
         return out

@@ -14,11 +14,17 @@ nothing emits: every (namespace, metric, dimensions) must be either
   API, with the metric names those services document (HTTP APIs: `5xx`, not
   REST's `5XXError`).
 
+Parts that depend on a condition (an alarm's `!If` metric query, a dashboard
+body whose `!Sub` variables are `!If`s) are checked under every combination
+of the conditions they name, so each line is checked in every body CloudFormation
+may render.
+
 Run: .venv/bin/python scripts/check_metrics.py
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -136,13 +142,25 @@ def check_metric(where: str, namespace, metric, dimensions: dict, resources: dic
     return problems
 
 
+def if_branches(value) -> list:
+    """Both branches of an `!If` (each one's own `!If`s too), or the value itself."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        _, yes, no = value["Fn::If"]
+        return if_branches(yes) + if_branches(no)
+    return [value]
+
+
 def alarm_metrics(properties: dict) -> list[tuple[str, object, object, dict]]:
-    """(label, namespace, metric, dimensions) of an alarm, metric math included."""
+    """(label, namespace, metric, dimensions) of an alarm, metric math included
+    (a query under `!If`: each branch)."""
     found = []
     if "MetricName" in properties:
         dims = {d["Name"]: d["Value"] for d in properties.get("Dimensions", [])}
         found.append(("", properties.get("Namespace"), properties["MetricName"], dims))
-    for query in properties.get("Metrics", []):
+    queries = [q for query in properties.get("Metrics", []) for q in if_branches(query)]
+    for query in queries:
+        if not isinstance(query, dict):
+            continue  # AWS::NoValue
         stat = query.get("MetricStat")
         if stat:
             metric = stat["Metric"]
@@ -151,18 +169,58 @@ def alarm_metrics(properties: dict) -> list[tuple[str, object, object, dict]]:
     return found
 
 
+def if_conditions(value) -> set[str]:
+    """The conditions the `!If`s in a value name."""
+    if isinstance(value, dict):
+        names = {value["Fn::If"][0]} if set(value) == {"Fn::If"} else set()
+        return names.union(*(if_conditions(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(if_conditions(v) for v in value))
+    return set()
+
+
+def sub_text(value, truth: dict):
+    """The text of a string or `!Sub` with the `!If`s of its variables taken
+    by `truth` and the variables put in; `${Resource}` and
+    `${Resource.Attribute}` stay (for resource_of). None if not text."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        name, yes, no = value["Fn::If"]
+        return sub_text(yes if truth[name] else no, truth)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        inner = value["Fn::Sub"]
+        text, variables = (inner, {}) if isinstance(inner, str) else (inner[0], inner[1])
+        texts = {name: sub_text(v, truth) for name, v in variables.items()}
+        if any(t is None for t in texts.values()):
+            return None
+        return re.sub(r"\$\{([^}!]+)\}", lambda m: texts.get(m.group(1), m.group(0)), text)
+    return None
+
+
 def dashboard_metrics(body) -> tuple[list[tuple[str, str, str, dict]], list[str]]:
-    """The metrics of a DashboardBody (`!Sub` JSON), `.` and `...` shorthand expanded."""
-    if isinstance(body, dict) and "Fn::Sub" in body:
-        body = body["Fn::Sub"] if isinstance(body["Fn::Sub"], str) else body["Fn::Sub"][0]
+    """The metrics of a DashboardBody (`!Sub` JSON, its variables' `!If`s in
+    every combination), `.` and `...` shorthand expanded."""
+    conditions = sorted(if_conditions(body))
+    found, problems = [], []
+    for values in itertools.product([True, False], repeat=len(conditions)):
+        truth = dict(zip(conditions, values))
+        label = ", ".join(f"{name}={'on' if on else 'off'}" for name, on in truth.items())
+        more, more_problems = dashboard_body_metrics(sub_text(body, truth), f" ({label})" if label else "")
+        found += [m for m in more if m not in found]
+        problems += [p for p in more_problems if p not in problems]
+    return found, problems
+
+
+def dashboard_body_metrics(body, label: str) -> tuple[list[tuple[str, str, str, dict]], list[str]]:
     if not isinstance(body, str):
-        return [], ["DashboardBody must be a JSON string (or !Sub of one)"]
+        return [], ["DashboardBody must be a JSON string (or !Sub of one, its variables strings, !Sub or !If)"]
     # `${AWS::Region}` etc. become plain text; `${X}` stays for resource_of.
     text = re.sub(r"\$\{AWS::[A-Za-z]+\}", "pseudo", body)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
-        return [], [f"DashboardBody is not JSON: {err}"]
+        return [], [f"DashboardBody{label} is not JSON: {err}"]
     found, problems = [], []
     for index, widget in enumerate(document.get("widgets", [])):
         title = widget.get("properties", {}).get("title", f"widget {index}")
