@@ -5,7 +5,7 @@ PYTHON := $(abspath $(VENV))/bin/python
 LOCAL_AWS := $(PYTHON) scripts/local_aws.py run --
 export STRIPE_REPORTS_PYTHON := $(PYTHON)
 
-.PHONY: venv tools-venv bench-tools bench-converter deploy-checks build test lint demo reliability fuzz bench emulator local-aws clean
+.PHONY: venv tools-venv bench-tools bench-converter deploy-checks deploy-lint sam-build build test lint demo reliability fuzz bench emulator local-aws clean
 
 ## venv: the Python tools of tests, demo and CI (moto[server], stripe, cfn-lint, jsonschema)
 venv: $(VENV)/.installed
@@ -29,7 +29,10 @@ tools-venv: .venv-tools/.installed
 ## defaults to samconfig.toml's Architecture (the one place it is set); CI passes SAM_ARCH=x86_64
 ## (no aarch64-unknown-linux-gnu download there).
 SAM_ARCH ?= $(shell sed -n 's/^parameter_overrides = .*Architecture=\([a-z0-9_]*\).*/\1/p' samconfig.toml)
-deploy-checks: venv tools-venv
+deploy-checks: deploy-lint sam-build
+
+## deploy-lint: deploy-checks without sam build (seconds to a few minutes)
+deploy-lint: venv tools-venv
 	$(PYTHON) scripts/check_iam.py
 	$(PYTHON) scripts/check_metrics.py
 	$(PYTHON) scripts/check_event_rule.py
@@ -37,6 +40,9 @@ deploy-checks: venv tools-venv
 	$(VENV)/bin/cfn-lint template.yaml
 	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1
 	.venv-tools/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+
+## sam-build: sam build of the five bootstrap binaries (release builds: the slow part)
+sam-build: tools-venv
 	@# A partner event source given, so the build covers the eventbridge function too.
 	PATH="$(abspath .venv-tools)/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build --no-cached \
 		--parameter-overrides Architecture=$(SAM_ARCH) StripeEventSources=aws.partner/stripe.com/ed_build_check \
