@@ -64,10 +64,11 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p stripe-reports --no-default-features -- -D warnings
 
-## demo: the whole pipeline locally: Stripe emulator + moto + `stripe-reports local`, then an audit
+## demo: the whole pipeline locally: Stripe emulator + moto + `stripe-reports local`, then an audit;
+## EVENTS=eventbridge sends Stripe's events through the EventBridge path instead of webhooks (both: each way)
 demo: venv
 	cargo build -p cli -p stripe-emulator
-	$(LOCAL_AWS) $(PYTHON) scripts/demo.py
+	$(LOCAL_AWS) $(PYTHON) scripts/demo.py $(if $(EVENTS),--events $(EVENTS))
 
 ## reliability: the fault scenarios end to end on the local stack (moto, emulator,
 ## `stripe-reports local`), each with the same audit, then a scan of every log for secrets

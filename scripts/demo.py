@@ -4,23 +4,36 @@ accounts, then an audit per account.
 
 Runs inside scripts/local_aws.py (moto's server with the table, bucket and
 queues). Starts the Stripe emulator serving two accounts (each its own API
-key and webhook signing secret; three report types, a short run delay,
-webhooks pointed at the runner) and `stripe-reports local` configured with
-both (`STRIPE_ACCOUNTS`); one report spec applies to the first account only.
-The first scheduler tick creates every account's runs with that account's
-key, the emulator's signed webhooks are verified (the secret that verifies
-a delivery says whose it is) and go through the download queue, the
-downloader stores each file under its account's `account=` segment. Then it
+key, webhook signing secret and EventBridge event destination; three report
+types, a short run delay, events sent to the runner) and `stripe-reports
+local` configured with both (`STRIPE_ACCOUNTS`); one report spec applies to
+the first account only. The first scheduler tick creates every account's
+runs with that account's key; Stripe's events reach the runner by
+`--events`:
+
+  webhook      (default) signed webhooks, verified (the secret that verifies
+               a delivery says whose it is);
+  eventbridge  no webhook: each event in Amazon EventBridge's shape, from the
+               account's event destination, POSTed to the runner's stand-in
+               for the EventBridge rule, put on the event queue
+               (EVENTBRIDGE_QUEUE_URL) and handled by the eventbridge
+               function (the destination says whose it is);
+  both         each event both ways (handled once: the same claim).
+
+Either way the events go through the download queue, and the downloader
+stores each file under its account's `account=` segment. Then it
 prints the S3 keys, the ledger rows, `stripe-reports status` and the first
 lines of one CSV, stops
 what it started, and exits 0 only if, for each account, every expected
 report was stored exactly once under `account=<acct>/`, byte-identical to
-the emulator's file, and nothing of one account is under the other's.
+the emulator's file, nothing of one account is under the other's, the
+events came the chosen way(s) and the event queue and its DLQ are empty.
 
 The emulator and the runner listen on DEMO_EMULATOR (127.0.0.1:12111) and
 DEMO_RUNNER (127.0.0.1:9000); a port already taken stops the demo at once
 (it would otherwise talk to someone else's emulator).
 """
+import argparse
 import hashlib
 import json
 import os
@@ -46,6 +59,9 @@ ACCOUNTS = [
     ("acct_1DemoCompanyUS00", "sk_test_demo_us_entity", "whsec_demo_us_entity"),
     ("acct_1DemoCompanyEU00", "sk_test_demo_eu_entity", "whsec_demo_eu_entity"),
 ]
+# Each account's Stripe event destination sending to Amazon EventBridge
+# (its events' source is `aws.partner/stripe.com/<destination>`).
+DESTINATIONS = {account: "ed_test_61Demo" + account[len("acct_1DemoCompany"):] for account, _, _ in ACCOUNTS}
 TYPES = ["balance.summary.1", "balance_change_from_activity.itemized.3", "payouts.itemized.3"]
 # payouts.itemized.3 only for the first account (a report spec's `account`).
 SPECS = [{"report_type": TYPES[0]}, {"report_type": TYPES[1]},
@@ -164,7 +180,43 @@ def audit(s3, bucket, runs, today):
     return problems
 
 
+def events_audit(events, env):
+    """The events came the chosen way(s) only, every delivery accepted, and
+    nothing is left on the event queue or its DLQ."""
+    problems = []
+    stats = emulator_get("/_emulator/stats")
+    for way in ("webhook", "eventbridge"):
+        wanted = events in (way, "both")
+        if wanted != (stats[f"{way}_deliveries"] > 0):
+            problems.append(f"{stats[f'{way}_deliveries']} {way} deliveries with --events {events}")
+    # The runner's EventBridge target answers 200 once the event is on the queue.
+    if stats["eventbridge_failures"]:
+        problems.append(f"{stats['eventbridge_failures']} EventBridge deliveries not answered 2xx")
+    sqs = boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
+    queues = [env[name] for name in ("EVENTBRIDGE_QUEUE_URL", "EVENTBRIDGE_QUEUE_DLQ_URL") if env.get(name)]
+
+    def left():
+        counts = {}
+        for url in queues:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            counts[url] = sum(int(v) for v in attributes.values())
+        return {url: n for url, n in counts.items() if n}
+    # With both ways, an EventBridge copy that met the webhook's claim in
+    # progress is delivered again after the queue's visibility timeout.
+    deadline = time.time() + (45 if events == "both" else 5)
+    while left() and time.time() < deadline:
+        time.sleep(1)
+    for url, count in left().items():
+        problems.append(f"{url}: {count} message(s) left")
+    return problems
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", choices=["webhook", "eventbridge", "both"], default="webhook",
+                        help="how Stripe's events reach the runner (default: webhook)")
+    events = parser.parse_args().events
     target = os.path.join(ROOT, "target", "debug")
     for name, address in (("DEMO_EMULATOR", EMULATOR), ("DEMO_RUNNER", RUNNER)):
         if port_taken(address):
@@ -178,7 +230,8 @@ def main():
     for name in ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_SECRET_ARN"):
         env.pop(name, None)
     env.update({
-        "STRIPE_ACCOUNTS": json.dumps([{"account": a, "api_key": k, "webhook_secret": w} for a, k, w in ACCOUNTS]),
+        "STRIPE_ACCOUNTS": json.dumps([{"account": a, "api_key": k, "webhook_secret": w,
+                                        "event_destination": DESTINATIONS[a]} for a, k, w in ACCOUNTS]),
         "STRIPE_API_BASE": f"http://{EMULATOR}",
         "STRIPE_FILE_HOSTS": "127.0.0.1",
         "REPORTS": json.dumps(SPECS),
@@ -188,15 +241,23 @@ def main():
     })
     # The fourth function: each stored CSV becomes its table file.
     local_aws.create_tables_resources(env, database="stripe_reports_demo")
-    emulator_accounts = [{"id": a, "api_key": k, "webhook_secrets": [w]} for a, k, w in ACCOUNTS]
+    if not env.get("EVENTBRIDGE_QUEUE_URL"):
+        log("no EVENTBRIDGE_QUEUE_URL: run the demo inside scripts/local_aws.py (make demo)")
+        return 1
+    emulator_accounts = [{"id": a, "api_key": k, "webhook_secrets": [w], "event_destination": DESTINATIONS[a]}
+                         for a, k, w in ACCOUNTS]
+    targets = []
+    if events in ("webhook", "both"):
+        targets += ["--webhook-url", f"http://{RUNNER}/webhooks/stripe"]
+    if events in ("eventbridge", "both"):
+        targets += ["--eventbridge-url", f"http://{RUNNER}/eventbridge/events"]
     os.makedirs(os.path.join(ROOT, ".local"), exist_ok=True)
     started = []
     try:
         emulator_log = open(os.path.join(ROOT, ".local", "demo-emulator.log"), "w")
         started.append(subprocess.Popen(
             [os.path.join(target, "stripe-emulator"), "--listen", EMULATOR,
-             "--accounts", json.dumps(emulator_accounts),
-             "--webhook-url", f"http://{RUNNER}/webhooks/stripe",
+             "--accounts", json.dumps(emulator_accounts), *targets,
              "--run-delay-ms", "1500", "--report-types", json.dumps(types)],
             stdout=emulator_log, stderr=subprocess.STDOUT))
         if not wait_http(f"http://{EMULATOR}/_emulator/stats"):
@@ -208,7 +269,8 @@ def main():
         started.append(subprocess.Popen(
             [os.path.join(target, "stripe-reports"), "local", "--listen", RUNNER, "--schedule-every", "1h"],
             env=env, stdout=runner_log, stderr=subprocess.STDOUT))
-        log(f"stripe-reports local on {RUNNER} with both accounts: the first scheduler tick runs now")
+        log(f"stripe-reports local on {RUNNER} with both accounts: the first scheduler tick runs now; "
+            f"events by {'webhook and EventBridge' if events == 'both' else events}")
 
         kwargs = dict(endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
         dynamodb = boto3.client("dynamodb", **kwargs)
@@ -241,7 +303,7 @@ def main():
                   f"{run['report_type']['S']:<40} {run['status']['S']:<7} "
                   f"{run['bytes']['N']:>8} bytes  sha256 {run['sha256']['S'][:16]}…")
 
-        problems = audit(s3, bucket, runs, today)
+        problems = audit(s3, bucket, runs, today) + events_audit(events, env)
         # What an operator sees: `stripe-reports status` for every configured
         # account (named in STRIPE_ACCOUNTS: the ledger only, no Stripe call).
         status = subprocess.run([os.path.join(target, "stripe-reports"), "status"], env=env,
@@ -284,7 +346,8 @@ def main():
             problems += [f"SQL over the tables: {p}" for p in differ.problems]
         print()
         stats = emulator_get("/_emulator/stats")
-        log(f"webhooks delivered: {stats['webhook_deliveries']}, runs created: {stats['runs_created']}")
+        log(f"webhooks delivered: {stats['webhook_deliveries']}, EventBridge events delivered: "
+            f"{stats['eventbridge_deliveries']}, runs created: {stats['runs_created']}")
         for problem in problems:
             log(f"  {problem}")
         for account, _, _ in ACCOUNTS:

@@ -6,8 +6,9 @@
     scripts/local_aws.py serve               the same, until interrupted
 
 Resources (names overridable by the same environment variables the functions read):
-RUNS_TABLE (pk string, TTL expires_at, the sparse `unfinished` index), REPORTS_BUCKET, DOWNLOAD_QUEUE_URL and
-SCHEDULE_QUEUE_URL (each with a DLQ, maxReceiveCount 5). The port comes from
+RUNS_TABLE (pk string, TTL expires_at, the sparse `unfinished` index), REPORTS_BUCKET, DOWNLOAD_QUEUE_URL,
+SCHEDULE_QUEUE_URL and EVENTBRIDGE_QUEUE_URL (the queue the stack's EventBridge rule targets, which
+`stripe-reports local` fills from `POST /eventbridge/events`; each with a DLQ, maxReceiveCount 5). The port comes from
 MOTO_PORT (default 5000). If a moto server already answers on that port it is
 reused and left running; a server this script started is always stopped.
 """
@@ -134,7 +135,8 @@ def create_resources(env, visibility_timeout=30, max_receive_count=5):
         )
     s3.create_bucket(Bucket=env["REPORTS_BUCKET"])
     for var, name in (("DOWNLOAD_QUEUE_URL", "stripe-reports-download"),
-                      ("SCHEDULE_QUEUE_URL", "stripe-reports-schedule")):
+                      ("SCHEDULE_QUEUE_URL", "stripe-reports-schedule"),
+                      ("EVENTBRIDGE_QUEUE_URL", "stripe-reports-events")):
         if env.get(var):
             continue
         env[var], env[var.replace("_URL", "_DLQ_URL")] = queue_with_dlq(
@@ -175,7 +177,8 @@ def main(argv):
         create_resources(env)
         with open(os.path.join(ROOT, ".local", "aws.env"), "w") as out:
             for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
-                         "RUNS_TABLE", "REPORTS_BUCKET", "DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL"):
+                         "RUNS_TABLE", "REPORTS_BUCKET", "DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL",
+                         "EVENTBRIDGE_QUEUE_URL"):
                 out.write(f"export {name}={env[name]}\n")
         if argv[1] == "serve":
             print(f"local_aws: moto at {endpoint}; environment in .local/aws.env; Ctrl-C stops", flush=True)

@@ -12,8 +12,8 @@ for the pipeline to settle and ends with the same audit, account by account
     file of one of the account's own runs (and to the ledger's), and no
     other object; an account expected to have nothing has nothing;
   * no open multipart upload;
-  * no message left on the download or schedule queue, nor on their DLQs
-    unless the scenario expects one there;
+  * no message left on the download, schedule or event (EventBridge) queue,
+    nor on their DLQs unless the scenario expects one there;
   * the emulator created exactly as many runs as the ledger holds distinct
     requests, and as many as the scenario planned;
   * every request that carried the API key reached the emulator's allow-listed
@@ -82,11 +82,14 @@ API_KEY = "sk_test_rel_" + secrets.token_hex(12)
 NEW_SECRET = "whsec_relnew_" + secrets.token_hex(12)
 OLD_SECRET = "whsec_relold_" + secrets.token_hex(12)
 # The two accounts of scenario 14, each with its own key and signing secret.
+# Each also names its EventBridge event destination (the emulator's default
+# for the account): every runner has the event queue (EVENTBRIDGE_QUEUE_URL),
+# and with several accounts the eventbridge function needs them.
 TWO_ACCOUNTS = [
     {"id": "acct_1ReliabilityA000", "api_key": "sk_test_relA_" + secrets.token_hex(12),
-     "webhook_secret": "whsec_relA_" + secrets.token_hex(12)},
+     "webhook_secret": "whsec_relA_" + secrets.token_hex(12), "event_destination": "ed_test_1ReliabilityA000"},
     {"id": "acct_1ReliabilityB000", "api_key": "sk_test_relB_" + secrets.token_hex(12),
-     "webhook_secret": "whsec_relB_" + secrets.token_hex(12)},
+     "webhook_secret": "whsec_relB_" + secrets.token_hex(12), "event_destination": "ed_test_1ReliabilityB000"},
 ]
 SECRETS_TO_HIDE = [API_KEY, NEW_SECRET, OLD_SECRET] + [
     value for account in TWO_ACCOUNTS for value in (account["api_key"], account["webhook_secret"])]
@@ -200,17 +203,27 @@ class TcpProxy:
                 pass
 
 
-class LedgerWriteRefuser:
-    """An HTTP proxy in front of moto's DynamoDB that forwards every request
-    except `PutItem` of a `request#` item, which it answers with HTTP 500 (an
-    internal error the SDK retries, every retry refused too): the ledger
-    unreachable for the scheduler's request write, and only for that."""
+class DynamoDbProxy:
+    """An HTTP proxy in front of moto's DynamoDB (a client points
+    `AWS_ENDPOINT_URL_DYNAMODB` at `url`) that forwards every request except
+    those `refusal(headers, body)` answers for: (status, error type, message)."""
 
-    TARGET = "DynamoDB_20120810.PutItem"
+    PUT_ITEM = "DynamoDB_20120810.PutItem"
+
+    def refusal(self, headers, body):
+        return None
+
+    @staticmethod
+    def item(body):
+        try:
+            return json.loads(body)["Item"]
+        except (ValueError, KeyError, TypeError):
+            return {}
 
     def __init__(self, target_port):
         self.refused = 0
         self.forwarded = 0
+        self.lock = threading.Lock()
         proxy = self
 
         class Handler(http_server.BaseHTTPRequestHandler):
@@ -221,14 +234,17 @@ class LedgerWriteRefuser:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.headers.get("X-Amz-Target") == LedgerWriteRefuser.TARGET and \
-                        self._pk(body).startswith("request#"):
-                    proxy.refused += 1
-                    self._answer(500, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps({
-                        "__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
-                        "message": "refused by the reliability suite"}).encode())
+                with proxy.lock:
+                    refusal = proxy.refusal(self.headers, body)
+                    if refusal:
+                        proxy.refused += 1
+                    else:
+                        proxy.forwarded += 1
+                if refusal:
+                    status, error, message = refusal
+                    self._answer(status, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps({
+                        "__type": f"com.amazonaws.dynamodb.v20120810#{error}", "message": message}).encode())
                     return
-                proxy.forwarded += 1
                 upstream = http_client.HTTPConnection("127.0.0.1", target_port, timeout=30)
                 try:
                     headers = {k: v for k, v in self.headers.items()
@@ -244,13 +260,6 @@ class LedgerWriteRefuser:
                     upstream.close()
 
             do_GET = do_POST
-
-            @staticmethod
-            def _pk(body):
-                try:
-                    return json.loads(body)["Item"]["pk"]["S"]
-                except (ValueError, KeyError, TypeError):
-                    return ""
 
             def _answer(self, status, headers, data):
                 self.send_response(status)
@@ -271,6 +280,51 @@ class LedgerWriteRefuser:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class LedgerWriteRefuser(DynamoDbProxy):
+    """Every request forwarded except `PutItem` of a `request#` item, answered
+    with HTTP 500 (an internal error the SDK retries, every retry refused
+    too): the ledger unreachable for the scheduler's request write, and only
+    for that."""
+
+    def refusal(self, headers, body):
+        if headers.get("X-Amz-Target") == self.PUT_ITEM and \
+                self.item(body).get("pk", {}).get("S", "").startswith("request#"):
+            return 500, "InternalServerError", "refused by the reliability suite"
+        return None
+
+
+class ClaimThrottler(DynamoDbProxy):
+    """The ledger table throttled for one call: the first claim of a
+    `reporting.report_run.succeeded` event (`PutItem` of an `event#` item) is
+    answered `ProvisionedThroughputExceededException` on every attempt the SDK
+    makes of it (its retries share the `amz-sdk-invocation-id` header), and
+    only that call: one delivery fails, "ledger unavailable"; every other
+    request goes through, the same event's other copies' claims included."""
+
+    def __init__(self, target_port):
+        super().__init__(target_port)
+        self.invocation = None  # the one call refused
+        self.event = None  # its `event#` key
+        self.attempts = []  # its `amz-sdk-request` headers, one per attempt
+        self.without_invocation_id = 0
+
+    def refusal(self, headers, body):
+        if headers.get("X-Amz-Target") != self.PUT_ITEM:
+            return None
+        item = self.item(body)
+        invocation = headers.get("amz-sdk-invocation-id")
+        if self.invocation is None and item.get("pk", {}).get("S", "").startswith("event#") and \
+                item.get("event_type", {}).get("S") == "reporting.report_run.succeeded":
+            if not invocation:
+                self.without_invocation_id += 1
+                return None
+            self.invocation, self.event = invocation, item["pk"]["S"]
+        if invocation is None or invocation != self.invocation:
+            return None
+        self.attempts.append(headers.get("amz-sdk-request", ""))
+        return 400, "ProvisionedThroughputExceededException", "throttled by the reliability suite"
 
 
 class Stack:
@@ -294,11 +348,14 @@ class Stack:
 
     # ---- per scenario -------------------------------------------------
     def begin(self, slug, types, lookback_days, run_delay_ms=1000, emulator_secrets=(NEW_SECRET,),
-              faults=None, runner_secret=NEW_SECRET, accounts=None):
-        """`accounts`: several accounts ({"id", "api_key", "webhook_secret"}),
-        served by the emulator (`--accounts`) and configured in the secret's
-        several-accounts shape; without it, the emulator's default account
-        with API_KEY, in the one-account shape."""
+              faults=None, runner_secret=NEW_SECRET, accounts=None, eventbridge=False):
+        """`accounts`: several accounts ({"id", "api_key", "webhook_secret",
+        "event_destination"}), served by the emulator (`--accounts`) and
+        configured in the secret's several-accounts shape; without it, the
+        emulator's default account with API_KEY, in the one-account shape.
+        `eventbridge`: the emulator also sends every event in EventBridge's
+        shape to the runner's `POST /eventbridge/events` (the stand-in for
+        the rule and its target, the event queue)."""
         self.logdir = os.path.join(LOGS, slug)
         os.makedirs(self.logdir, exist_ok=True)
         self.slugs.append(slug)
@@ -312,7 +369,8 @@ class Stack:
                                    max_receive_count=MAX_RECEIVE_COUNT)
         if accounts:
             secret = {"accounts": [{"account": a["id"], "api_key": a["api_key"],
-                                    "webhook_secret": a["webhook_secret"]} for a in accounts]}
+                                    "webhook_secret": a["webhook_secret"],
+                                    "event_destination": a["event_destination"]} for a in accounts]}
         else:
             secret = {"api_key": API_KEY, "webhook_secret": runner_secret}
         arn = self.secretsmanager.create_secret(Name="stripe-reports/reliability",
@@ -326,15 +384,18 @@ class Stack:
             "LOOKBACK_DAYS": str(lookback_days),
             "REPORTS_PREFIX": "stripe/",
             # Our crates at debug: more lines for the leak scan to read.
-            "RUST_LOG": "info,stripe_reports=debug,scheduler=debug,webhook=debug,downloader=debug",
+            "RUST_LOG": "info,stripe_reports=debug,scheduler=debug,webhook=debug,eventbridge=debug,downloader=debug",
             "PATH": os.environ.get("PATH", ""),
         })
         self.env = env
         emulator_types = [dict(t, data_available_start=TODAY - 365 * DAY, data_available_end=TODAY)
                           for t in types]
         served = ["--accounts", json.dumps([{"id": a["id"], "api_key": a["api_key"],
-                                              "webhook_secrets": [a["webhook_secret"]]} for a in accounts])
+                                              "webhook_secrets": [a["webhook_secret"]],
+                                              "event_destination": a["event_destination"]} for a in accounts])
                   ] if accounts else ["--api-key", API_KEY]
+        if eventbridge:
+            served += ["--eventbridge-url", f"http://{RUNNER}/eventbridge/events"]
         self.spawn("emulator", [
             os.path.join(TARGET, "stripe-emulator"), "--listen", EMULATOR, "--also-listen", OFF_LIST,
             *served, "--webhook-url", f"http://{RUNNER}/webhooks/stripe",
@@ -421,11 +482,12 @@ class Stack:
         return self.s3.list_multipart_uploads(Bucket=self.env["REPORTS_BUCKET"]).get("Uploads", [])
 
     def settled(self, accounts=None):
-        """All planned reports of `accounts` stored and both queues drained."""
+        """All planned reports of `accounts` stored and the queues drained
+        (download, schedule and the event queue)."""
         if not self.stored_planned(accounts):
             return False
-        return self.queue_depth(self.env["DOWNLOAD_QUEUE_URL"]) == 0 == self.queue_depth(
-            self.env["SCHEDULE_QUEUE_URL"])
+        return all(self.queue_depth(self.env[queue]) == 0
+                   for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "EVENTBRIDGE_QUEUE_URL"))
 
     def wait_settled(self, timeout=120, accounts=None):
         wait_for(lambda: self.settled(accounts), timeout,
@@ -483,7 +545,8 @@ class Stack:
         uploads = [u for u in self.open_uploads() if not (tables and u["Key"].startswith(tables))]
         if uploads:
             problems.append(f"{len(uploads)} open multipart upload(s): {[u['Key'] for u in uploads]}")
-        for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "DOWNLOAD_QUEUE_DLQ_URL", "SCHEDULE_QUEUE_DLQ_URL"):
+        for queue in ("DOWNLOAD_QUEUE_URL", "SCHEDULE_QUEUE_URL", "EVENTBRIDGE_QUEUE_URL", "DOWNLOAD_QUEUE_DLQ_URL",
+                      "SCHEDULE_QUEUE_DLQ_URL", "EVENTBRIDGE_QUEUE_DLQ_URL"):
             depth = self.queue_depth(self.env[queue])
             wanted = 1 if queue in expect_dlq else 0
             if (depth > 0) != (wanted > 0):
@@ -570,21 +633,23 @@ class Stack:
             problems.append(f"{len(crossed)} request(s) named another account's object, e.g. {crossed[0]}")
         return problems
 
-    def webhooks_accepted(self, copies_per_event):
+    def webhooks_accepted(self, copies_per_event, channel="webhook"):
         """Every event the emulator sent was delivered `copies_per_event`
         times, and every copy was accepted (its last attempt answered 200),
         none refused (4xx). An attempt answered 5xx and retried is how the
         webhook asks Stripe to deliver again (e.g. while a duplicate is in
-        progress), so it is counted, not a failure. Returns problems."""
+        progress), so it is counted, not a failure. `channel="eventbridge"`:
+        the same of the deliveries in EventBridge's shape (accepted: on the
+        event queue). Returns problems."""
         problems = []
         stats = emulator_json("/_emulator/stats")
-        log = emulator_json("/_emulator/webhooks")
+        log = emulator_json("/_emulator/webhooks" if channel == "webhook" else "/_emulator/eventbridge")
         copies = {}
         for delivery in log:
             copies.setdefault((delivery["event"], delivery["copy"]), []).append(delivery)
         events = {event for event, _ in copies}
-        if not (len(log) == stats["webhook_deliveries"] > 0):
-            problems.append(f"{len(log)} deliveries logged, {stats['webhook_deliveries']} counted")
+        if not (len(log) == stats[f"{channel}_deliveries"] > 0):
+            problems.append(f"{len(log)} {channel} deliveries logged, {stats[f'{channel}_deliveries']} counted")
         if not (len(events) == stats["events"] > 0 and len(copies) == copies_per_event * stats["events"]):
             problems.append(f"{len(copies)} copies of {len(events)} events delivered for {stats['events']} "
                             f"events × {copies_per_event}")
@@ -1343,10 +1408,109 @@ def tables_duplicates_and_crash(stack):
     return stack.audit(expected_requests=len(stack.planned())) + audit_tables(stack, TABLES_DATABASE, [big, small])
 
 
+def eventbridge_metric_sums(text):
+    """The eventbridge function's EMF documents in `text` (namespace
+    StripeReports, dimension Function=eventbridge): each metric's sum, and
+    how many documents (one per message handled)."""
+    sums, documents = {}, 0
+    for line in text.splitlines():
+        if not (line.startswith("{") and '"_aws"' in line):
+            continue
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if document.get("Function") != "eventbridge":
+            continue
+        documents += 1
+        for name in ("EventsAccepted", "EventsRejected", "EventsFailed", "FailedRuns"):
+            sums[name] = sums.get(name, 0) + document.get(name, 0)
+    return sums, documents
+
+
+def eventbridge_only(stack):
+    """16. EventBridge only (webhooks off): every event 3 times, shuffled; one
+    delivery failing in the handler (its claim throttled by the ledger)
+    comes back from the event queue.
+
+    The emulator's webhooks are off and it sends each event in EventBridge's
+    shape, 3 copies (each a new EventBridge event around the same Stripe
+    event) spread over 3 s, to the runner's stand-in for the rule and its SQS
+    target, which puts them on the event queue; the runner polls it for the
+    eventbridge function with SQS batch semantics. The runner's DynamoDB goes
+    through `ClaimThrottler`: the first claim of a `report_run.succeeded`
+    event is refused `ProvisionedThroughputExceededException` on each of the
+    SDK's attempts, so that one message is answered as a batch item failure
+    ("ledger unavailable"), stays on the queue and is received again after
+    the visibility timeout (10 s). The scheduler ticks once (at start): only
+    the events store the runs. Then `report_type.updated` for each type, 3
+    copies each, through the schedule queue."""
+    types = [kind(t) for t in THREE_TYPES]
+    stack.begin("16-eventbridge", types, lookback_days=2, eventbridge=True,
+                faults={"webhooks_enabled": False, "webhook_duplicates": 2, "webhook_shuffle_ms": 3000})
+    with ClaimThrottler(MOTO_PORT) as throttler:  # until the scenario ends: the runner's DynamoDB
+        stack.env = dict(stack.env, AWS_ENDPOINT_URL_DYNAMODB=throttler.url)
+        stack.start_runner()  # schedule every hour: the tick at start only
+        time.sleep(1.5)
+        for t in THREE_TYPES:  # report_type.updated, ×3 each, among the run events
+            emulator_json(f"/_emulator/report_types/{t}", {"data_available_end": TODAY})
+        # Settled includes the event queue drained: the refused message back
+        # after its visibility timeout and handled.
+        stack.wait_settled(timeout=120)
+        # Late copies (up to 3 s of shuffle) must change nothing.
+        time.sleep(4)
+        stack.wait_settled(timeout=60)
+        return eventbridge_only_checks(stack, throttler) + stack.audit(expected_requests=6)
+
+
+def eventbridge_only_checks(stack, throttler):
+    """Scenario 16's own checks (the audit aside)."""
+    check(throttler.without_invocation_id == 0,
+          f"{throttler.without_invocation_id} claims came without amz-sdk-invocation-id: one call cannot be told")
+    check(throttler.invocation is not None and throttler.refused == len(throttler.attempts) >= 1,
+          f"the ledger refused {throttler.refused} requests ({throttler.attempts}) for claim {throttler.event}: "
+          f"expected every attempt of one call")
+    stats = emulator_json("/_emulator/stats")
+    # One event per run (6) and one per report_type.updated (3).
+    check(stats["events"] == stats["runs_created"] + 3 == 9,
+          f"{stats['events']} events for {stats['runs_created']} runs and 3 report_type.updated")
+    check(stats["webhook_deliveries"] == 0, f"{stats['webhook_deliveries']} webhooks delivered")
+    problems = stack.webhooks_accepted(copies_per_event=3, channel="eventbridge")
+
+    # The one delivery refused by the ledger: reported failed, received
+    # again (its receive count above 1) and handled then (the queue and its
+    # DLQ are empty: a message is deleted only when not reported failed).
+    log = stack.log_text("runner").splitlines()
+    failed = [(i, line) for i, line in enumerate(log)
+              if "event not handled; SQS will deliver it again" in line and "reason=ledger unavailable" in line]
+    check(len(failed) == 1, f"{len(failed)} deliveries not handled for the ledger (expected the one refused): "
+                            f"{[line[-200:] for _, line in failed]}")
+    index, line = failed[0]
+    message = re.search(r"message_id=(\S+)", line).group(1)
+    again = [other for other in log[index + 1:]
+             if "message delivered again" in other and f"message_id={message} " in other + " "]
+    check(again and re.search(r"receive_count=([2-9]|\d\d)", again[0]),
+          f"message {message} (refused by the ledger) was never received again: {again[:1]}")
+    refused = [line for line in log if "EventBridge event refused" in line or "event refused:" in line]
+    check(not refused, f"EventBridge events refused: {refused[:1]}")
+    # Every copy accepted once in the end (its message deleted then), each
+    # failed receive counted as failed: EventsAccepted = the copies delivered.
+    sums, documents = eventbridge_metric_sums("\n".join(log))
+    deliveries = 3 * stats["events"]
+    check(sums.get("EventsAccepted") == deliveries and sums.get("EventsRejected") == 0
+          and sums.get("EventsFailed", 0) >= 1 and documents == deliveries + sums.get("EventsFailed", 0),
+          f"eventbridge metrics {sums} over {documents} messages handled, for {deliveries} copies delivered")
+    print(f"        note: claim of {throttler.event} throttled on the SDK's "
+          f"{', '.join(a.split(';')[0] for a in throttler.attempts)}; message {message} received again ({again[0].rsplit(' ', 1)[-1]}); "
+          f"{int(sums['EventsFailed'])} receive(s) failed in all", flush=True)
+    return problems
+
+
 SCENARIOS = [webhooks_five_times_shuffled, scheduler_five_times, downloader_killed_mid_stream, stripe_429_storm,
              truncated_twice, s3_unavailable_mid_upload, webhooks_never_delivered, run_failed_at_stripe,
              secret_rolled, redirect_off_the_allow_list, malformed_inputs, orphan_not_created_twice,
-             overdue_reported_then_healed, two_accounts_one_failing, tables_duplicates_and_crash]
+             overdue_reported_then_healed, two_accounts_one_failing, tables_duplicates_and_crash,
+             eventbridge_only]
 
 
 # Every scenario leaves at least a dozen log lines (the emulator's start, the

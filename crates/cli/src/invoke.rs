@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 pub enum Function {
     Scheduler,
     Webhook,
+    Eventbridge,
     Downloader,
     Converter,
 }
@@ -22,10 +23,12 @@ fn default_event(function: Function) -> Result<Value, String> {
         Function::Scheduler => {
             Ok(json!({"source": "stripe-reports.invoke", "detail-type": "Scheduled Event"}))
         }
-        Function::Webhook | Function::Downloader | Function::Converter => Err(
-            "--event FILE is required for the webhook, downloader and converter (see events/)"
-                .into(),
-        ),
+        Function::Webhook | Function::Eventbridge | Function::Downloader | Function::Converter => {
+            Err(
+                "--event FILE is required for the webhook, eventbridge, downloader and converter (see events/)"
+                    .into(),
+            )
+        }
     }
 }
 
@@ -62,6 +65,16 @@ pub async fn run(function: Function, event: Option<&str>) -> Result<Value, Strin
                 .map_err(|e| e.to_string())?;
             let deadline = stripe_reports::downloader::work_deadline(0, 0);
             let response = downloader::handle_batch(&deps, batch, now, deadline).await;
+            serde_json::to_value(response).map_err(|e| e.to_string())
+        }
+        Function::Eventbridge => {
+            let batch = serde_json::from_value(event).map_err(|e| {
+                format!("the eventbridge function takes an SQS event (see events/eventbridge-sqs.json): {e}")
+            })?;
+            let service = eventbridge::service_from_env()
+                .await
+                .map_err(|e| e.to_string())?;
+            let response = eventbridge::handle_batch(&service, batch, now).await;
             serde_json::to_value(response).map_err(|e| e.to_string())
         }
         Function::Converter => {

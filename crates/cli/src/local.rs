@@ -3,9 +3,14 @@
 //! server turning `POST /webhooks/stripe` into API Gateway v2 events, and
 //! long-polling of the download, schedule and conversion queues with SQS batch semantics
 //! (a message is deleted only when the handler did not report it failed).
-//! The three services are built from one [`Environment`], as each function
+//! With `EVENTBRIDGE_QUEUE_URL`, the EventBridge path too: `POST
+//! /eventbridge/events` stands for the EventBridge rule and its SQS target
+//! (the body, an EventBridge event, goes on that queue unchanged), and that
+//! queue is long-polled for the `eventbridge` function's handler, as its
+//! event source mapping does.
+//! The services are built from one [`Environment`], as each function
 //! builds its own at cold start: the configuration and the accounts (every
-//! key checked with Stripe once) are loaded once for all three.
+//! key checked with Stripe once) are loaded once for all of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,13 +43,16 @@ struct Runner {
     /// With `CONVERSION_QUEUE_URL` (and `GLUE_DATABASE`): the fourth
     /// function, turning each stored CSV into its table file.
     converter: Option<converter::Service>,
+    /// With `EVENTBRIDGE_QUEUE_URL`: the `eventbridge` function and the
+    /// queue standing for its rule's SQS target.
+    eventbridge: Option<(eventbridge::Service, String)>,
     sqs: aws_sdk_sqs::Client,
     download_queue: String,
     schedule_queue: String,
 }
 
 /// The same environment for another service: one configuration, one SDK
-/// configuration, one set of accounts (one check of each key) for all three.
+/// configuration, one set of accounts (one check of each key) for all of them.
 fn share(env: &Environment) -> Environment {
     Environment {
         config: env.config.clone(),
@@ -77,6 +85,20 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         Some(_) => Some(converter::deps_from(&env.config, &env.sdk).map_err(|e| e.to_string())?),
         None => None,
     };
+    // As the function's cold start: with several accounts, one at least
+    // must name its event destination, or no event could be attributed.
+    let eventbridge = match env.config.eventbridge_queue_url.clone() {
+        Some(url) => Some((
+            eventbridge::service_from(share(&env)).await.map_err(|e| {
+                format!(
+                    "{e} (EVENTBRIDGE_QUEUE_URL is set: the eventbridge function runs too; \
+                     unset it to run without)"
+                )
+            })?,
+            url,
+        )),
+        None => None,
+    };
     // (An account whose key could not be checked was logged by the load.)
     for account in env.accounts.ready().await {
         info!(account = %account, "Stripe account ready");
@@ -89,6 +111,7 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         scheduler,
         downloader,
         converter,
+        eventbridge,
         sqs,
         download_queue,
         schedule_queue,
@@ -97,9 +120,11 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", options.listen))?;
-    let app = Router::new()
-        .route("/webhooks/stripe", post(webhook_route))
-        .with_state(runner.clone());
+    let mut app = Router::new().route("/webhooks/stripe", post(webhook_route));
+    if runner.eventbridge.is_some() {
+        app = app.route("/eventbridge/events", post(eventbridge_route));
+    }
+    let app = app.with_state(runner.clone());
     info!(listen = %options.listen, "webhook endpoint: POST http://{}/webhooks/stripe", options.listen);
 
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -110,10 +135,22 @@ pub async fn run(options: LocalOptions) -> Result<(), String> {
         info!("table files: each stored CSV is converted (conversion queue)");
         tokio::spawn(poll(runner.clone(), Queue::Conversion))
     });
+    let events = runner.eventbridge.as_ref().map(|(_, url)| {
+        info!(
+            queue = %url,
+            "EventBridge target: POST http://{}/eventbridge/events (onto the event queue, polled for the eventbridge function)",
+            options.listen
+        );
+        tokio::spawn(poll(runner.clone(), Queue::EventBridge))
+    });
 
     shutdown_signal().await;
     info!("stopping");
-    for task in [ticks, downloads, schedules].into_iter().chain(conversions) {
+    for task in [ticks, downloads, schedules]
+        .into_iter()
+        .chain(conversions)
+        .chain(events)
+    {
         task.abort();
     }
     server.abort();
@@ -209,6 +246,58 @@ async fn webhook_route(
         .into_response()
 }
 
+/// What the stack's EventBridge rule and its SQS target do with an event
+/// from Stripe's partner source: the event, as it came, on the event queue
+/// (`EVENTBRIDGE_QUEUE_URL`). Answered 200 once it is on the queue, 500 if
+/// the queue could not be written (the sender retries, as EventBridge
+/// retries a target), 400 for a body that is not a JSON object (EventBridge
+/// never delivers one).
+async fn eventbridge_route(State(runner): State<Arc<Runner>>, body: Bytes) -> impl IntoResponse {
+    let json = |status: StatusCode, value: Value| {
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+    };
+    let Some((_, url)) = &runner.eventbridge else {
+        return json(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no EVENTBRIDGE_QUEUE_URL"}),
+        );
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) if matches!(serde_json::from_str::<Value>(text), Ok(Value::Object(_))) => text,
+        _ => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "not an EventBridge event (a JSON object)"}),
+            );
+        }
+    };
+    match runner
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(text)
+        .send()
+        .await
+    {
+        Ok(sent) => json(
+            StatusCode::OK,
+            json!({"message_id": sent.message_id().unwrap_or_default()}),
+        ),
+        Err(err) => {
+            let error = stripe_reports::aws::sdk_message(&err);
+            warn!(queue = %url, error = %error, "cannot put the EventBridge event on its queue");
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "the event queue could not be written"}),
+            )
+        }
+    }
+}
+
 async fn schedule_ticks(runner: Arc<Runner>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     loop {
@@ -226,6 +315,7 @@ enum Queue {
     Download,
     Schedule,
     Conversion,
+    EventBridge,
 }
 
 /// Long-polls one queue and hands each batch to its handler, deleting only
@@ -239,6 +329,11 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
             .as_ref()
             .and_then(|_| runner.downloader.downloader.conversions.as_ref())
             .map(|queue| queue.url().to_owned())
+            .unwrap_or_default(),
+        Queue::EventBridge => runner
+            .eventbridge
+            .as_ref()
+            .map(|(_, url)| url.clone())
             .unwrap_or_default(),
     };
     loop {
@@ -267,11 +362,26 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
         let records: Vec<Value> = messages
             .iter()
             .map(|m| {
+                let receive_count = m
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| "1".to_owned());
+                if receive_count != "1" {
+                    info!(
+                        queue = %url,
+                        message_id = %m.message_id().unwrap_or_default(),
+                        receive_count = %receive_count,
+                        "message delivered again"
+                    );
+                }
                 json!({
                     "messageId": m.message_id(),
                     "receiptHandle": m.receipt_handle(),
                     "body": m.body(),
-                    "attributes": {},
+                    "attributes": {"ApproximateReceiveCount": receive_count},
                     "messageAttributes": {},
                     "eventSource": "aws:sqs",
                     "eventSourceARN": url,
@@ -320,6 +430,21 @@ async fn poll(runner: Arc<Runner>, queue: Queue) {
                         .collect(),
                 }
             }
+            Queue::EventBridge => match (&runner.eventbridge, serde_json::from_value(batch)) {
+                (Some((service, _)), Ok(event)) => {
+                    eventbridge::handle_batch(service, event, scheduler::unix_now())
+                        .await
+                        .batch_item_failures
+                        .into_iter()
+                        .map(|f| f.item_identifier)
+                        .collect()
+                }
+                // Unreadable as a batch: keep every message for redelivery.
+                _ => messages
+                    .iter()
+                    .filter_map(|m| m.message_id().map(str::to_owned))
+                    .collect(),
+            },
             Queue::Schedule => {
                 match scheduler::handle_at(&runner.scheduler, batch, scheduler::unix_now()).await {
                     Ok(response) => failed_ids(&response),

@@ -83,9 +83,13 @@ enum Command {
         accounts: Vec<String>,
     },
     /// Run the scheduler, webhook and downloader locally, with their event sources
-    /// (needs the whole SPEC environment: Stripe, table, bucket, queues).
+    /// (needs the whole SPEC environment: Stripe, table, bucket, queues); the
+    /// converter too with CONVERSION_QUEUE_URL and GLUE_DATABASE, and the
+    /// eventbridge function with EVENTBRIDGE_QUEUE_URL (POST /eventbridge/events
+    /// puts an EventBridge event on that queue, as the stack's rule does).
     Local {
-        /// Where the webhook endpoint listens (POST /webhooks/stripe).
+        /// Where the webhook endpoint listens (POST /webhooks/stripe), and the
+        /// EventBridge target (POST /eventbridge/events).
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: SocketAddr,
         /// How often the scheduler runs, e.g. 1h, 15m, 30s (it also runs at start).

@@ -1,13 +1,16 @@
 //! The `stripe-reports` binary as a user runs it: `fetch` to a folder,
 //! argument errors, and `local` driving the whole pipeline for two Stripe
-//! accounts against the emulator and moto's server.
+//! accounts against the emulator and moto's server (by webhook, and by
+//! EventBridge through the event queue).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use stripe_emulator::{AccountConfig, Emulator, EmulatorConfig, ReportTypeConfig, WebhookConfig};
+use stripe_emulator::{
+    AccountConfig, Emulator, EmulatorConfig, EventBridgeConfig, ReportTypeConfig, WebhookConfig,
+};
 use test_support::{ACCOUNT, Clock, DAY, bucket, emulator_with, ledger, local_aws, queue, unique};
 
 const KEY: &str = "sk_test_cli_tests";
@@ -1122,16 +1125,156 @@ async fn local_runs_the_whole_pipeline_for_two_accounts_from_tick_to_stored_obje
     }
 }
 
+/// POSTs `body` to `path` on 127.0.0.1:`port`: the HTTP status answered.
+fn post_status(port: u16, path: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// Messages on `url`, visible or in flight.
+async fn messages_on(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    attrs
+        .attributes()
+        .unwrap()
+        .values()
+        .map(|count| count.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_takes_eventbridge_events_through_the_event_queue_and_attributes_them_by_destination()
+{
+    let sdk = local_aws().await;
+    let ledger = ledger(&sdk).await;
+    let table = ledger.table().to_owned();
+    let (_, bucket) = bucket(&sdk).await;
+    let (sqs, downloads) = queue(&sdk, "dl").await;
+    let (_, schedules) = queue(&sdk, "sched").await;
+    let (_, events) = queue(&sdk, "events").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let today = today();
+    // No webhook at all: Stripe's events reach the runner only in
+    // EventBridge's shape, each from its account's event destination (the
+    // first account's is the emulator's default, the other's named).
+    let mut accounts = two_accounts();
+    accounts[1].event_destination = Some("ed_test_61CliTestsOther".into());
+    let emulator = emulator_with(EmulatorConfig {
+        accounts,
+        report_types: vec![kind("balance.summary.1", 70_000, today, today)],
+        run_delay: Duration::from_millis(500),
+        eventbridge: Some(EventBridgeConfig {
+            url: format!("http://127.0.0.1:{port}/eventbridge/events"),
+            max_attempts: 20,
+            retry_delay: Duration::from_millis(200),
+        }),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let destination = emulator.event_destination_of(ACCOUNT).unwrap();
+    let _runner = Child(
+        bin()
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")))
+            .env(
+                "STRIPE_ACCOUNTS",
+                serde_json::json!([
+                    {"account": ACCOUNT, "api_key": KEY, "webhook_secret": SECRET,
+                     "event_destination": destination},
+                    {"account": OTHER, "api_key": OTHER_KEY, "webhook_secret": OTHER_SECRET,
+                     "event_destination": "ed_test_61CliTestsOther"},
+                ])
+                .to_string(),
+            )
+            .env("STRIPE_API_BASE", emulator.base_url())
+            .env("STRIPE_FILE_HOSTS", "127.0.0.1")
+            .env("REPORTS", r#"[{"report_type":"balance.summary.1"}]"#)
+            .env("LOOKBACK_DAYS", "1")
+            .env("RUNS_TABLE", &table)
+            .env("REPORTS_BUCKET", &bucket)
+            .env("DOWNLOAD_QUEUE_URL", &downloads)
+            .env("SCHEDULE_QUEUE_URL", &schedules)
+            .env("EVENTBRIDGE_QUEUE_URL", &events)
+            .args([
+                "local",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--schedule-every",
+                "1h",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The first tick creates one run per account; only the events (no
+    // other tick for an hour) get them downloaded, each with its own key.
+    wait_until_stored(&emulator, &ledger, 2, Duration::from_secs(60)).await;
+    use stripe_reports::ports::Ledger;
+    for (account, run) in all_runs(&emulator) {
+        let record = ledger
+            .run(run["id"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.facts.account.as_str(), account);
+    }
+    let stats = emulator.stats();
+    assert_eq!(stats.webhook_deliveries, 0);
+    assert!(stats.eventbridge_deliveries >= 2, "{stats:?}");
+    assert_eq!(stats.eventbridge_failures, 0, "{stats:?}");
+    // What EventBridge would never deliver is refused at the door, not queued.
+    assert_eq!(post_status(port, "/eventbridge/events", b"not json"), 400);
+    assert_eq!(post_status(port, "/eventbridge/events", b"[1, 2]"), 400);
+    // Every event handled was deleted from the event queue.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while messages_on(&sqs, &events).await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "messages left on the event queue"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[test]
 fn invoke_explains_a_missing_or_unreadable_event_in_one_line() {
     for (args, expected) in [
         (
             vec!["invoke", "webhook"],
-            "--event FILE is required for the webhook, downloader and converter",
+            "--event FILE is required for the webhook, eventbridge, downloader and converter",
         ),
         (
             vec!["invoke", "converter"],
-            "--event FILE is required for the webhook, downloader and converter",
+            "--event FILE is required for the webhook, eventbridge, downloader and converter",
+        ),
+        (
+            vec!["invoke", "eventbridge"],
+            "--event FILE is required for the webhook, eventbridge, downloader and converter",
         ),
         (
             vec!["invoke", "downloader", "--event", "/nonexistent.json"],
