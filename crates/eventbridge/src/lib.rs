@@ -49,26 +49,28 @@ pub async fn handle<L: Ledger, D: DownloadQueue, S: ScheduleQueue>(
     Ok(handle_batch(service, event.payload, unix_now()).await)
 }
 
-/// Handles every message of a batch at once (each is one EventBridge
-/// event, independent of the others; two copies of one Stripe event are
-/// told apart by the ledger's claim) at Unix time `now`. The answer lists
-/// the messages to deliver again: those that failed (retried after the
-/// visibility timeout) and those refused (moved to the dead-letter queue
-/// after `maxReceiveCount`, and alarmed at once through `EventsRejected`).
+/// Handles the messages of a batch one after another (each is one
+/// EventBridge event; ten events of a few milliseconds need no concurrency,
+/// and two copies of one Stripe event in one batch then meet as a duplicate,
+/// not as a claim in progress that fails and comes back) at Unix time `now`.
+/// The answer lists the messages to deliver again: those that failed
+/// (retried after the visibility timeout) and those refused (moved to the
+/// dead-letter queue after `maxReceiveCount`, and alarmed at once through
+/// `EventsRejected`).
 pub async fn handle_batch<L: Ledger, D: DownloadQueue, S: ScheduleQueue>(
     service: &WebhookService<L, D, S>,
     batch: SqsEvent,
     now: i64,
 ) -> SqsBatchResponse {
-    let answers = futures_util::future::join_all(batch.records.into_iter().map(|record| async {
+    let mut answers = Vec::with_capacity(batch.records.len());
+    for record in batch.records {
         let id = record.message_id.unwrap_or_default();
         let body = record.body.unwrap_or_default();
         let answer = service.handle_eventbridge(body.as_bytes(), now).await;
         // Each message's metrics as soon as it is done.
         metrics::emit("eventbridge", &answer_metrics(&answer));
-        (id, answer)
-    }))
-    .await;
+        answers.push((id, answer));
+    }
     let mut response = SqsBatchResponse::default();
     for (id, answer) in answers {
         match answer {

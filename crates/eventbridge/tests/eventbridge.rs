@@ -129,20 +129,14 @@ async fn an_event_delivered_by_webhook_and_by_eventbridge_is_handled_once() {
 }
 
 #[tokio::test]
-async fn two_copies_in_one_batch_enqueue_once_and_the_loser_is_retried_harmlessly() {
+async fn two_copies_in_one_batch_enqueue_once_and_neither_fails() {
     let stack = stack().await;
     let service = stack.two_accounts();
     let event = run_succeeded_event("evt_pair", "frr_pair");
     let one = bridged("eb-pair-1", DESTINATION_A, &event);
     let two = bridged("eb-pair-2", DESTINATION_A, &event);
-    // Handled at once: one claims, the other finds it claimed or done.
-    let failed = failed_ids(&service, &[&one, &two]).await;
-    assert!(failed.len() <= 1, "{failed:?}");
-    // SQS delivers a failed one again: now a duplicate.
-    for id in failed {
-        let again = if id == "m0" { &one } else { &two };
-        assert!(failed_ids(&service, &[again]).await.is_empty());
-    }
+    // One after the other: the second is a duplicate, not a failure.
+    assert!(failed_ids(&service, &[&one, &two]).await.is_empty());
     assert_eq!(
         stack.drain(&stack.download_url).await,
         vec![json!({"run_id": "frr_pair", "account": ACCOUNT_A})]
@@ -315,5 +309,31 @@ async fn the_sample_event_is_stripes_shape_and_is_handled() {
     assert_eq!(
         stack.drain(&stack.download_url).await,
         vec![json!({"run_id": ours.event.data.object["id"], "account": ACCOUNT_A})]
+    );
+}
+
+#[tokio::test]
+async fn an_event_of_the_other_mode_than_its_accounts_key_is_ignored() {
+    let stack = stack().await;
+    // One live account: a sandbox destination added beside it sends test-mode events.
+    let live = stack.service(json!([{"account": ACCOUNT_A, "api_key": "sk_live_eb_a"}]));
+    let test_event = bridged(
+        "eb-test-mode",
+        "ed_test_61SandboxDestination",
+        &run_succeeded_event("evt_test_mode", "frr_test_mode"),
+    );
+    assert_eq!(
+        live.handle_eventbridge(test_event.as_bytes(), NOW).await,
+        stripe_reports::webhook::WebhookAnswer::Received(stripe_reports::webhook::Outcome::Ignored)
+    );
+    assert!(stack.drain(&stack.download_url).await.is_empty());
+    assert_eq!(stack.status("frr_test_mode").await, None);
+    assert!(!stack.event_claimed("evt_test_mode").await);
+    // The same event for a test-mode key is that account's.
+    let test = stack.service(json!([{"account": ACCOUNT_A, "api_key": "sk_test_eb_a"}]));
+    assert!(failed_ids(&test, &[&test_event]).await.is_empty());
+    assert_eq!(
+        stack.drain(&stack.download_url).await,
+        vec![json!({"run_id": "frr_test_mode", "account": ACCOUNT_A})]
     );
 }

@@ -318,6 +318,29 @@ impl Accounts {
         }
     }
 
+    /// Whether `account`'s key is a live-mode key (`sk_live_`, `rk_live_`)
+    /// or a test-mode one (`sk_test_`, `rk_test_`, sandboxes too); `None`
+    /// when it has no key or another kind.
+    pub async fn key_livemode(&self, account: &AccountId) -> Option<bool> {
+        let values = self.secrets.current().await;
+        let entries = values.entries();
+        let entry = entries
+            .iter()
+            .find(|entry| entry.account.as_ref() == Some(account))
+            .or(match entries {
+                [only] if only.account.is_none() => Some(only),
+                _ => None,
+            })?;
+        let key = entry.api_key.as_ref()?.expose();
+        if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+            Some(true)
+        } else if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Cold start of the `eventbridge` function: with several accounts,
     /// events are told apart only by their destination, so at least one
     /// account must name its own.
@@ -774,6 +797,8 @@ mod tests {
             Err(AccountError::UnknownDestination("ed_test_C".into()))
         );
         assert!(accounts.require_event_destinations().await.is_ok());
+        assert_eq!(accounts.key_livemode(&id("acct_A")).await, Some(false));
+        assert_eq!(accounts.key_livemode(&id("acct_Z")).await, None);
 
         // The one-account shape: every destination is its account's, whose
         // id is what Stripe says of its key.

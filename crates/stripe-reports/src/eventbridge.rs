@@ -53,8 +53,9 @@ struct Envelope {
 /// Parses and checks one EventBridge event (the body of a message its SQS
 /// target wrote). Reasons never quote the payload.
 pub fn parse_bridged(body: &[u8]) -> Result<BridgedEvent, Refusal> {
+    // Ids are logged: only as far as they are printable and short.
     let refuse = |eventbridge_id: Option<&str>, reason: String| Refusal {
-        eventbridge_id: eventbridge_id.map(str::to_owned),
+        eventbridge_id: eventbridge_id.map(printable),
         reason,
     };
     if body.len() > MAX_BODY_BYTES {
@@ -116,13 +117,14 @@ pub fn parse_bridged(body: &[u8]) -> Result<BridgedEvent, Refusal> {
         ));
     }
     Ok(BridgedEvent {
-        eventbridge_id: envelope.id,
+        eventbridge_id: printable(&envelope.id),
         destination: destination.to_owned(),
         event,
     })
 }
 
-/// A source is not secret, but is shown only as far as it is printable and short.
+/// A source or an id is not secret, but is shown only as far as it is
+/// printable and short (anyone allowed to put events on the bus chooses them).
 fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(120).collect()
 }

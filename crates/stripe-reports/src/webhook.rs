@@ -389,6 +389,18 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
             );
             return WebhookAnswer::Received(Outcome::Ignored);
         }
+        // An event of the other mode than the account's key (a sandbox or
+        // test destination, or endpoint secret, beside a live key) is not
+        // this account's: its runs would only be retried with the wrong key.
+        if let Some(live) = self.accounts.key_livemode(account).await
+            && live != event.livemode
+        {
+            warn!(
+                event_livemode = event.livemode,
+                "event of the other mode than its account's key (test or sandbox beside live, or the reverse): ignored"
+            );
+            return WebhookAnswer::Received(Outcome::Ignored);
+        }
         // Decided before anything is written: an unreadable object is refused
         // with the ledger untouched, an ignored event costs no write.
         let decision = match decide(&event, account, &self.report_types_of(account)) {
@@ -588,6 +600,10 @@ fn check_event(event: Event) -> Result<Event, String> {
     }
     if event.id.is_empty() || event.event_type.is_empty() || !event.data.object.is_object() {
         return Err("body is not a Stripe event (id, type or data.object missing)".into());
+    }
+    // Stripe's ids are short; a long one is not Stripe's (and could not key the ledger).
+    if event.id.len() > 255 || event.event_type.len() > 255 {
+        return Err("body is not a Stripe event (id or type longer than 255 bytes)".into());
     }
     Ok(event)
 }

@@ -180,7 +180,7 @@ impl StripeSecrets {
         struct Raw {
             api_key: Option<String>,
             webhook_secret: Option<String>,
-            event_destination: Option<String>,
+            event_destination: Option<DestinationList>,
         }
         // serde's message could quote part of the secret: keep only its category.
         let raw: Raw = serde_json::from_str(json).map_err(|err| {
@@ -199,7 +199,12 @@ impl StripeSecrets {
             raw.webhook_secret.as_deref(),
             ("STRIPE_SECRET_ARN", "STRIPE_SECRET_ARN"),
         )?
-        .with_event_destinations(raw.event_destination.as_deref(), "STRIPE_SECRET_ARN")
+        .with_event_destinations(
+            raw.event_destination
+                .map(DestinationList::joined)
+                .as_deref(),
+            "STRIPE_SECRET_ARN",
+        )
     }
 
     /// Whether the API key is the template's placeholder (refused when needed).
@@ -250,7 +255,24 @@ struct RawAccount {
     account: Option<String>,
     api_key: Option<String>,
     webhook_secret: Option<String>,
-    event_destination: Option<String>,
+    event_destination: Option<DestinationList>,
+}
+
+/// `event_destination` as written: `"ed_…[,ed_…]"` or `["ed_…", …]`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum DestinationList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl DestinationList {
+    fn joined(self) -> String {
+        match self {
+            DestinationList::One(list) => list,
+            DestinationList::Many(items) => items.join(","),
+        }
+    }
 }
 
 impl StripeAccounts {
@@ -338,7 +360,13 @@ impl StripeAccounts {
                 (variable, variable),
             )
             .and_then(|secrets| {
-                secrets.with_event_destinations(element.event_destination.as_deref(), variable)
+                secrets.with_event_destinations(
+                    element
+                        .event_destination
+                        .map(DestinationList::joined)
+                        .as_deref(),
+                    variable,
+                )
             })
             .map_err(|err| at(&err.problem, Some(account.as_str())))?;
             if secrets.api_key.is_none() && !secrets.placeholder_api_key {
@@ -406,6 +434,8 @@ fn parse_event_destinations(list: &str, source: &'static str) -> Result<Vec<Stri
         .map(str::trim)
         .filter(|item| !item.is_empty())
     {
+        // The partner event source's whole name is what AWS shows: take its id.
+        let item = item.strip_prefix("aws.partner/stripe.com/").unwrap_or(item);
         let valid = item.starts_with("ed_")
             && item.len() <= 255
             && item.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -1173,7 +1203,7 @@ mod tests {
             "STRIPE_ACCOUNTS: accounts[1] (acct_B): has an event_destination of another account"
         );
         let not_an_id = StripeAccounts::from_accounts_json(
-            r#"[{"account":"acct_A","api_key":"sk_test_a","event_destination":"aws.partner/stripe.com/ed_1"}]"#,
+            r#"[{"account":"acct_A","api_key":"sk_test_a","event_destination":"aws.partner/other.com/ed_1"}]"#,
         )
         .unwrap_err();
         assert!(
@@ -1181,6 +1211,15 @@ mod tests {
                 .to_string()
                 .contains("is not the id of a Stripe event destination (ed_…)"),
             "{not_an_id}"
+        );
+        // The source's whole name, and a JSON array, are read as ids.
+        let forms = StripeAccounts::from_accounts_json(
+            r#"[{"account":"acct_A","api_key":"sk_test_a","event_destination":["aws.partner/stripe.com/ed_test_61X","ed_61Y"]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            forms.entries()[0].event_destinations,
+            ["ed_test_61X", "ed_61Y"]
         );
         let with_accounts = config(&[
             (
