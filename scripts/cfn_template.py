@@ -139,6 +139,16 @@ def read_rust(path: Path) -> tuple[str, str]:
 # ------------------------------------------------------------------ intrinsics
 
 
+def if_conditions(value) -> set[str]:
+    """The conditions the `!If`s (Fn::If) in a value name."""
+    if isinstance(value, dict):
+        names = {value["Fn::If"][0]} if set(value) == {"Fn::If"} else set()
+        return names.union(*(if_conditions(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(if_conditions(v) for v in value))
+    return set()
+
+
 def references(value) -> set[str]:
     """Every logical id or parameter a template value names (Ref, GetAtt,
     and the `${...}` of Sub), attribute names dropped."""

@@ -28,7 +28,7 @@ import itertools
 import json
 import re
 
-from cfn_template import CRATES, fail, functions, load_template, match_brace, read_rust
+from cfn_template import CRATES, fail, functions, if_conditions, load_template, match_brace, read_rust
 
 NAMESPACE = "StripeReports"
 UNITS = {"Count", "Bytes", "Seconds", "Milliseconds", "Microseconds", "Percent", "None", "Kilobytes", "Megabytes"}
@@ -167,16 +167,6 @@ def alarm_metrics(properties: dict) -> list[tuple[str, object, object, dict]]:
             dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
             found.append((f" (query {query.get('Id')})", metric.get("Namespace"), metric.get("MetricName"), dims))
     return found
-
-
-def if_conditions(value) -> set[str]:
-    """The conditions the `!If`s in a value name."""
-    if isinstance(value, dict):
-        names = {value["Fn::If"][0]} if set(value) == {"Fn::If"} else set()
-        return names.union(*(if_conditions(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(if_conditions(v) for v in value))
-    return set()
 
 
 def sub_text(value, truth: dict):

@@ -37,7 +37,7 @@ import os
 import re
 import tomllib
 
-from cfn_template import ROOT, fail, load_template, references
+from cfn_template import ROOT, fail, if_conditions, load_template, references
 
 # Values other than the default for each parameter a condition reads (a
 # string, or a list of them).
@@ -103,16 +103,6 @@ def evaluate(expr, values: dict, conditions: dict, cache: dict):
             return substitute(text, {**values, **own})
         raise SystemExit(f"FAIL lint_renderings.py cannot evaluate {fn} in Conditions")
     return expr
-
-
-def if_conditions(value) -> set[str]:
-    """The conditions the Fn::Ifs in a value name."""
-    if isinstance(value, dict):
-        names = {value["Fn::If"][0]} if set(value) == {"Fn::If"} else set()
-        return names.union(*(if_conditions(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(if_conditions(v) for v in value))
-    return set()
 
 
 def named_conditions(value) -> set[str]:
