@@ -426,48 +426,14 @@ pub struct WebhookDelivery {
 
 /// One attempt to deliver an event to the EventBridge target and how it
 /// answered (`GET /_emulator/eventbridge`): a webhook delivery's fields
-/// and the EventBridge event's `id`.
+/// (flattened into the same JSON object) and the EventBridge event's `id`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EventBridgeDelivery {
-    /// The account whose event it is (whose event destination sent it).
-    pub account: String,
-    /// The Stripe event's id and type.
-    pub event: String,
-    pub event_type: String,
-    /// Which copy of the event (0 is the original, then the duplicates).
-    pub copy: u32,
-    /// 1 for the first attempt of this copy, then each retry.
-    pub attempt: u32,
-    /// The HTTP status the target answered, or `None` when no answer came.
-    pub status: Option<u16>,
-    /// Why no answer came (connection refused, timeout).
-    pub error: Option<String>,
+    /// The account (whose event destination sent it), the Stripe event, the
+    /// copy and attempt, and how the target answered.
+    #[serde(flatten)]
+    pub delivery: WebhookDelivery,
     /// The EventBridge event's `id`: new for each copy, the same for each
     /// attempt of one copy.
     pub eventbridge_id: String,
-}
-
-impl EventBridgeDelivery {
-    /// `delivery` as an attempt of the EventBridge event `eventbridge_id`.
-    pub fn new(delivery: WebhookDelivery, eventbridge_id: String) -> Self {
-        let WebhookDelivery {
-            account,
-            event,
-            event_type,
-            copy,
-            attempt,
-            status,
-            error,
-        } = delivery;
-        Self {
-            account,
-            event,
-            event_type,
-            copy,
-            attempt,
-            status,
-            error,
-            eventbridge_id,
-        }
-    }
 }

@@ -157,7 +157,10 @@ fn record(
             state.stats.eventbridge_failures += u64::from(!ok);
             push_bounded(
                 &mut state.eventbridge_log,
-                EventBridgeDelivery::new(delivery, id.clone()),
+                EventBridgeDelivery {
+                    delivery,
+                    eventbridge_id: id.clone(),
+                },
             );
         }
     }

@@ -307,13 +307,16 @@ async fn duplicates_are_new_eventbridge_events_around_the_same_stripe_event() {
         assert_eq!(envelope["detail"]["data"]["object"]["id"], run["id"]);
     }
     let log = emulator.eventbridge_deliveries();
-    let mut copies: Vec<u32> = log.iter().map(|d| d.copy).collect();
+    let mut copies: Vec<u32> = log.iter().map(|d| d.delivery.copy).collect();
     copies.sort();
     assert_eq!(copies, [0, 1, 2]);
     let mut logged_ids: Vec<&str> = log.iter().map(|d| d.eventbridge_id.as_str()).collect();
     logged_ids.sort();
     assert_eq!(logged_ids, ids);
-    assert!(log.iter().all(|d| d.event == *event_id && d.account == A));
+    assert!(
+        log.iter()
+            .all(|d| d.delivery.event == *event_id && d.delivery.account == A)
+    );
 }
 
 #[tokio::test]
@@ -372,17 +375,19 @@ async fn a_non_2xx_answer_is_retried_logged_and_counted() {
     // Each attempt of the one copy is the same EventBridge event.
     assert!(envelopes.iter().all(|envelope| *envelope == envelopes[0]));
     let log = emulator.eventbridge_deliveries();
-    let attempts: Vec<(u32, u32, Option<u16>)> =
-        log.iter().map(|d| (d.copy, d.attempt, d.status)).collect();
+    let attempts: Vec<(u32, u32, Option<u16>)> = log
+        .iter()
+        .map(|d| (d.delivery.copy, d.delivery.attempt, d.delivery.status))
+        .collect();
     assert_eq!(
         attempts,
         [(0, 1, Some(500)), (0, 2, Some(429)), (0, 3, Some(200))]
     );
     assert!(log.iter().all(|d| d.eventbridge_id == envelopes[0]["id"]
-        && d.event == envelopes[0]["detail"]["id"]
-        && d.event_type == "reporting.report_run.succeeded"
-        && d.account == B
-        && d.error.is_none()));
+        && d.delivery.event == envelopes[0]["detail"]["id"]
+        && d.delivery.event_type == "reporting.report_run.succeeded"
+        && d.delivery.account == B
+        && d.delivery.error.is_none()));
     let stats = emulator.stats();
     assert_eq!(
         (stats.eventbridge_deliveries, stats.eventbridge_failures),
@@ -441,7 +446,10 @@ async fn an_unreachable_target_is_retried_with_the_error_logged() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = emulator.eventbridge_deliveries();
     assert_eq!(log.len(), 2, "max_attempts");
-    assert!(log.iter().all(|d| d.status.is_none() && d.error.is_some()));
+    assert!(
+        log.iter()
+            .all(|d| d.delivery.status.is_none() && d.delivery.error.is_some())
+    );
     assert_eq!(emulator.stats().eventbridge_failures, 2);
 }
 
@@ -464,7 +472,7 @@ async fn the_same_seed_makes_the_same_envelope_ids() {
         let mut ids: Vec<(u32, String)> = emulator
             .eventbridge_deliveries()
             .into_iter()
-            .map(|d| (d.copy, d.eventbridge_id))
+            .map(|d| (d.delivery.copy, d.eventbridge_id))
             .collect();
         ids.sort();
         runs.push(ids);
