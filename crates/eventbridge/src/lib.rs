@@ -15,7 +15,7 @@ use stripe_reports::domain::config::ConfigError;
 use stripe_reports::env::Environment;
 use stripe_reports::metrics::{self, Metric};
 use stripe_reports::ports::{DownloadQueue, Ledger, ScheduleQueue};
-use stripe_reports::webhook::{Outcome, WebhookAnswer, WebhookService};
+use stripe_reports::webhook::{WebhookAnswer, WebhookService};
 use tracing::warn;
 
 /// The service with its real adapters.
@@ -95,31 +95,18 @@ pub async fn handle_batch<L: Ledger, D: DownloadQueue, S: ScheduleQueue>(
 /// event; `FailedRuns` is 1 when this event recorded a failed run (each
 /// failure is counted once, by whichever function recorded it).
 pub fn answer_metrics(answer: &WebhookAnswer) -> Vec<Metric<'static>> {
-    let count = |name: &'static str, value: bool| Metric {
-        name,
-        value: if value { 1.0 } else { 0.0 },
-        unit: "Count",
-    };
-    let mut metrics = vec![
-        count(
-            "EventsAccepted",
-            matches!(answer, WebhookAnswer::Received(_)),
-        ),
-        count(
-            "EventsRejected",
-            matches!(answer, WebhookAnswer::Rejected(_)),
-        ),
-        count("EventsFailed", matches!(answer, WebhookAnswer::Failed(_))),
-    ];
-    if *answer == WebhookAnswer::Received(Outcome::RecordedFailure) {
-        metrics.push(count("FailedRuns", true));
-    }
-    metrics
+    answer.metrics([
+        "EventsAccepted",
+        "EventsRejected",
+        "EventsFailed",
+        "FailedRuns",
+    ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stripe_reports::webhook::Outcome;
 
     #[test]
     fn every_event_counts_one_answer_and_zero_for_the_others() {

@@ -95,6 +95,31 @@ impl WebhookAnswer {
         }
     }
 
+    /// The metrics of one answer, under the caller's names for
+    /// `[accepted, rejected, failed, failed runs]`: the first three are each
+    /// 1 or 0 on every answer (an alarm can take the share refused or
+    /// failed); the fourth is 1 when a failed run was recorded, absent
+    /// otherwise (each failure counted once, by whichever function recorded it).
+    pub fn metrics(
+        &self,
+        [accepted, rejected, failed, failed_runs]: [&'static str; 4],
+    ) -> Vec<crate::metrics::Metric<'static>> {
+        let count = |name: &'static str, value: bool| crate::metrics::Metric {
+            name,
+            value: if value { 1.0 } else { 0.0 },
+            unit: "Count",
+        };
+        let mut metrics = vec![
+            count(accepted, matches!(self, WebhookAnswer::Received(_))),
+            count(rejected, matches!(self, WebhookAnswer::Rejected(_))),
+            count(failed, matches!(self, WebhookAnswer::Failed(_))),
+        ];
+        if *self == WebhookAnswer::Received(Outcome::RecordedFailure) {
+            metrics.push(count(failed_runs, true));
+        }
+        metrics
+    }
+
     /// The JSON body of the answer.
     pub fn body(&self) -> String {
         match self {

@@ -10,7 +10,7 @@ use stripe_reports::aws::{DynamoLedger, SqsQueue};
 use stripe_reports::domain::config::ConfigError;
 use stripe_reports::env::Environment;
 use stripe_reports::metrics::{self, Metric};
-use stripe_reports::webhook::{Outcome, WebhookAnswer, WebhookService};
+use stripe_reports::webhook::{WebhookAnswer, WebhookService};
 
 /// The service with its real adapters.
 pub type Service = WebhookService<DynamoLedger, SqsQueue, SqsQueue>;
@@ -94,26 +94,12 @@ where
 /// this delivery recorded a failed run (each failure is counted once, by
 /// whichever function recorded it) and absent otherwise.
 pub fn answer_metrics(answer: &WebhookAnswer) -> Vec<Metric<'static>> {
-    let count = |name: &'static str, value: bool| Metric {
-        name,
-        value: if value { 1.0 } else { 0.0 },
-        unit: "Count",
-    };
-    let mut metrics = vec![
-        count(
-            "WebhookAccepted",
-            matches!(answer, WebhookAnswer::Received(_)),
-        ),
-        count(
-            "WebhookRejected",
-            matches!(answer, WebhookAnswer::Rejected(_)),
-        ),
-        count("WebhookFailed", matches!(answer, WebhookAnswer::Failed(_))),
-    ];
-    if *answer == WebhookAnswer::Received(Outcome::RecordedFailure) {
-        metrics.push(count("FailedRuns", true));
-    }
-    metrics
+    answer.metrics([
+        "WebhookAccepted",
+        "WebhookRejected",
+        "WebhookFailed",
+        "FailedRuns",
+    ])
 }
 
 fn json(status: StatusCode, body: String) -> Response<Body> {
@@ -129,6 +115,7 @@ fn json(status: StatusCode, body: String) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stripe_reports::webhook::Outcome;
 
     fn values(answer: WebhookAnswer) -> Vec<(&'static str, f64)> {
         answer_metrics(&answer)
