@@ -1,0 +1,133 @@
+"""What the benchmarks in bench/ share: paths, the emulator, timing a child
+process, and the goal cell of every table row."""
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+RELEASE = os.path.join(ROOT, "target", "release")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+AWS_CLI = os.path.join(ROOT, ".venv-bench", "bin", "aws")
+NODE_DIR = os.path.join(HERE, ".node")
+KEY = "sk_test_bench"
+EMULATOR_PORT = int(os.environ.get("BENCH_EMULATOR_PORT", "12199"))
+EMULATOR = f"http://127.0.0.1:{EMULATOR_PORT}"
+MIB = 1024 * 1024
+
+
+def log(text):
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def run(argv, **kwargs):
+    return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        memory = int(info.readline().split()[1]) // 1024 // 1024
+    commit = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).strip()
+    dirty = " (with uncommitted changes)" if run(["git", "status", "--porcelain"], cwd=ROOT).strip() else ""
+    return [
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {commit}{dirty}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), {memory} GiB, {platform.system()} {platform.release()}",
+        f"- {run(['rustc', '-V']).strip()}; Python {platform.python_version()}"
+        + (f"; Node {run(['node', '--version']).strip()}" if shutil.which("node") else ""),
+    ]
+
+
+def stripe_api(method, path, form=None):
+    data = None if form is None else "&".join(f"{k}={v}" for k, v in form.items()).encode()
+    request = urllib.request.Request(EMULATOR + path, data=data, method=method)
+    request.add_header("Authorization", "Bearer " + KEY)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def finished_run(report_type):
+    run_id = stripe_api("POST", "/v1/reporting/report_runs", {
+        "report_type": report_type, "parameters[interval_start]": "1790000000",
+        "parameters[interval_end]": "1790086400"})["id"]
+    for _ in range(100):
+        found = stripe_api("GET", f"/v1/reporting/report_runs/{run_id}")
+        if found["status"] == "succeeded":
+            return run_id, found["result"]["url"], found["result"]["size"]
+        time.sleep(0.05)
+    raise RuntimeError(f"run {run_id} never finished")
+
+
+def timed(argv, env=None):
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def emulator(types, run_delay_ms, accounts=None):
+    """The release Stripe emulator serving `types`, until the block ends: to
+    the one account of KEY, or to each of `accounts` ((id, key, secret))."""
+    served = (["--accounts", json.dumps([{"id": acct, "api_key": key, "webhook_secrets": [secret]}
+                                         for acct, key, secret in accounts])] if accounts else ["--api-key", KEY])
+    process = subprocess.Popen([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}",
+                                *served, "--run-delay-ms", str(run_delay_ms),
+                                "--report-types", json.dumps(types)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(EMULATOR_PORT)
+        yield
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def wait_port(port, host="127.0.0.1", timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+def measured(argv):
+    """Runs `argv` as a fresh process: (wall s, CPU s, peak RSS MiB, stdout),
+    the CPU time and ru_maxrss of that child alone (wait4, not the maximum
+    over all children that RUSAGE_CHILDREN gives)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        stdout.seek(0)
+        stderr.seek(0)
+        if child.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {stderr.read().decode()[-500:]}")
+        return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout.read().decode()
+
+
+def goal_cell(holds):
+    """A table's "goal holds" cell: plain when it holds, bold when it does not."""
+    return "yes" if holds else "**no**"
+
