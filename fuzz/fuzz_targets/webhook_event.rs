@@ -214,7 +214,7 @@ fuzz_target!(|body: &[u8]| {
     // a whole EventBridge event.
     let detail_type = parsed
         .as_ref()
-        .map(|event| event.event_type.clone())
+        .map(|event| event.event_type.to_string())
         .unwrap_or_default();
     let mut envelope = format!(
         r#"{{"version":"0","id":"fuzz","detail-type":{},"source":"aws.partner/stripe.com/ed_fuzz","detail":"#,

@@ -295,7 +295,7 @@ async fn the_sample_event_is_stripes_shape_and_is_handled() {
             "{} {} {}",
             ours.event.id,
             ours.event.event_type,
-            ours.event.data.object["id"].as_str().unwrap()
+            ours.event.object.report_run().unwrap().id
         )
     );
 
@@ -308,7 +308,7 @@ async fn the_sample_event_is_stripes_shape_and_is_handled() {
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
         stack.drain(&stack.download_url).await,
-        vec![json!({"run_id": ours.event.data.object["id"], "account": ACCOUNT_A})]
+        vec![json!({"run_id": ours.event.object.report_run().unwrap().id, "account": ACCOUNT_A})]
     );
 }
 

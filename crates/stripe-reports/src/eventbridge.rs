@@ -15,8 +15,9 @@
 use serde::Deserialize;
 use tracing::{Instrument, warn};
 
-use crate::stripe::types::Event;
-use crate::webhook::{MAX_BODY_BYTES, WebhookAnswer, WebhookService, event_from_value};
+use crate::webhook::{
+    MAX_BODY_BYTES, StripeEvent, WebhookAnswer, WebhookService, event_from_value,
+};
 
 /// Every Stripe partner event source is named `aws.partner/stripe.com/<ed_…>`.
 pub const STRIPE_SOURCE_PREFIX: &str = "aws.partner/stripe.com/";
@@ -28,8 +29,8 @@ pub struct BridgedEvent {
     pub eventbridge_id: String,
     /// The event destination (`ed_…`) the source names.
     pub destination: String,
-    /// The Stripe v1 Event in `detail`.
-    pub event: Event,
+    /// The Stripe v1 Event in `detail`, as the webhook reads it.
+    pub event: StripeEvent<'static>,
 }
 
 /// Why an EventBridge event is refused; nothing is written for it.
@@ -108,8 +109,11 @@ pub fn parse_bridged(body: &[u8]) -> Result<BridgedEvent, Refusal> {
             "source does not name a Stripe event destination (ed_…)".to_owned(),
         ));
     }
-    let event = event_from_value(envelope.detail)
-        .map_err(|reason| refuse(id, format!("detail: {reason}")))?;
+    // Read from the `Value` (EventBridge's path is not the hot one), then
+    // owned, so the envelope can go.
+    let event = event_from_value(&envelope.detail)
+        .map_err(|reason| refuse(id, format!("detail: {reason}")))?
+        .into_owned();
     if event.event_type != envelope.detail_type {
         return Err(refuse(
             id,
@@ -177,7 +181,7 @@ where
             event_type = %bridged.event.event_type,
             account = %account
         );
-        self.handle_event(bridged.event, &account, now)
+        self.handle_event(&bridged.event, &account, now)
             .instrument(span)
             .await
     }
@@ -214,7 +218,21 @@ mod tests {
         let bridged = parse_bridged(sample).unwrap();
         assert_eq!(bridged.event.event_type, "reporting.report_run.succeeded");
         assert!(bridged.destination.starts_with("ed_"));
-        assert_eq!(bridged.event.data.object["object"], "reporting.report_run");
+        let run = bridged.event.object.report_run().unwrap();
+        assert_eq!(
+            (
+                run.id,
+                run.report_type,
+                run.interval_start,
+                run.interval_end
+            ),
+            (
+                "frr_1SampleRunForLocalTests0",
+                "balance.summary.1",
+                Some(1_795_910_400),
+                Some(1_795_996_800)
+            )
+        );
     }
 
     #[test]
@@ -229,7 +247,7 @@ mod tests {
             (
                 bridged.eventbridge_id.as_str(),
                 bridged.destination.as_str(),
-                bridged.event.id.as_str()
+                &*bridged.event.id
             ),
             (
                 "6a7e8feb-b491-4cf7-a9f1-bf3703467718",

@@ -7,11 +7,16 @@
 //! (ledger transitions are conditional, a repeated download message is a
 //! no-op for the downloader), so a delivery replayed after a crash is safe.
 
-use std::collections::HashSet;
+mod event;
+
 use std::sync::Arc;
 
-use serde::Deserialize;
 use tracing::{Instrument, info, warn};
+
+pub use event::{
+    EventObject, ObjectError, ReportRunObject, ReportTypeObject, StripeEvent, event_from_value,
+    parse_event,
+};
 
 use crate::accounts::{Accounts, SigningSecrets};
 use crate::domain::account::AccountId;
@@ -24,26 +29,6 @@ use crate::ports::{
     ClaimEnd, DownloadQueue, EventClaim, Ledger, LedgerError, QueueError, RunFacts, ScheduleQueue,
     Transition,
 };
-use crate::stripe::types::{Event, RunParameters};
-
-/// The part of a `reporting.report_run` the webhook reads. Lenient on purpose:
-/// a verified event is genuine, so a field it does not need must not refuse it.
-#[derive(Debug, Deserialize)]
-struct RunInEvent {
-    id: String,
-    report_type: String,
-    #[serde(default)]
-    parameters: Option<RunParameters>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
-/// The part of a `reporting.report_type` the webhook reads.
-#[derive(Debug, Deserialize)]
-struct TypeInEvent {
-    id: String,
-    data_available_end: i64,
-}
 
 /// Bodies larger than this are refused before hashing.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -160,46 +145,54 @@ pub enum RunOutcome {
 
 /// The route decision for a parsed event of `account` (whose signing secret
 /// verified it): which effect it asks for, or why its `data.object` is not
-/// what its type says (a 400, nothing written). `report_types` are the
-/// types configured for that account.
+/// what its type says (a 400, nothing written). `is_configured` says whether
+/// a report type is configured for that account. Only the fields of
+/// `data.object` the event's type needs are read, so a field it does not
+/// need never refuses a verified (genuine) event.
 pub fn decide(
-    event: &Event,
+    event: &StripeEvent<'_>,
     account: &AccountId,
-    report_types: &HashSet<String>,
+    is_configured: impl Fn(&str) -> bool,
 ) -> Result<Decision, String> {
-    match event.event_type.as_str() {
+    let unreadable = |err: ObjectError| {
+        format!(
+            "data.object of {} is not what the type says: {err}",
+            event.event_type
+        )
+    };
+    match &*event.event_type {
         TYPE_UPDATED => {
-            let kind: TypeInEvent = read_object(event)?;
-            if !report_types.contains(&kind.id) {
+            let kind = event.object.report_type().map_err(unreadable)?;
+            if !is_configured(kind.id) {
                 return Ok(Decision::Ignore);
             }
             Ok(Decision::Schedule {
-                report_type: kind.id,
+                report_type: kind.id.to_owned(),
                 data_available_end: kind.data_available_end,
             })
         }
-        RUN_SUCCEEDED | RUN_FAILED => {
-            let run: RunInEvent = read_object(event)?;
-            let outcome = if event.event_type == RUN_SUCCEEDED {
+        kind @ (RUN_SUCCEEDED | RUN_FAILED) => {
+            let run = event.object.report_run().map_err(unreadable)?;
+            let outcome = if kind == RUN_SUCCEEDED {
                 RunOutcome::Succeeded
             } else {
                 RunOutcome::Failed {
-                    error: run.error.unwrap_or_else(|| {
-                        "Stripe reported the run failed without an error message".to_owned()
-                    }),
+                    error: run
+                        .error
+                        .unwrap_or("Stripe reported the run failed without an error message")
+                        .to_owned(),
                 }
             };
-            let configured = report_types.contains(&run.report_type);
             Ok(Decision::Run {
                 facts: RunFacts {
                     account: account.clone(),
-                    interval_start: run.parameters.as_ref().and_then(|p| p.interval_start),
-                    interval_end: run.parameters.as_ref().and_then(|p| p.interval_end),
-                    run_id: run.id,
-                    report_type: run.report_type,
+                    interval_start: run.interval_start,
+                    interval_end: run.interval_end,
+                    run_id: run.id.to_owned(),
+                    report_type: run.report_type.to_owned(),
                 },
                 outcome,
-                configured,
+                configured: is_configured(run.report_type),
             })
         }
         _ => Ok(Decision::Ignore),
@@ -267,13 +260,12 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         }
     }
 
-    /// The report types configured for `account`.
-    fn report_types_of(&self, account: &AccountId) -> HashSet<String> {
+    /// Whether `report_type` is configured for `account` (looked up in the
+    /// few specs, nothing built per event).
+    fn is_configured(&self, account: &AccountId, report_type: &str) -> bool {
         self.specs
             .iter()
-            .filter(|spec| spec.applies_to(account))
-            .map(|spec| spec.report_type.clone())
-            .collect()
+            .any(|spec| spec.report_type == report_type && spec.applies_to(account))
     }
 
     /// Handles one delivery: the raw body as received and the
@@ -301,7 +293,7 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         // A span attached with `instrument`, never entered across an await:
         // deliveries handled concurrently on one task keep their own ids.
         let span = tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type, account = %account);
-        self.handle_event(event, &account, now)
+        self.handle_event(&event, &account, now)
             .instrument(span)
             .await
     }
@@ -397,7 +389,7 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
     /// delivery, or an event from Stripe's EventBridge partner source).
     pub(crate) async fn handle_event(
         &self,
-        event: Event,
+        event: &StripeEvent<'_>,
         account: &AccountId,
         now: i64,
     ) -> WebhookAnswer {
@@ -428,7 +420,9 @@ impl<L: Ledger, D: DownloadQueue, S: ScheduleQueue> WebhookService<L, D, S> {
         }
         // Decided before anything is written: an unreadable object is refused
         // with the ledger untouched, an ignored event costs no write.
-        let decision = match decide(&event, account, &self.report_types_of(account)) {
+        let decision = match decide(event, account, |report_type| {
+            self.is_configured(account, report_type)
+        }) {
             Ok(Decision::Ignore) => {
                 info!("event type, or report type, not handled: ignored");
                 return WebhookAnswer::Received(Outcome::Ignored);
@@ -579,96 +573,12 @@ fn other_account(owner: &AccountId) -> Outcome {
     Outcome::OtherAccount
 }
 
-/// A Stripe event: `object` is `"event"`, with `id`, `type`, `created`,
-/// `livemode` and `data.object`.
-pub fn parse_event(body: &[u8]) -> Result<Event, String> {
-    // One pass on the happy path; the error path works out what went wrong.
-    match serde_json::from_slice::<Event>(body) {
-        Ok(event) => check_event(event),
-        Err(err) => Err(match serde_json::from_slice::<ObjectProbe>(body) {
-            Err(_) => "body is not a JSON object".to_owned(),
-            Ok(probe) => not_an_event(probe, &err),
-        }),
-    }
-}
-
-/// The same for an event already parsed as JSON (EventBridge's `detail`).
-pub fn event_from_value(value: serde_json::Value) -> Result<Event, String> {
-    if !value.is_object() {
-        return Err("body is not a JSON object".to_owned());
-    }
-    match Event::deserialize(&value) {
-        Ok(event) => check_event(event),
-        Err(err) => Err(not_an_event(
-            ObjectProbe::deserialize(&value).unwrap_or(ObjectProbe { object: None }),
-            &err,
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-struct ObjectProbe {
-    object: Option<String>,
-}
-
-fn not_an_event(probe: ObjectProbe, err: &serde_json::Error) -> String {
-    if probe.object.as_deref() != Some("event") {
-        "body is not a Stripe event (object is not \"event\")".to_owned()
-    } else {
-        format!("body is not a Stripe event: {}", err_without_input(err))
-    }
-}
-
-fn check_event(event: Event) -> Result<Event, String> {
-    if event.object != "event" {
-        return Err("body is not a Stripe event (object is not \"event\")".into());
-    }
-    if event.id.is_empty() || event.event_type.is_empty() || !event.data.object.is_object() {
-        return Err("body is not a Stripe event (id, type or data.object missing)".into());
-    }
-    // Stripe's ids are short; a long one is not Stripe's (and could not key the ledger).
-    if event.id.len() > 255 || event.event_type.len() > 255 {
-        return Err("body is not a Stripe event (id or type longer than 255 bytes)".into());
-    }
-    Ok(event)
-}
-
-fn read_object<T: serde::de::DeserializeOwned>(event: &Event) -> Result<T, String> {
-    T::deserialize(&event.data.object).map_err(|err| {
-        format!(
-            "data.object of {} is not what the type says: {}",
-            event.event_type,
-            err_without_input(&err)
-        )
-    })
-}
-
-/// serde_json's messages can quote input values ("invalid type: string
-/// \"…\""); only "missing field `name`" is kept as is, anything else is reduced
-/// to its category and position, so nothing of the body is ever echoed.
-fn err_without_input(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    if text.starts_with("missing field") {
-        text.split(" at line").next().unwrap_or_default().to_owned()
-    } else if err.line() == 0 {
-        // From a `Value` (data.object), where there is no position to give.
-        format!("{:?} error (a field has the wrong type)", err.classify())
-    } else {
-        format!(
-            "{:?} error at line {} column {}",
-            err.classify(),
-            err.line(),
-            err.column()
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(event_type: &str, object: serde_json::Value) -> Event {
+    fn event(event_type: &str, object: serde_json::Value) -> StripeEvent<'static> {
         parse_event(
             json!({
                 "id": "evt_1", "object": "event", "created": 1_796_000_000, "livemode": false,
@@ -678,14 +588,15 @@ mod tests {
             .as_bytes(),
         )
         .unwrap()
+        .into_owned()
     }
 
     fn acct() -> AccountId {
         AccountId::parse("acct_A").unwrap()
     }
 
-    fn configured() -> HashSet<String> {
-        ["balance.summary.1".to_owned()].into()
+    fn configured(report_type: &str) -> bool {
+        report_type == "balance.summary.1"
     }
 
     #[test]
@@ -697,14 +608,14 @@ mod tests {
             )
         };
         assert_eq!(
-            decide(&updated("balance.summary.1"), &acct(), &configured()),
+            decide(&updated("balance.summary.1"), &acct(), configured),
             Ok(Decision::Schedule {
                 report_type: "balance.summary.1".into(),
                 data_available_end: 1_795_910_400
             })
         );
         assert_eq!(
-            decide(&updated("payouts.itemized.3"), &acct(), &configured()),
+            decide(&updated("payouts.itemized.3"), &acct(), configured),
             Ok(Decision::Ignore)
         );
         let run = json!({"id": "frr_1", "object": "reporting.report_run", "report_type": "payouts.itemized.3",
@@ -713,7 +624,7 @@ mod tests {
             facts,
             outcome,
             configured: false,
-        }) = decide(&event(RUN_FAILED, run), &acct(), &configured())
+        }) = decide(&event(RUN_FAILED, run), &acct(), configured)
         else {
             panic!("a failed run of an unconfigured type is still a run decision");
         };
@@ -735,7 +646,7 @@ mod tests {
             decide(
                 &event("charge.succeeded", json!({"id": "ch_1"})),
                 &acct(),
-                &configured()
+                configured
             ),
             Ok(Decision::Ignore)
         );
@@ -747,7 +658,7 @@ mod tests {
             RUN_SUCCEEDED,
             json!({"id": 42, "report_type": "sk_live_not_to_be_echoed"}),
         );
-        let reason = decide(&wrong, &acct(), &configured()).unwrap_err();
+        let reason = decide(&wrong, &acct(), configured).unwrap_err();
         assert!(
             reason.starts_with(
                 "data.object of reporting.report_run.succeeded is not what the type says"
@@ -760,7 +671,7 @@ mod tests {
         );
         let missing = event(RUN_SUCCEEDED, json!({"id": "frr_1"}));
         assert!(
-            decide(&missing, &acct(), &configured())
+            decide(&missing, &acct(), configured)
                 .unwrap_err()
                 .ends_with("missing field `report_type`")
         );

@@ -39,11 +39,44 @@ pub enum SignatureError {
     NoSecret,
 }
 
-/// A parsed `Stripe-Signature` header.
+/// A parsed `Stripe-Signature` header: its timestamp, and its `v1`
+/// signatures read from the header text on demand (no list is built).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureHeader<'a> {
     pub timestamp: i64,
-    pub v1_signatures: Vec<&'a str>,
+    /// Whether any item is a `v1` signature.
+    pub has_v1: bool,
+    header: &'a str,
+}
+
+impl<'a> SignatureHeader<'a> {
+    /// Every `v1` candidate, in header order.
+    pub fn v1_signatures(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        items(self.header)
+            .filter(|(key, _)| *key == EXPECTED_SCHEME)
+            .filter_map(|(_, value)| value)
+    }
+}
+
+/// The header's items as stripe-python reads them: split on `,`, each item
+/// split on `=`, the value being the text between the first and a second `=`.
+fn items(header: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    // Byte loops rather than `splitn`: the items are a few bytes long, and
+    // this runs on every delivery (`=` is ASCII, so the cuts are on char
+    // boundaries).
+    header
+        .split(',')
+        .map(|item| match item.bytes().position(|byte| byte == b'=') {
+            None => (item, None),
+            Some(first) => {
+                let rest = &item[first + 1..];
+                let end = rest
+                    .bytes()
+                    .position(|byte| byte == b'=')
+                    .unwrap_or(rest.len());
+                (&item[..first], Some(&rest[..end]))
+            }
+        })
 }
 
 /// Parses the header as stripe-python does: items split on `,`, each item split
@@ -51,11 +84,8 @@ pub struct SignatureHeader<'a> {
 /// compared exactly (no trimming), the first `t` parsed as a Python `int()`.
 pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, SignatureError> {
     let mut timestamp = None;
-    let mut v1_signatures = Vec::new();
-    for item in header.split(',') {
-        let mut parts = item.splitn(3, '=');
-        let key = parts.next().unwrap_or_default();
-        let value = parts.next();
+    let mut has_v1 = false;
+    for (key, value) in items(header) {
         if key == "t" {
             // Python reads `i[1]` of every `t` item but converts only the first.
             let value = value.ok_or(SignatureError::MalformedHeader)?;
@@ -63,13 +93,17 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, SignatureError>
                 timestamp = Some(parse_python_int(value).ok_or(SignatureError::MalformedHeader)?);
             }
         } else if key == EXPECTED_SCHEME {
-            v1_signatures.push(value.ok_or(SignatureError::MalformedHeader)?);
+            if value.is_none() {
+                return Err(SignatureError::MalformedHeader);
+            }
+            has_v1 = true;
         }
     }
     let timestamp = timestamp.ok_or(SignatureError::MalformedHeader)?;
     Ok(SignatureHeader {
         timestamp,
-        v1_signatures,
+        has_v1,
+        header,
     })
 }
 
@@ -102,15 +136,48 @@ fn parse_python_int(text: &str) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
-/// HMAC-SHA256 of `"<timestamp>.<payload>"` keyed with `secret`, lowercase hex.
-pub fn compute_signature(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+/// `value` in decimal as Python's `%d` writes it, into `buffer` (20 bytes
+/// hold any i64): the signed payload's prefix without a heap string.
+fn decimal(value: i64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    let mut rest = value.unsigned_abs();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        start -= 1;
+        buffer[start] = b'-';
+    }
+    &buffer[start..]
+}
+
+/// HMAC-SHA256 of `"<timestamp>.<payload>"` keyed with `secret`, as lowercase
+/// hex in a stack buffer. One pass over the payload, fed to the MAC in place
+/// (the signed string is never assembled).
+fn signature_hex(secret: &str, timestamp: i64, payload: &[u8]) -> [u8; 64] {
     // A key of any length is valid for HMAC, so this cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(decimal(timestamp, &mut [0; 20]));
     mac.update(b".");
     mac.update(payload);
-    hex::encode(mac.finalize().into_bytes())
+    let mut hex = [0; 64];
+    hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex)
+        .unwrap_or_else(|_| unreachable!("32 bytes are 64 hex digits"));
+    hex
+}
+
+/// HMAC-SHA256 of `"<timestamp>.<payload>"` keyed with `secret`, lowercase hex.
+pub fn compute_signature(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    signature_hex(secret, timestamp, payload)
+        .iter()
+        .map(|&digit| char::from(digit))
+        .collect()
 }
 
 /// A `Stripe-Signature` header value signing `payload` at `timestamp` with each secret.
@@ -138,15 +205,15 @@ pub fn verify(
         return Err(SignatureError::NoSecret);
     }
     let parsed = parse_header(header)?;
-    if parsed.v1_signatures.is_empty() {
+    if !parsed.has_v1 {
         return Err(SignatureError::NoV1Signature);
     }
     let matched = secrets.iter().any(|secret| {
-        let expected = compute_signature(secret.expose(), parsed.timestamp, payload);
+        let expected = signature_hex(secret.expose(), parsed.timestamp, payload);
         // Check every candidate (no early exit) so timing reveals nothing
         // about which candidate or how much of it matched.
-        parsed.v1_signatures.iter().fold(false, |found, candidate| {
-            found | bool::from(expected.as_bytes().ct_eq(candidate.as_bytes()))
+        parsed.v1_signatures().fold(false, |found, candidate| {
+            found | bool::from(expected.as_slice().ct_eq(candidate.as_bytes()))
         })
     });
     if !matched {
@@ -257,6 +324,13 @@ mod tests {
         assert_eq!(parse_python_int("0x10"), None);
         assert_eq!(parse_python_int(""), None);
         assert_eq!(parse_python_int("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn timestamps_are_signed_as_python_formats_them() {
+        for value in [0, 7, -7, 1_796_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(decimal(value, &mut [0; 20]), value.to_string().as_bytes());
+        }
     }
 
     #[test]
