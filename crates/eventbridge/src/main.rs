@@ -1,21 +1,38 @@
 //! The `eventbridge` Lambda function, fed by the queue the stack's
 //! EventBridge rule fills with Stripe's events.
+// The handler nested in the runtime's future is deeper than the compiler's
+// default layout query limit.
+#![recursion_limit = "256"]
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use stripe_reports::domain::config::ConfigError;
+use stripe_reports::env::Environment;
+
+/// A configuration error stops the cold start with this one line.
+fn stop(err: ConfigError) -> ! {
+    eprintln!("eventbridge: configuration error: {err}");
+    std::process::exit(1)
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let service = match eventbridge::service_from_env().await {
-        Ok(service) => service,
-        Err(err) => {
-            eprintln!("eventbridge: configuration error: {err}");
-            std::process::exit(1);
+    let env = Environment::load_unchecked()
+        .await
+        .unwrap_or_else(|err| stop(err));
+    // Stripe answers for the keys while the runtime is asked for the first event.
+    let checked = env.check_accounts_in_background(stop);
+    let service = eventbridge::service_from(env)
+        .await
+        .unwrap_or_else(|err| stop(err));
+    let service = &service;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let checked = checked.clone();
+        async move {
+            checked.wait().await;
+            eventbridge::handle(service, event).await
         }
-    };
-    run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        eventbridge::handle(&service, event)
     }))
     .await
 }

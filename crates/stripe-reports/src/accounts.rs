@@ -135,22 +135,35 @@ fn entry_name(entry: &StripeSecrets) -> String {
 }
 
 impl Accounts {
-    /// Cold start: checks every key with Stripe (all at once). A configured
-    /// id that is not its key's, or two entries of one account, is the one
-    /// line that stops the function; a key that cannot be checked is logged
-    /// and checked again later.
+    /// Cold start: checks every key with Stripe (all at once), see
+    /// [`Accounts::check_keys`].
     pub async fn load(
         secrets: SecretsCache,
         lookup: Arc<dyn AccountLookup>,
     ) -> Result<Self, ConfigError> {
-        let accounts = Self {
+        let accounts = Self::unchecked(secrets, lookup);
+        accounts.check_keys().await?;
+        Ok(accounts)
+    }
+
+    /// The accounts before any key is checked: each is asked about at its
+    /// first use, or all at once by [`Accounts::check_keys`].
+    pub fn unchecked(secrets: SecretsCache, lookup: Arc<dyn AccountLookup>) -> Self {
+        Self {
             secrets,
             lookup: Some(lookup),
             checks: Default::default(),
             learned: Default::default(),
-        };
-        let variable = accounts.variable().await;
-        for state in accounts.states().await {
+        }
+    }
+
+    /// The cold start's check of every key with Stripe (all at once). A
+    /// configured id that is not its key's, or two entries of one account,
+    /// is the one line that stops the function; a key that cannot be checked
+    /// is logged and checked again later.
+    pub async fn check_keys(&self) -> Result<(), ConfigError> {
+        let variable = self.variable().await;
+        for state in self.states().await {
             if let AccountState::Failing { account, reason } = state {
                 if reason.starts_with(MISMATCH) || reason.starts_with(DUPLICATE) {
                     return Err(ConfigError::new(variable, format!("{account}: {reason}")));
@@ -158,7 +171,7 @@ impl Accounts {
                 warn!(account = %account, reason = %reason, "Stripe account not usable now: its work waits, the others go on");
             }
         }
-        Ok(accounts)
+        Ok(())
     }
 
     /// Accounts whose configured ids are taken as they are, without asking

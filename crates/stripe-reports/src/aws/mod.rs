@@ -2,6 +2,7 @@
 //! credentials. Every client honours `AWS_ENDPOINT_URL` (the SDK reads it), so
 //! the same code runs against moto's server locally.
 
+pub mod http;
 pub mod ledger;
 pub mod queue;
 pub mod s3;
@@ -11,9 +12,13 @@ pub use ledger::DynamoLedger;
 pub use queue::SqsQueue;
 pub use s3::S3Sink;
 
-/// The shared SDK configuration, loaded once per cold start.
+/// The shared SDK configuration, loaded once per cold start, with one HTTPS
+/// client for all the SDK clients built from it (see [`http`]).
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http::shared_https_client())
+        .load()
+        .await
 }
 
 /// An SDK error with its whole chain of causes on one line (the SDK's own

@@ -177,9 +177,13 @@ impl StripeClient {
             .map_err(|_| StripeError::Config("API version is not a valid header value".into()))?;
         headers.insert("Stripe-Version", version);
         let user_agent = concat!("stripe-reports/", env!("CARGO_PKG_VERSION"));
+        // One TLS configuration for both clients (see super::tls).
+        let tls = super::tls::stripe_tls_config()
+            .map_err(|err| StripeError::Config(format!("TLS configuration: {err}")))?;
         // The API never redirects; a redirect would be a misconfiguration, and
         // following it could carry the key elsewhere.
         let api = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
             .user_agent(user_agent)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
@@ -190,6 +194,7 @@ impl StripeClient {
         // File redirects are followed by hand (download_file), so each target
         // is checked against the allow-list before the key goes out.
         let files = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))

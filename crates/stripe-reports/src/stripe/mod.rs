@@ -8,6 +8,8 @@
 #[cfg(feature = "http")]
 pub mod client;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod tls;
 pub mod types;
 
 #[cfg(feature = "http")]
