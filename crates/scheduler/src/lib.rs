@@ -2,6 +2,9 @@
 //! schedule, a schedule-queue batch, or a backfill by hand) and what it
 //! answers. The use case itself is `stripe_reports::scheduler`.
 
+pub mod pace;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -29,13 +32,15 @@ pub async fn service_from_env() -> Result<Service, ConfigError> {
 
 /// Builds the scheduler from a loaded environment (tests pass their own
 /// configuration and clock). Each account's client reads its key from the
-/// secrets cache at each request.
+/// secrets cache at each request; each account's requests are paced at its
+/// key's mode's rates, in slots from the sequence in the ledger table that
+/// every invocation working the account at once takes from.
 pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
     let stripe = env.account_clients();
-    let ledger = DynamoLedger::new(
-        aws_sdk_dynamodb::Client::new(&env.sdk),
-        env.config.require_runs_table()?,
-    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&env.sdk);
+    let table = env.config.require_runs_table()?;
+    let ledger = DynamoLedger::new(dynamodb.clone(), table);
+    let pace = pace::DynamoPace::new(dynamodb, table);
     let downloads = SqsQueue::new(
         aws_sdk_sqs::Client::new(&env.sdk),
         env.config.require_download_queue_url()?,
@@ -50,7 +55,8 @@ pub async fn service_from(env: Environment) -> Result<Service, ConfigError> {
     );
     service.stuck_after = Duration::from_secs(u64::from(env.config.stuck_after_hours) * 3600);
     service.overdue_after = Duration::from_secs(u64::from(env.config.overdue_after_minutes) * 60);
-    service.max_rps = env.config.stripe_max_rps;
+    service.rates = env.config.stripe_rates;
+    service.shared_pace = Some(Arc::new(pace));
     Ok(service)
 }
 

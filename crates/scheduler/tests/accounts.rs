@@ -19,7 +19,7 @@ use stripe_reports::accounts::{AccountClients, Accounts};
 use stripe_reports::aws::SqsQueue;
 use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::calendar::Interval;
-use stripe_reports::domain::config::{FileHosts, StripeAccounts};
+use stripe_reports::domain::config::{FileHosts, RateSettings, StripeAccounts};
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::{ReportSpec, read_specs};
 use stripe_reports::ports::{Ledger, RunFacts, Transition};
@@ -339,7 +339,7 @@ async fn timed_invocation(accounts: &[(&str, &str)], clock: &Clock) -> (Duration
     });
     let aws = aws().await;
     let mut service = schedulers(aws.ledger.clone(), &aws, &emulator, accounts, specs, 2);
-    service.max_rps = MAX_RPS;
+    service.rates = RateSettings::fixed(f64::from(MAX_RPS));
     let started = Instant::now();
     let answer = scheduler::handle_at(&service, scheduled(), clock.now)
         .await
@@ -411,7 +411,7 @@ async fn checked_schedulers(
         specs,
         lookback_days,
     );
-    service.max_rps = 100;
+    service.rates = RateSettings::fixed(100.0);
     service
 }
 

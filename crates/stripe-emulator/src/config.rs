@@ -310,9 +310,26 @@ pub struct Faults {
     #[serde(default)]
     pub storm: Option<ErrorStorm>,
     /// API requests per second of each account above which Stripe's 429
-    /// `rate_limit` is answered (each account's key has its own budget, as at Stripe).
+    /// `rate_limit` is answered (each account's key has its own budget, as at
+    /// Stripe), counted over the last second: Stripe's test mode allows 25.
     #[serde(default)]
     pub rate_limit_rps: Option<u32>,
+    /// The same for a request made with a live-mode key (`sk_live_`,
+    /// `rk_live_`), when set (else `rate_limit_rps`): Stripe's live mode allows 100.
+    #[serde(default)]
+    pub live_rate_limit_rps: Option<u32>,
+    /// API requests per second of each endpoint of each account (a method
+    /// and a path without its ids: `POST /v1/reporting/report_runs`,
+    /// `GET /v1/reporting/report_runs/{id}`), counted as well as the
+    /// account's: Stripe's default is 25 in either mode ("individual API
+    /// endpoints (unless otherwise noted)", docs.stripe.com/rate-limits).
+    #[serde(default)]
+    pub endpoint_rate_limit_rps: Option<u32>,
+    /// Every API answer (not file contents) comes this many milliseconds
+    /// after its request: Stripe's answer time, for measuring how many
+    /// requests a client must keep in flight to hold its pace.
+    #[serde(default)]
+    pub api_latency_ms: u64,
     /// The next N file downloads are cut after half of the bytes.
     #[serde(default)]
     pub truncate_files: u32,
@@ -369,6 +386,9 @@ impl Default for Faults {
             inject: Vec::new(),
             storm: None,
             rate_limit_rps: None,
+            live_rate_limit_rps: None,
+            endpoint_rate_limit_rps: None,
+            api_latency_ms: 0,
             truncate_files: 0,
             file_bytes_per_sec: None,
             files_byte_order_mark: false,

@@ -20,8 +20,8 @@ use crate::config::{Faults, MAX_STORM, duration_from_secs};
 use crate::csv::{CsvGenerator, FileSpec, FileSpecError, FileTotals, seed_for};
 use crate::delivery;
 use crate::state::{
-    MAX_REQUEST_RECORDS, ObjectKind, ReportTypeState, RequestRecord, RunState, RunStatus, new_id,
-    now, rng_for,
+    MAX_REQUEST_RECORDS, ObjectKind, ReportTypeState, RequestRecord, RunState, RunStatus, State,
+    new_id, now, rng_for,
 };
 
 /// The listener a request arrived on, so that the request log can tell an
@@ -193,32 +193,85 @@ fn authenticate(shared: &Shared, key: Option<&str>) -> Result<usize, Response> {
     ))
 }
 
+/// Whether `key` is a live-mode key (Stripe's limits differ by mode).
+fn is_live_key(key: Option<&str>) -> bool {
+    key.is_some_and(|key| key.starts_with("sk_live_") || key.starts_with("rk_live_"))
+}
+
+/// The endpoint a request goes to, as Stripe counts them for its
+/// per-endpoint limits: the method and the path, with the object's id left
+/// out (`GET /v1/reporting/report_runs/{id}` for every run).
+fn endpoint_of(method: &Method, segments: &[&str]) -> String {
+    match segments {
+        ["v1", "reporting", kind, _] => format!("{method} /v1/reporting/{kind}/{{id}}"),
+        ["v1", kind, _] => format!("{method} /v1/{kind}/{{id}}"),
+        _ => format!("{method} /{}", segments.join("/")),
+    }
+}
+
+/// Whether a request of `account` to `endpoint` (made with a live-mode key
+/// when `live`) is within the rate limits set by the faults; an admitted
+/// request counts in the account's and the endpoint's windows.
+fn within_rate_limits(state: &mut State, account: usize, live: bool, endpoint: &str) -> bool {
+    let faults = &state.faults;
+    let account_limit = if live {
+        faults.live_rate_limit_rps.or(faults.rate_limit_rps)
+    } else {
+        faults.rate_limit_rps
+    };
+    let endpoint_limit = faults.endpoint_rate_limit_rps;
+    if account_limit.is_none() && endpoint_limit.is_none() {
+        return true;
+    }
+    let at = Instant::now();
+    let account_state = &mut state.accounts[account];
+    let account_room =
+        account_limit.is_none_or(|limit| account_state.rate_window.has_room(at, limit));
+    let endpoint_window = endpoint_limit.map(|limit| {
+        let window = account_state
+            .endpoint_windows
+            .entry(endpoint.to_owned())
+            .or_default();
+        (window.has_room(at, limit), window)
+    });
+    let endpoint_room = endpoint_window.as_ref().is_none_or(|(room, _)| *room);
+    if !(account_room && endpoint_room) {
+        return false;
+    }
+    if let Some((_, window)) = endpoint_window {
+        window.admit(at);
+    }
+    if account_limit.is_some() {
+        account_state.rate_window.admit(at);
+    }
+    true
+}
+
 /// Rate limit, injected responses and error storms, in that order, for a
-/// request made with `account`'s key.
-fn fault_for(shared: &Shared, account: usize, method: &Method, path: &str) -> Option<Response> {
+/// request to `endpoint` made with `account`'s key (a live-mode key when `live`).
+fn fault_for(
+    shared: &Shared,
+    account: usize,
+    live: bool,
+    endpoint: &str,
+    method: &Method,
+    path: &str,
+) -> Option<Response> {
     let account_id = shared.accounts[account].id.as_str();
     let applies = |scope: &Option<String>| scope.as_deref().is_none_or(|id| id == account_id);
     let mut guard = shared.lock();
     // Through a plain reference, so that the storm and the generator (two
     // fields) can be borrowed at once.
     let state = &mut *guard;
-    if let Some(limit) = state.faults.rate_limit_rps {
-        let second = now();
-        let window = &mut state.accounts[account].rate_window;
-        if window.0 != second {
-            *window = (second, 0);
-        }
-        window.1 += 1;
-        if window.1 > limit {
-            state.stats.rate_limited += 1;
-            return Some(stripe_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_request_error",
-                Some("rate_limit"),
-                None,
-                "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
-            ));
-        }
+    if !within_rate_limits(state, account, live, endpoint) {
+        state.stats.rate_limited += 1;
+        return Some(stripe_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_request_error",
+            Some("rate_limit"),
+            None,
+            "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+        ));
     }
     let matching = state.faults.inject.iter().position(|injection| {
         injection.times > 0
@@ -334,12 +387,21 @@ async fn dispatch(
         }
         return file_contents(&shared, account, file_id);
     }
-    shared.lock().stats.api_requests += 1;
+    let latency = {
+        let mut state = shared.lock();
+        state.stats.api_requests += 1;
+        state.faults.api_latency_ms
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency.min(60_000))).await;
+    }
     let account = match authenticate(&shared, key.as_deref()) {
         Ok(account) => account,
         Err(denied) => return denied,
     };
-    if let Some(fault) = fault_for(&shared, account, &method, &path) {
+    let endpoint = endpoint_of(&method, &segments);
+    let live = is_live_key(key.as_deref());
+    if let Some(fault) = fault_for(&shared, account, live, &endpoint, &method, &path) {
         return fault;
     }
     let query = query_pairs(&uri);

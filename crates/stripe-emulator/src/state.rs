@@ -1,8 +1,8 @@
 //! The emulator's in-memory accounts (report types, runs, files, events,
 //! idempotency keys, rate windows) and what they share (faults, counters, logs).
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,6 +26,30 @@ pub fn now() -> i64 {
 pub fn default_available_end(now: i64) -> i64 {
     let published = now - 12 * 3600;
     published - published.rem_euclid(DAY)
+}
+
+/// The requests admitted during the last second: a sliding window, so that
+/// no second (not only each calendar second) holds more than the limit, as
+/// a client spacing its requests evenly must achieve.
+#[derive(Debug, Default)]
+pub struct RateWindow(VecDeque<Instant>);
+
+impl RateWindow {
+    /// Whether one more request at `at` stays within `limit` per second.
+    pub fn has_room(&mut self, at: Instant, limit: u32) -> bool {
+        while self
+            .0
+            .front()
+            .is_some_and(|&admitted| at.duration_since(admitted) >= Duration::from_secs(1))
+        {
+            self.0.pop_front();
+        }
+        self.0.len() < limit as usize
+    }
+
+    pub fn admit(&mut self, at: Instant) {
+        self.0.push_back(at);
+    }
 }
 
 pub fn new_id(prefix: &str) -> String {
@@ -168,8 +192,10 @@ pub struct AccountState {
     /// Events in creation order.
     pub events: Vec<Value>,
     pub event_index: HashMap<String, usize>,
-    /// (unix second, requests in it) for the account's rate limit.
-    pub rate_window: (i64, u32),
+    /// When each request of the last second was admitted, for the
+    /// account's rate limit, and for each of its endpoints'.
+    pub rate_window: RateWindow,
+    pub endpoint_windows: HashMap<String, RateWindow>,
 }
 
 impl AccountState {
@@ -187,7 +213,8 @@ impl AccountState {
             idempotency: HashMap::new(),
             events: Vec::new(),
             event_index: HashMap::new(),
-            rate_window: (0, 0),
+            rate_window: RateWindow::default(),
+            endpoint_windows: HashMap::new(),
         }
     }
 

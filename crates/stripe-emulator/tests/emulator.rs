@@ -455,6 +455,79 @@ async fn each_account_has_its_own_rate_limit() {
     }
 }
 
+/// How many of `n` back-to-back `GET path` requests with `key` are admitted.
+async fn admitted(
+    client: &reqwest::Client,
+    emulator: &Emulator,
+    key: &str,
+    path: &str,
+    n: usize,
+) -> usize {
+    let mut admitted = 0;
+    for _ in 0..n {
+        let response = client
+            .get(format!("{}{path}", emulator.base_url()))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 429 {
+            admitted += 1;
+        }
+    }
+    admitted
+}
+
+#[tokio::test]
+async fn live_keys_have_live_limits_and_each_endpoint_its_own() {
+    const LIVE: &str = "sk_live_emulator_live_account";
+    let client = reqwest::Client::new();
+    // The bursts below must fall within one second: on a machine too busy
+    // for that, the scenario is run again on a fresh emulator.
+    for _ in 0..3 {
+        let emulator = start(EmulatorConfig {
+            accounts: vec![AccountConfig::new(A, KEY_A), AccountConfig::new(B, LIVE)],
+            ..EmulatorConfig::default()
+        })
+        .await;
+        // Stripe's shape at a tenth of its size: test mode 25/s, live
+        // 100/s, each endpoint 25/s; here 3, 10 and 4.
+        emulator.set_faults(Faults {
+            rate_limit_rps: Some(3),
+            live_rate_limit_rps: Some(10),
+            endpoint_rate_limit_rps: Some(4),
+            ..Faults::default()
+        });
+        let burst = std::time::Instant::now();
+        let types = "/v1/reporting/report_types/balance.summary.1";
+        let other_type = "/v1/reporting/report_types/payouts.itemized.3";
+        let counts = [
+            // The test key: the account's 3 bind before the endpoint's 4.
+            admitted(&client, &emulator, KEY_A, "/v1/account", 5).await,
+            // The live key: each endpoint's 4 bind before the account's
+            // 10 (two report types are one endpoint, `…/report_types/{id}`),
+            // another endpoint has its own 4, and the account's 10 still cap.
+            admitted(&client, &emulator, LIVE, types, 3).await,
+            admitted(&client, &emulator, LIVE, other_type, 2).await,
+            admitted(&client, &emulator, LIVE, "/v1/account", 5).await,
+            admitted(&client, &emulator, LIVE, "/v1/reporting/report_runs", 3).await,
+        ];
+        if burst.elapsed() > Duration::from_millis(800) {
+            continue;
+        }
+        assert_eq!(counts, [3, 3, 1, 4, 2]);
+        assert_eq!(emulator.stats().rate_limited, 2 + 1 + 1 + 1);
+        // A second later every budget is whole again.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            admitted(&client, &emulator, LIVE, "/v1/account", 1).await,
+            1
+        );
+        return;
+    }
+    panic!("three bursts of 18 requests each took longer than 0.8 s");
+}
+
 #[tokio::test]
 async fn a_revoked_account_is_refused_while_the_other_works() {
     let emulator = start(two_accounts()).await;

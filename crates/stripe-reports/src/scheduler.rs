@@ -23,6 +23,7 @@ use tracing::{Instrument, info, warn};
 use crate::accounts::{AccountState, Accounts};
 use crate::domain::account::AccountId;
 use crate::domain::calendar::{self, CalendarError, Interval};
+use crate::domain::config::{RateSettings, RequestRates};
 use crate::domain::due::{Availability, DEFAULT_OVERDUE_AFTER_MINUTES, IntervalState, overdue_for};
 use crate::domain::ledger::RunStatus;
 use crate::domain::request_key::RequestKey;
@@ -31,14 +32,24 @@ use crate::ports::{
     DownloadQueue, Ledger, LedgerError, Recorded, RunFacts, RunRecord, StripeApi, StripeByAccount,
     Transition,
 };
-use crate::rate::RateLimiter;
+use crate::rate::{RateLimiter, SharedPace};
 use crate::status::walk_attempts;
 use crate::stripe::{CreateReportRun, ReportRun, ReportType, StripeError, StripeRunStatus};
 
 /// A failed run is requested once more (attempt 1); a second failure is final.
 pub const MAX_ATTEMPTS: u32 = 2;
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(6 * 3600);
-pub const DEFAULT_MAX_RPS: u32 = 20;
+/// Work items (intervals to request, runs to settle, report types to read)
+/// in flight at once per account, at least. Each waits for its slot, then
+/// for Stripe's answer and the ledger (a created run is one ledger read and
+/// two writes around its request), so keeping the pace needs
+/// pace × (answer time + ledger time) in flight: the scheduler keeps
+/// [`IN_FLIGHT_SECONDS`] of its pace in flight, up to [`MAX_CONCURRENCY`].
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Seconds of the pace in flight: the pace holds while a work item takes
+/// up to this long (Stripe answers a create in well under a second).
+pub const IN_FLIGHT_SECONDS: f64 = 2.0;
+pub const MAX_CONCURRENCY: usize = 256;
 /// A succeeded run still not stored after this long is enqueued again.
 pub const REENQUEUE_AFTER_SECS: i64 = 3600;
 const DAY: i64 = 86_400;
@@ -159,6 +170,9 @@ enum Overdue {
 /// The request (spec, interval, attempt) a run answers.
 type Request<'a> = (&'a ReportSpec, Interval, u32);
 
+/// A report type as read from Stripe, or the failure counted for it.
+type TypeRead = Result<(ReportType, Availability), Summary>;
+
 fn facts_of(account: &AccountId, run: &ReportRun) -> RunFacts {
     RunFacts {
         account: account.clone(),
@@ -183,7 +197,7 @@ pub struct Scheduler<L, S, D> {
     /// How long an interval may be due and not stored before it is overdue.
     pub overdue_after: Duration,
     pub limiter: Arc<RateLimiter>,
-    /// Stripe requests in flight at once (the limiter still caps the rate).
+    /// Work items in flight at once (the limiter still caps the rate).
     pub concurrency: usize,
 }
 
@@ -210,8 +224,10 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             lookback_days,
             stuck_after: DEFAULT_STUCK_AFTER,
             overdue_after: Duration::from_secs(u64::from(DEFAULT_OVERDUE_AFTER_MINUTES) * 60),
-            limiter: Arc::new(RateLimiter::new(DEFAULT_MAX_RPS)),
-            concurrency: 16,
+            limiter: Arc::new(RateLimiter::new(
+                RateSettings::default().rates_for(None).pace(),
+            )),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 
@@ -400,25 +416,35 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
         now: i64,
     ) -> Summary {
         let mut summary = Summary::default();
-        let mut types: HashMap<&str, Option<(ReportType, Availability)>> = HashMap::new();
-        for spec in specs {
-            if types.contains_key(spec.report_type.as_str()) {
-                continue;
-            }
-            let kind = match self.report_type_seen(&spec.report_type, now).await {
+        // Each report type read once, several at once (one at a time,
+        // Stripe's answer time and not the pace would set how long this takes).
+        // Owned ids, as for the work below: a stream of borrowed ones makes
+        // the future's type higher-ranked, which tokio::spawn cannot accept.
+        let distinct: HashSet<String> = specs.iter().map(|s| s.report_type.clone()).collect();
+        let read: Vec<(String, TypeRead)> = futures_util::stream::iter(distinct)
+            .map(|id| async move {
+                let kind = self.report_type_seen(&id, now).await;
+                (id, kind)
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut types: HashMap<String, Option<(ReportType, Availability)>> = HashMap::new();
+        for (id, kind) in read {
+            let kind = match kind {
                 Ok(kind) => Some(kind),
                 Err(failed) => {
                     summary.add(&failed);
                     None
                 }
             };
-            types.insert(spec.report_type.as_str(), kind);
+            types.insert(id, kind);
         }
         // Owned specs: a stream of borrowed ones makes the future's type
         // higher-ranked, which tokio::spawn (the local runner) cannot accept.
         let mut work: Vec<(ReportSpec, Interval, i64)> = Vec::new();
         for spec in specs {
-            let Some(Some((kind, seen))) = types.get(spec.report_type.as_str()) else {
+            let Some(Some((kind, seen))) = types.get(&spec.report_type) else {
                 continue;
             };
             match plan(spec, kind, window, now) {
@@ -622,24 +648,39 @@ impl<L: Ledger, S: StripeApi, D: DownloadQueue> Scheduler<L, S, D> {
             }
         }
         // Runs the ledger still waits for but the list did not show (older
-        // than the list window): read them one by one.
-        for record in unfinished
+        // than the list window): read them each, several at once (one at a
+        // time, Stripe's answer time and not the pace would set how long
+        // this takes).
+        // Owned records (see `plan_and_create`).
+        let unlisted: Vec<RunRecord> = unfinished
             .iter()
             .filter(|r| !seen.contains(&r.facts.run_id))
-        {
+            .cloned()
+            .collect();
+        let read: Vec<Result<ReportRun, Summary>> = futures_util::stream::iter(unlisted)
+        .map(|record| async move {
             self.limiter.acquire().await;
             match self.stripe.report_run(&record.facts.run_id).await {
-                Ok(run) => runs.push(run),
+                Ok(run) => Ok(run),
                 // Stripe's own "no such object", while the same key just
                 // listed runs (so the key and the API base are right).
                 Err(err) if err.is_resource_missing() && listed_ok => {
                     let span = tracing::info_span!("run", run_id = %record.facts.run_id, report_type = %record.facts.report_type);
-                    summary.add(&self.retire(record, &err, now).instrument(span).await);
+                    Err(self.retire(&record, &err, now).instrument(span).await)
                 }
                 Err(err) => {
                     warn!(run_id = %record.facts.run_id, error = %err, "cannot read report run");
-                    summary.errors += 1;
+                    Err(Summary::error())
                 }
+            }
+        })
+        .buffer_unordered(self.concurrency.max(1))
+        .collect()
+        .await;
+        for outcome in read {
+            match outcome {
+                Ok(run) => runs.push(run),
+                Err(settled) => summary.add(&settled),
             }
         }
         let (runs, adopted) = self.adopt_all(runs, now).await;
@@ -939,10 +980,10 @@ impl Outcome {
 }
 
 /// The scheduler of every configured account. Each account is worked by
-/// its own [`Scheduler`], with its own key and its own rate limiter (Stripe
-/// limits each account on its own), all at once: N accounts take about the
-/// time of the largest, and one that fails (a revoked key, a 429 storm, an
-/// outage) neither stops nor slows the others.
+/// its own [`Scheduler`], with its own key and its own rate limiter at its
+/// own mode's rates (Stripe limits each account on its own), all at once: N
+/// accounts take about the time of the largest, and one that fails (a
+/// revoked key, a 429 storm, an outage) neither stops nor slows the others.
 pub struct AccountSchedulers<L, S, D> {
     pub accounts: Arc<Accounts>,
     pub ledger: L,
@@ -952,11 +993,15 @@ pub struct AccountSchedulers<L, S, D> {
     pub lookback_days: u32,
     pub stuck_after: Duration,
     pub overdue_after: Duration,
-    /// Each account's request rate (`STRIPE_MAX_RPS`).
-    pub max_rps: u32,
+    /// Each account's request rates (`STRIPE_MAX_RPS`,
+    /// `STRIPE_MAX_RPS_PER_ENDPOINT`; unset, by its key's mode).
+    pub rates: RateSettings,
+    /// The sequence of request slots every invocation working an account
+    /// takes from (the ledger table); `None`: each invocation paces itself.
+    pub shared_pace: Option<Arc<dyn SharedPace>>,
     pub concurrency: usize,
     /// Kept across the invocations of a warm function, so that back-to-back
-    /// invocations share one account's budget.
+    /// invocations share one account's pacing.
     limiters: std::sync::Mutex<HashMap<AccountId, Arc<RateLimiter>>>,
 }
 
@@ -983,25 +1028,52 @@ where
             lookback_days,
             stuck_after: DEFAULT_STUCK_AFTER,
             overdue_after: Duration::from_secs(u64::from(DEFAULT_OVERDUE_AFTER_MINUTES) * 60),
-            max_rps: DEFAULT_MAX_RPS,
-            concurrency: 16,
+            rates: RateSettings::default(),
+            shared_pace: None,
+            concurrency: DEFAULT_CONCURRENCY,
             limiters: Default::default(),
         }
     }
 
-    fn limiter(&self, account: &AccountId) -> Arc<RateLimiter> {
+    /// The rates `account` is paced at: the configured ones, else those of
+    /// its key's mode.
+    pub async fn rates_of(&self, account: &AccountId) -> RequestRates {
+        self.rates
+            .rates_for(self.accounts.key_livemode(account).await)
+    }
+
+    /// The account's limiter, at the rates of its key's mode now (a key
+    /// switched between test and live mode while warm gets new rates).
+    async fn limiter(&self, account: &AccountId) -> Arc<RateLimiter> {
+        let rates = self.rates_of(account).await;
         let mut limiters = self
             .limiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        limiters
-            .entry(account.clone())
-            .or_insert_with(|| Arc::new(RateLimiter::new(self.max_rps)))
-            .clone()
+        if let Some(limiter) = limiters.get(account)
+            && limiter.per_second() == rates.pace()
+        {
+            return limiter.clone();
+        }
+        info!(
+            account = %account,
+            account_limit = rates.account,
+            endpoint_limit = rates.endpoint,
+            requests_per_second = rates.pace(),
+            shared = self.shared_pace.is_some(),
+            "Stripe requests of this account are paced"
+        );
+        let mut limiter = RateLimiter::new(rates.pace());
+        if let Some(pace) = &self.shared_pace {
+            limiter = limiter.with_shared_pace(pace.clone(), account.clone());
+        }
+        let limiter = Arc::new(limiter);
+        limiters.insert(account.clone(), limiter.clone());
+        limiter
     }
 
     /// The scheduler of one account.
-    pub fn scheduler(&self, account: &AccountId) -> Scheduler<L, S::Api, D> {
+    pub async fn scheduler(&self, account: &AccountId) -> Scheduler<L, S::Api, D> {
         let mut scheduler = Scheduler::new(
             account.clone(),
             self.ledger.clone(),
@@ -1012,8 +1084,9 @@ where
         );
         scheduler.stuck_after = self.stuck_after;
         scheduler.overdue_after = self.overdue_after;
-        scheduler.limiter = self.limiter(account);
-        scheduler.concurrency = self.concurrency;
+        let limiter = self.limiter(account).await;
+        scheduler.concurrency = in_flight(limiter.per_second(), self.concurrency);
+        scheduler.limiter = limiter;
         scheduler
     }
 
@@ -1064,7 +1137,9 @@ where
                     Some(match state {
                         AccountState::Ready(account) => {
                             let span = tracing::info_span!("account", account = %account);
-                            let summary = work(self.scheduler(&account)).instrument(span).await;
+                            let summary = async { work(self.scheduler(&account).await).await }
+                                .instrument(span)
+                                .await;
                             AccountSummary {
                                 account: account.to_string(),
                                 summary,
@@ -1120,10 +1195,14 @@ where
             Err(err) => return Err(SchedulerError::Account(err.to_string())),
         }
         let span = tracing::info_span!("account", account = %account);
-        self.scheduler(account)
-            .run_for_type(report_type, now)
-            .instrument(span)
-            .await
+        async {
+            self.scheduler(account)
+                .await
+                .run_for_type(report_type, now)
+                .await
+        }
+        .instrument(span)
+        .await
     }
 
     /// A backfill, for every account it names (all when it names none),
@@ -1179,6 +1258,18 @@ where
             .await;
         Ok(outcome)
     }
+}
+
+/// Work items in flight for `pace` requests per second: [`IN_FLIGHT_SECONDS`]
+/// of it, at least `minimum`, at most [`MAX_CONCURRENCY`].
+pub fn in_flight(pace: f64, minimum: usize) -> usize {
+    let needed = (pace * IN_FLIGHT_SECONDS).ceil();
+    let needed = if needed.is_finite() && needed > 0.0 {
+        needed.min(MAX_CONCURRENCY as f64) as usize
+    } else {
+        0
+    };
+    needed.max(minimum).max(1)
 }
 
 /// The intervals of one spec inside a window, split by availability.

@@ -12,6 +12,7 @@ use stripe_reports::accounts::AccountClients;
 use stripe_reports::aws::{DynamoLedger, SqsQueue};
 use stripe_reports::domain::account::AccountId;
 use stripe_reports::domain::calendar::Interval;
+use stripe_reports::domain::config::RateSettings;
 use stripe_reports::domain::ledger::StoredObject;
 use stripe_reports::domain::request_key::RequestKey;
 use stripe_reports::domain::spec::ReportSpec;
@@ -117,7 +118,7 @@ pub fn schedulers<L: Ledger + Clone>(
         lookback_days,
     );
     // Tests run against the emulator: a faster rate keeps them short.
-    service.max_rps = 100;
+    service.rates = RateSettings::fixed(100.0);
     service
 }
 

@@ -590,15 +590,110 @@ pub struct Config {
     /// `OVERDUE_AFTER_MINUTES` (default 120): an interval due (its data
     /// available) this long and not stored is overdue.
     pub overdue_after_minutes: u32,
-    /// `STRIPE_MAX_RPS` (default 20, under test mode's 25/s): the scheduler's request rate.
-    pub stripe_max_rps: u32,
-    /// `DOWNLOAD_PART_SIZE_MIB` (default 8, at least S3's 5): multipart part size.
+    /// `STRIPE_MAX_RPS` and `STRIPE_MAX_RPS_PER_ENDPOINT`: the scheduler's
+    /// request rates per account; unset, they follow each key's mode.
+    pub stripe_rates: RateSettings,
+    /// `DOWNLOAD_PART_SIZE_MIB` (default 5, S3's smallest part: the least
+    /// memory per part, and `make bench` measured no CPU cost per GiB for the
+    /// extra parts): multipart part size.
     pub download_part_size_mib: u32,
     /// `DOWNLOAD_PARTS_IN_FLIGHT` (default 2): parts uploaded at once per file.
     pub download_parts_in_flight: u32,
     /// `DOWNLOAD_CONCURRENCY` (default 2): messages of a batch handled at once.
     /// Peak memory ≈ concurrency × (parts in flight + 1) × part size.
     pub download_concurrency: u32,
+}
+
+/// Stripe's request limits per second of one account (docs.stripe.com/rate-limits):
+/// in test mode (sandboxes too)...
+pub const STRIPE_TEST_MODE_RPS: f64 = 25.0;
+/// ...in live mode...
+pub const STRIPE_LIVE_MODE_RPS: f64 = 100.0;
+/// ...and of each endpoint (a named operation, such as creating a report
+/// run), in either mode, "unless otherwise noted" (the reporting endpoints
+/// have no note). An endpoint's requests count towards the account's too.
+pub const STRIPE_ENDPOINT_RPS: f64 = 25.0;
+/// The share of Stripe's limits the scheduler takes by default. Stripe
+/// counts every request of the account: the rest is left to the downloader
+/// (two requests per finished run), to the account's own integration, and
+/// to the jitter of requests in flight; what still goes over is answered
+/// 429 and retried (docs/design-choices.md, "Stripe's rate limits").
+pub const RATE_SHARE: f64 = 0.9;
+/// The largest rate `STRIPE_MAX_RPS*` accept: Stripe raises an account's
+/// limits on request, but not beyond what one function's requests need.
+pub const MAX_CONFIGURED_RPS: f64 = 1000.0;
+
+/// `STRIPE_MAX_RPS` (an account's requests per second) and
+/// `STRIPE_MAX_RPS_PER_ENDPOINT` (its requests per second to each
+/// endpoint), for every account of the deployment; each unset one follows
+/// the account's key: [`RATE_SHARE`] of Stripe's limit for its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RateSettings {
+    pub account: Option<f64>,
+    pub endpoint: Option<f64>,
+}
+
+/// The requests per second one account is held to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestRates {
+    /// All of its requests.
+    pub account: f64,
+    /// Its requests to any one endpoint (never above `account`).
+    pub endpoint: f64,
+}
+
+impl RequestRates {
+    /// The scheduler's pace: the endpoint's rate, since nearly every
+    /// request of a fan-out goes to one endpoint (creating report runs),
+    /// and never above the account's.
+    pub fn pace(&self) -> f64 {
+        self.endpoint.min(self.account)
+    }
+}
+
+impl RateSettings {
+    /// The same rate for the account and each endpoint, whatever the mode
+    /// (tests against the emulator).
+    pub fn fixed(per_second: f64) -> Self {
+        Self {
+            account: Some(per_second),
+            endpoint: Some(per_second),
+        }
+    }
+
+    /// The rates of an account whose key is a live-mode key (`Some(true)`),
+    /// a test-mode key (`Some(false)`), or of no known mode (`None`: test
+    /// mode's, the lower, so an unknown key is never pushed past its limit).
+    pub fn rates_for(&self, livemode: Option<bool>) -> RequestRates {
+        let stripe_limit = if livemode == Some(true) {
+            STRIPE_LIVE_MODE_RPS
+        } else {
+            STRIPE_TEST_MODE_RPS
+        };
+        let account = self.account.unwrap_or(stripe_limit * RATE_SHARE);
+        let endpoint = self
+            .endpoint
+            .unwrap_or(STRIPE_ENDPOINT_RPS * RATE_SHARE)
+            .min(account);
+        RequestRates { account, endpoint }
+    }
+}
+
+/// Parses a request rate (a positive number, decimals allowed, up to
+/// [`MAX_CONFIGURED_RPS`]), or names the variable and what it takes.
+fn parse_rate(name: &'static str, text: Option<String>) -> Result<Option<f64>, ConfigError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= MAX_CONFIGURED_RPS => Ok(Some(rate)),
+        _ => Err(ConfigError::new(
+            name,
+            format!(
+                "{text:?} is not a number of requests per second above 0 and at most {MAX_CONFIGURED_RPS}"
+            ),
+        )),
+    }
 }
 
 /// Parses a whole number in `range`, or names the variable and the range.
@@ -832,11 +927,17 @@ impl Config {
                 super::due::DEFAULT_OVERDUE_AFTER_MINUTES,
                 0..=10_080,
             )?,
-            stripe_max_rps: parse_bounded("STRIPE_MAX_RPS", get("STRIPE_MAX_RPS"), 20, 1..=100)?,
+            stripe_rates: RateSettings {
+                account: parse_rate("STRIPE_MAX_RPS", get("STRIPE_MAX_RPS"))?,
+                endpoint: parse_rate(
+                    "STRIPE_MAX_RPS_PER_ENDPOINT",
+                    get("STRIPE_MAX_RPS_PER_ENDPOINT"),
+                )?,
+            },
             download_part_size_mib: parse_bounded(
                 "DOWNLOAD_PART_SIZE_MIB",
                 get("DOWNLOAD_PART_SIZE_MIB"),
-                8,
+                5,
                 5..=512,
             )?,
             download_parts_in_flight: parse_bounded(
@@ -954,6 +1055,37 @@ mod tests {
     }
 
     #[test]
+    fn request_rates_follow_the_keys_mode_unless_set() {
+        let unset = config(&[]).unwrap().stripe_rates;
+        let rates = |livemode| {
+            let r = unset.rates_for(livemode);
+            (r.account, r.endpoint)
+        };
+        // 90 % of Stripe's limits: 25/s in test mode, 100/s in live mode,
+        // 25/s per endpoint in either.
+        assert_eq!(rates(Some(false)), (22.5, 22.5));
+        assert_eq!(rates(Some(true)), (90.0, 22.5));
+        assert_eq!(
+            rates(None),
+            (22.5, 22.5),
+            "an unknown mode gets test mode's"
+        );
+        let set = config(&[("STRIPE_MAX_RPS", "10")]).unwrap().stripe_rates;
+        let test = set.rates_for(Some(false));
+        assert_eq!((test.account, test.endpoint), (10.0, 10.0));
+        assert_eq!(
+            set.rates_for(Some(true)),
+            test,
+            "the override is per deployment"
+        );
+        let raised = config(&[("STRIPE_MAX_RPS_PER_ENDPOINT", "80.5")])
+            .unwrap()
+            .stripe_rates
+            .rates_for(Some(true));
+        assert_eq!((raised.account, raised.endpoint), (90.0, 80.5));
+    }
+
+    #[test]
     fn direct_secrets_are_read_and_split() {
         let c = config(&[
             ("STRIPE_API_KEY", "sk_test_abc"),
@@ -1028,7 +1160,14 @@ mod tests {
             ("GLUE_DATABASE", "Stripe-Reports", "GLUE_DATABASE"),
             ("AWS_ENDPOINT_URL", "localhost:5000", "AWS_ENDPOINT_URL"),
             ("STUCK_AFTER_HOURS", "0", "STUCK_AFTER_HOURS"),
-            ("STRIPE_MAX_RPS", "1000", "STRIPE_MAX_RPS"),
+            ("STRIPE_MAX_RPS", "0", "STRIPE_MAX_RPS"),
+            ("STRIPE_MAX_RPS", "1001", "STRIPE_MAX_RPS"),
+            ("STRIPE_MAX_RPS", "NaN", "STRIPE_MAX_RPS"),
+            (
+                "STRIPE_MAX_RPS_PER_ENDPOINT",
+                "fast",
+                "STRIPE_MAX_RPS_PER_ENDPOINT",
+            ),
             ("DOWNLOAD_PART_SIZE_MIB", "4", "DOWNLOAD_PART_SIZE_MIB"),
             ("DOWNLOAD_CONCURRENCY", "0", "DOWNLOAD_CONCURRENCY"),
         ];
