@@ -103,7 +103,7 @@ fuzz:
 ## bench: every benchmark side by side with its baselines; writes bench/RESULTS.md (not part of make test);
 ## ONLY=fanout (or downloader, webhook, cold-start, tables, comma-separated) replaces only those sections
 bench: venv bench-tools
-	cargo build --release -p stripe-emulator -p scheduler -p webhook -p downloader -p cli -p hello-lambda
+	cargo build --release -p stripe-emulator -p scheduler -p webhook -p eventbridge -p downloader -p converter -p cli -p hello-lambda
 	cargo build --release -p downloader --example download_one
 	cargo build --release -p tables --example convert_rss
 	$(PYTHON) bench/run.py $(if $(ONLY),--only $(ONLY))
@@ -115,10 +115,14 @@ bench-converter: venv
 	cargo build --release -p tables --example convert_rss
 	$(LOCAL_AWS) $(PYTHON) bench/converter_memory.py
 
-## bench-tools: the AWS CLI (PyPI) in .venv-bench, and stripe-node when Node.js is present
+## bench-tools: the AWS CLI (PyPI) in .venv-bench, s3s-fs (crates.io: a Rust S3 server over a
+## folder, the downloader benchmark's fast local S3) in .local/s3s-fs, and stripe-node when Node.js is present
 AWSCLI_VERSION := 1.46.3
+S3S_FS_VERSION := 0.14.1
 STRIPE_NODE_VERSION := 23.1.0
-bench-tools: .venv-bench/.installed
+bench-tools: .venv-bench/.installed .local/s3s-fs/bin/s3s-fs
+.local/s3s-fs/bin/s3s-fs:
+	cargo install --quiet s3s-fs --version $(S3S_FS_VERSION) --features binary --root .local/s3s-fs
 .venv-bench/.installed:
 	python3 -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet --upgrade pip

@@ -92,7 +92,7 @@ def emulator(types, run_delay_ms, accounts=None):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(EMULATOR_PORT)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait()
@@ -127,7 +127,77 @@ def measured(argv):
         return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout.read().decode()
 
 
+def cpu_seconds_of(pid):
+    """CPU seconds (user + system) a running process has used so far: for a
+    server's share of a measurement, read before and after."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def goal_cell(holds):
     """A table's "goal holds" cell: plain when it holds, bold when it does not."""
     return "yes" if holds else "**no**"
 
+
+
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one
+# vCPU (AWS Lambda developer guide, "Configuring memory"), so 128 MB is 128/1769
+# of one. The sizes every cost table measures:
+LAMBDA_MEMORY_SIZES_MB = (128, 256, 512, 1024, 1769)
+MB_PER_VCPU = 1769
+CGROUP_CPU = "/sys/fs/cgroup/cpu"
+# What Lambda bills per GB-second (x86_64 and arm64 differ: the x86 price; a
+# ratio between sizes does not depend on it).
+LAMBDA_PRICE_PER_GB_SECOND = 0.0000166667
+
+
+def cpu_share_available():
+    """Whether a cgroup v1 CPU quota can be set here (root, cpu controller mounted)."""
+    return os.access(os.path.join(CGROUP_CPU, "cgroup.procs"), os.W_OK)
+
+
+@contextlib.contextmanager
+def cpu_share(memory_mb):
+    """A cgroup v1 `cpu` group whose CFS quota is a Lambda function's CPU at
+    `memory_mb`; yields a `preexec_fn` that puts a child into it."""
+    group = os.path.join(CGROUP_CPU, f"bench-{memory_mb}mb-{os.getpid()}")
+    os.makedirs(group, exist_ok=True)
+    try:
+        period = 100_000
+        with open(os.path.join(group, "cpu.cfs_period_us"), "w") as out:
+            out.write(str(period))
+        with open(os.path.join(group, "cpu.cfs_quota_us"), "w") as out:
+            out.write(str(max(1000, period * memory_mb // MB_PER_VCPU)))
+
+        def enter():
+            with open(os.path.join(group, "cgroup.procs"), "w") as procs:
+                procs.write(str(os.getpid()))
+
+        yield enter
+    finally:
+        # The group can only go once no process is left in it.
+        for _ in range(50):
+            try:
+                os.rmdir(group)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def peak_rss_and_cpu(argv, env=None, preexec_fn=None):
+    """Runs `argv` in a fresh process under GNU time: (wall s, CPU s (user +
+    system), peak RSS MiB, stdout). GNU time reads the child's own ru_maxrss:
+    a child forked straight from this Python process would count this
+    process's pages too (ru_maxrss includes the image before exec)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r") as report:
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", report.name, *argv], env=env,
+                              capture_output=True, text=True, preexec_fn=preexec_fn)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{os.path.basename(argv[0])} failed: {done.stderr[-800:]}")
+        _, user, system, kib = report.read().split()[-4:]
+        return seconds, float(user) + float(system), int(kib) / 1024, done.stdout

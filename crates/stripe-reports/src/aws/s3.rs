@@ -6,11 +6,15 @@
 //!
 //! Peak memory ≈ (parts in flight + 1) × part size, whatever the file size:
 //! a chunk that crosses a part boundary is split there and its tail carried
-//! into the next part, so no part buffer ever grows past the part size. The
+//! into the next part, so no part buffer ever grows past the part size, and
+//! a part's buffer goes back to a pool once S3 has it, so the same few
+//! buffers carry the whole file (no allocation, and no fresh pages for the
+//! kernel to fault in, per part). The
 //! upload is bounded by a deadline; when it passes, the multipart upload is
 //! aborted before the error is returned (never left open by a dropped future).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -23,7 +27,7 @@ use tokio::time::Instant;
 
 /// S3's smallest part (all but the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
-pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+pub const DEFAULT_PART_SIZE: usize = MIN_PART_SIZE;
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 2;
 
 /// One object to write.
@@ -116,7 +120,7 @@ impl S3Sink {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut reader = PartReader::new(body, self.part_size);
+        let mut reader = PartReader::new(body, self.part_size, PartPool::default());
         let out_of_time = |reader: &PartReader<S>| SinkError::Deadline {
             bytes: reader.received,
         };
@@ -182,6 +186,8 @@ impl S3Sink {
             .set_metadata(Some(object.metadata.clone()))
             .content_length(bytes.len() as i64)
             .body(ByteStream::from(bytes))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(s3_error("PutObject"))?;
@@ -224,8 +230,16 @@ impl S3Sink {
         let mut number: i32 = 1;
         let mut part = first;
         loop {
-            self.send_part(&mut in_flight, &mut done, object, upload_id, number, part)
-                .await?;
+            self.send_part(
+                &mut in_flight,
+                &mut done,
+                object,
+                upload_id,
+                number,
+                part,
+                &reader.pool,
+            )
+            .await?;
             number += 1;
             let next = reader.next_part().await?;
             if next.len() == self.part_size {
@@ -235,8 +249,16 @@ impl S3Sink {
             // The body ended: the rest (possibly nothing) is the last part.
             check_size(object, reader.received)?;
             if !next.is_empty() {
-                self.send_part(&mut in_flight, &mut done, object, upload_id, number, next)
-                    .await?;
+                self.send_part(
+                    &mut in_flight,
+                    &mut done,
+                    object,
+                    upload_id,
+                    number,
+                    next,
+                    &reader.pool,
+                )
+                .await?;
             }
             break;
         }
@@ -247,7 +269,9 @@ impl S3Sink {
         Ok(done)
     }
 
-    /// Starts uploading one part once fewer than `parts_in_flight` are under way.
+    /// Starts uploading one part once fewer than `parts_in_flight` are under
+    /// way; its buffer goes back to `pool` once the part is uploaded.
+    #[allow(clippy::too_many_arguments)]
     async fn send_part(
         &self,
         in_flight: &mut JoinSet<Result<CompletedPart, SinkError>>,
@@ -256,6 +280,7 @@ impl S3Sink {
         upload_id: &str,
         number: i32,
         bytes: Bytes,
+        pool: &PartPool,
     ) -> Result<(), SinkError> {
         while in_flight.len() >= self.parts_in_flight {
             done.push(join_next(in_flight).await?);
@@ -268,9 +293,13 @@ impl S3Sink {
             .upload_id(upload_id)
             .part_number(number)
             .content_length(bytes.len() as i64)
-            .body(ByteStream::from(bytes));
+            .body(ByteStream::from(bytes.clone()))
+            .customize()
+            .disable_payload_signing();
+        let pool = pool.clone();
         in_flight.spawn(async move {
             let uploaded = request.send().await.map_err(s3_error("UploadPart"))?;
+            pool.give_back(bytes);
             Ok(CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(uploaded.e_tag)
@@ -409,9 +438,36 @@ fn check_size(object: &ObjectSpec, received: u64) -> Result<(), SinkError> {
 /// crosses a part boundary is split there and its tail carried (without a
 /// copy) into the next part, so a part's buffer is allocated once at the part
 /// size and never grows.
+/// The part buffers S3 is done with, for the next parts to fill.
+#[derive(Debug, Clone, Default)]
+struct PartPool(Arc<Mutex<Vec<BytesMut>>>);
+
+impl PartPool {
+    /// Keeps `part`'s buffer if nothing else holds it any more (the SDK
+    /// drops its request, body included, when the call returns).
+    fn give_back(&self, part: Bytes) {
+        if let Ok(mut buffer) = part.try_into_mut() {
+            buffer.clear();
+            if let Ok(mut free) = self.0.lock() {
+                free.push(buffer);
+            }
+        }
+    }
+
+    fn take(&self, capacity: usize) -> BytesMut {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .filter(|buffer| buffer.capacity() >= capacity)
+            .unwrap_or_else(|| BytesMut::with_capacity(capacity))
+    }
+}
+
 struct PartReader<S> {
     body: S,
     part_size: usize,
+    pool: PartPool,
     hasher: Sha256,
     received: u64,
     carry: Bytes,
@@ -423,10 +479,11 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    fn new(body: S, part_size: usize) -> Self {
+    fn new(body: S, part_size: usize, pool: PartPool) -> Self {
         Self {
             body,
             part_size,
+            pool,
             hasher: Sha256::new(),
             received: 0,
             carry: Bytes::new(),
@@ -437,7 +494,7 @@ where
     /// The next part: `part_size` bytes, or fewer (possibly none) once the
     /// body has ended.
     async fn next_part(&mut self) -> Result<Bytes, SinkError> {
-        let mut part = BytesMut::with_capacity(self.part_size);
+        let mut part = self.pool.take(self.part_size);
         loop {
             if !self.carry.is_empty() {
                 let take = self.carry.len().min(self.part_size - part.len());
@@ -492,7 +549,7 @@ mod tests {
     #[tokio::test]
     async fn parts_are_cut_at_the_part_size_and_their_buffers_never_grow() {
         // Chunks of 7 bytes into parts of 10: every chunk boundary misses.
-        let mut reader = PartReader::new(chunks(&[7; 5]), 10);
+        let mut reader = PartReader::new(chunks(&[7; 5]), 10, PartPool::default());
         let mut all = Vec::new();
         let mut lengths = Vec::new();
         loop {
@@ -511,8 +568,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_part_s3_is_done_with_carries_the_next_part_and_a_held_one_does_not() {
+        let pool = PartPool::default();
+        let mut reader = PartReader::new(chunks(&[10, 10, 10, 4]), 10, pool.clone());
+        let first = reader.next_part().await.unwrap();
+        let address = first.as_ptr();
+        pool.give_back(first);
+        let second = reader.next_part().await.unwrap();
+        assert_eq!(
+            second.as_ptr(),
+            address,
+            "the returned buffer is filled again"
+        );
+        assert_eq!(second, (11..=20).collect::<Vec<u8>>());
+        // A part something still holds (a retry's body) is never reused.
+        let held = second.clone();
+        pool.give_back(second);
+        let third = reader.next_part().await.unwrap();
+        assert_ne!(third.as_ptr(), held.as_ptr());
+        assert_eq!(
+            held,
+            (11..=20).collect::<Vec<u8>>(),
+            "the held part is intact"
+        );
+        assert_eq!(third, (21..=30).collect::<Vec<u8>>());
+    }
+
+    #[tokio::test]
     async fn a_chunk_larger_than_a_part_spans_several_parts() {
-        let mut reader = PartReader::new(chunks(&[25, 3]), 10);
+        let mut reader = PartReader::new(chunks(&[25, 3]), 10, PartPool::default());
         let mut lengths = Vec::new();
         loop {
             let part = reader.next_part().await.unwrap();
@@ -525,7 +609,7 @@ mod tests {
         }
         assert_eq!(lengths, vec![10, 10, 8]);
         // A body of exactly whole parts ends with an empty part.
-        let mut exact = PartReader::new(chunks(&[10, 10]), 10);
+        let mut exact = PartReader::new(chunks(&[10, 10]), 10, PartPool::default());
         assert_eq!(exact.next_part().await.unwrap().len(), 10);
         assert_eq!(exact.next_part().await.unwrap().len(), 10);
         assert_eq!(exact.next_part().await.unwrap().len(), 0);
@@ -537,7 +621,7 @@ mod tests {
             Ok(Bytes::from_static(b"abc")),
             Err("connection reset".to_owned()),
         ]);
-        let mut reader = PartReader::new(body, 10);
+        let mut reader = PartReader::new(body, 10, PartPool::default());
         let err = reader.next_part().await.unwrap_err().to_string();
         assert!(
             err.contains("after 3 bytes") && err.contains("connection reset"),
