@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import platform
 import shutil
 import socket
@@ -86,12 +87,18 @@ def emulator(types, run_delay_ms, accounts=None):
     the one account of KEY, or to each of `accounts` ((id, key, secret))."""
     served = (["--accounts", json.dumps([{"id": acct, "api_key": key, "webhook_secrets": [secret]}
                                          for acct, key, secret in accounts])] if accounts else ["--api-key", KEY])
-    process = subprocess.Popen([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}",
-                                *served, "--run-delay-ms", str(run_delay_ms),
-                                "--report-types", json.dumps(types)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with server([os.path.join(RELEASE, "stripe-emulator"), "--listen", f"127.0.0.1:{EMULATOR_PORT}", *served,
+                 "--run-delay-ms", str(run_delay_ms), "--report-types", json.dumps(types)], EMULATOR_PORT) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def server(argv, port):
+    """The server `argv` starts, once it listens on `port`, until the block
+    ends; yields its process (for its CPU seconds)."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(EMULATOR_PORT)
+        wait_port(port)
         yield process
     finally:
         process.terminate()
@@ -147,9 +154,11 @@ def goal_cell(holds):
 LAMBDA_MEMORY_SIZES_MB = (128, 256, 512, 1024, 1769)
 MB_PER_VCPU = 1769
 CGROUP_CPU = "/sys/fs/cgroup/cpu"
-# What Lambda bills per GB-second (x86_64 and arm64 differ: the x86 price; a
-# ratio between sizes does not depend on it).
+# What Lambda bills per GB-second in us-east-1 (the per-request charge left
+# out): x86_64, and arm64 (the template's default architecture, samconfig.toml).
+# A ratio between sizes does not depend on either.
 LAMBDA_PRICE_PER_GB_SECOND = 0.0000166667
+LAMBDA_ARM64_PRICE_PER_GB_SECOND = 0.0000133334
 
 
 def cpu_share_available():
@@ -201,3 +210,15 @@ def peak_rss_and_cpu(argv, env=None, preexec_fn=None):
             raise RuntimeError(f"{os.path.basename(argv[0])} failed: {done.stderr[-800:]}")
         _, user, system, kib = report.read().split()[-4:]
         return seconds, float(user) + float(system), int(kib) / 1024, done.stdout
+
+
+def template_function(name):
+    """The MemorySize and Timeout of template.yaml's function `name` (e.g.
+    `ConverterFunction`): the cost tables say whether they are the sizes
+    the measurements choose."""
+    with open(os.path.join(ROOT, "template.yaml")) as template:
+        text = template.read()
+    function = text[text.index(f"\n  {name}:"):]
+    function = function[:re.search(r"\n  \w+:\n", function[1:]).start() + 1]
+    return (int(re.search(r"\n      MemorySize: (\d+)", function).group(1)),
+            int(re.search(r"\n      Timeout: (\d+)", function).group(1)))

@@ -6,13 +6,12 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import tempfile
 import threading
 
-from common import (AWS_CLI, EMULATOR, KEY, LAMBDA_MEMORY_SIZES_MB, LAMBDA_PRICE_PER_GB_SECOND, MB_PER_VCPU, MIB,
+from common import (AWS_CLI, EMULATOR, KEY, LAMBDA_ARM64_PRICE_PER_GB_SECOND, LAMBDA_MEMORY_SIZES_MB, MB_PER_VCPU, MIB,
                     RELEASE, ROOT, cpu_seconds_of, cpu_share, cpu_share_available, emulator, finished_run, goal_cell,
-                    log, peak_rss_and_cpu, wait_port)
+                    log, peak_rss_and_cpu, server, template_function)
 
 NAME = "downloader"
 TITLE = "Downloader"
@@ -27,9 +26,6 @@ SIZES = [("10 MiB", "bench.10mib.1", 10 * MIB), ("100 MiB", "bench.100mib.1", 10
 # The downloader's memory goal: flat, at most this, whatever the file size.
 RSS_GOAL_MIB = 32
 GIB = 1024 * MIB
-# The template's downloader: 128 MB (and the reason) come from this table.
-TEMPLATE_MEMORY_MB = 128
-TEMPLATE_TIMEOUT_S = 900
 
 
 @contextlib.contextmanager
@@ -41,15 +37,9 @@ def s3s_fs(bucket):
     parent = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="bench-s3s-", dir=parent) as root:
         os.makedirs(os.path.join(root, bucket))
-        process = subprocess.Popen([S3S_FS, "--host", "127.0.0.1", "--port", str(S3S_PORT), "--access-key", "testing",
-                                    "--secret-key", "testing", root],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(S3S_PORT)
+        with server([S3S_FS, "--host", "127.0.0.1", "--port", str(S3S_PORT), "--access-key", "testing",
+                     "--secret-key", "testing", root], S3S_PORT) as process:
             yield process
-        finally:
-            process.terminate()
-            process.wait()
 
 
 @contextlib.contextmanager
@@ -147,6 +137,7 @@ def bench_downloader(aws_env):
 
 
 def tables(rows, moto_rows, costs):
+    template_mb, timeout = template_function("DownloaderFunction")
     lines = [
         "CPU: the downloader's CPU-seconds (user + system) per GiB stored, against the floor on the same bytes "
         "in the same run (fetched by the same Stripe client, one SHA-256 pass, one copy into a part buffer, "
@@ -185,7 +176,7 @@ def tables(rows, moto_rows, costs):
             "Cost: storing 1 GiB under a cgroup CPU quota equal to each Lambda size's CPU share (1,769 MB = one "
             "vCPU), the servers unthrottled. Derived: the CPU-seconds per GiB above × 1,769 / memory, the time a "
             "CPU-bound download takes at that share. GB-seconds = memory (GB) × seconds per GiB stored, what Lambda "
-            f"bills; USD at ${LAMBDA_PRICE_PER_GB_SECOND} per GB-second (x86_64).",
+            f"bills; USD at ${LAMBDA_ARM64_PRICE_PER_GB_SECOND:.10f} per GB-second (arm64, the template's default).",
             "",
             "| memory MB | vCPU share | measured s | MiB/s | CPU s | peak RSS MiB | GB-s per GiB | USD per 1,000 GiB "
             "| derived s (CPU-bound) | fits (memory, timeout) |",
@@ -194,17 +185,18 @@ def tables(rows, moto_rows, costs):
         cpu_per_gib = gib_row["cpu"] / gib_row["gib"]
         for memory, seconds, cpu, rss in costs:
             gb_seconds = memory / 1024 * seconds
-            fits = rss < memory * 1e6 / MIB / 2 and seconds < TEMPLATE_TIMEOUT_S / 2
+            fits = rss < memory * 1e6 / MIB / 2 and seconds < timeout / 2
             lines.append(f"| {memory} | {memory / MB_PER_VCPU:.3f} | {seconds:.1f} | {1024 / seconds:.1f} | {cpu:.2f} "
-                         f"| {rss:.1f} | {gb_seconds:.2f} | {gb_seconds * LAMBDA_PRICE_PER_GB_SECOND * 1000:.3f} "
+                         f"| {rss:.1f} | {gb_seconds:.2f} | {gb_seconds * LAMBDA_ARM64_PRICE_PER_GB_SECOND * 1000:.3f} "
                          f"| {cpu_per_gib * MB_PER_VCPU / memory:.1f} | {goal_cell(fits)} |")
         cheapest = min(costs, key=lambda c: c[0] / 1024 * c[1])
-        lines += ["", f"Cheapest per GiB: {cheapest[0]} MB. The template's downloader has {TEMPLATE_MEMORY_MB} MB: "
+        lines += ["", f"Cheapest per GiB: {cheapest[0]} MB. The template's downloader has {template_mb} MB: "
                       "a CPU-bound download costs about the same GB-seconds at every size (time shrinks as the share "
                       "grows), and below one vCPU nothing else bounds it, so the smallest size that fits is the "
                       "cheapest; on AWS the network (Stripe's file host, S3) bounds the larger sizes first, which "
                       "only makes them dearer. \"Fits\": peak RSS under half the memory (two files at once, "
-                      "DOWNLOAD_CONCURRENCY 2) and a 1 GiB file in under half the 900 s timeout."]
+                      "DOWNLOAD_CONCURRENCY 2) and a 1 GiB file in under half the "
+                      f"{timeout} s timeout."]
     else:
         lines += ["", "(No cgroup v1 CPU controller writable here: no cost table.)"]
     return lines

@@ -1,28 +1,9 @@
 #!/usr/bin/env python3
-"""`make bench`: the system against its baselines, side by side, in one run;
-writes bench/RESULTS.md (machine, date, commit, one table per benchmark).
-
-1. Downloader: 10 MiB, 100 MiB, 1 GiB emulator reports into moto's S3 (a
-   local S3 that checks SigV4 signatures' presence, reached over HTTP):
-   the release downloader's MiB/s and peak RSS; `curl` of the same file to
-   /dev/null (the loopback limit); `curl | aws s3 cp - s3://…` with the AWS
-   CLI from PyPI (what a user would otherwise run).
-2. Webhook: verify + parse + route decision per event, 2 KB and 20 KB
-   (criterion), beside stripe-python's construct_event and stripe-node's
-   constructEvent on the same payloads and secret.
-3. Cold start: process start → first Runtime API `next` request, for the
-   three release binaries and a hello-world lambda_runtime binary built in
-   the same run, against a minimal Runtime API in this script; sizes.
-4. Fan-out: 1,000 runs (50 specs × 20 days) against the emulator's 25
-   requests/s limit: seconds, ratio to the 40 s floor, errors, duplicates.
-   Then accounts: one account with 500 runs (25 specs × 20 days), and two
-   accounts with those 500 runs each, every account at the emulator's
-   per-account 25 requests/s limit: two accounts should take the time of
-   one (each has its own budget), not twice it.
-5. Tables: CSV → Parquet of 10 MiB, 100 MiB, 1 GiB emulator CSVs on disk:
-   the release conversion (`convert_rss --file`) beside DuckDB's
-   `COPY (SELECT * FROM read_csv(…)) TO … (FORMAT parquet)` with
-   `threads=1`: MiB/s, peak RSS, output size, ratios.
+"""`make bench`: every figure beside its floor, measured in the same run;
+writes bench/RESULTS.md (machine, date, commit, one section per benchmark,
+each row saying whether its goal holds). One module per benchmark
+(downloader, webhook, cold_start, fanout, tables; common.py holds what they
+share); what each measures, its floor and its goal: docs/benchmarks.md.
 
 Ratios within this run are what to read: absolute numbers move with the machine.
 `--only fanout` (or any comma-separated list of downloader, webhook,
