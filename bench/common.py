@@ -17,7 +17,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-RELEASE = os.path.join(ROOT, "target", "release")
+# Cargo's target folder (CARGO_TARGET_DIR when set, as cargo reads it).
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+RELEASE = os.path.join(TARGET, "release")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 AWS_CLI = os.path.join(ROOT, ".venv-bench", "bin", "aws")
 NODE_DIR = os.path.join(HERE, ".node")

@@ -57,7 +57,7 @@ def sha256(path):
 
 
 def main(sizes):
-    release = os.path.join(ROOT, "target", "release")
+    release = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
     cli, generator = os.path.join(release, "stripe-reports"), os.path.join(release, "examples", "convert_rss")
     for binary in (cli, generator):
         if not os.access(binary, os.X_OK):

@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 
-from common import HERE, NODE_DIR, ROOT, VENV_BIN, goal_cell, log, run
+from common import HERE, NODE_DIR, ROOT, TARGET, VENV_BIN, goal_cell, log, run
 
 NAME = "webhook"
 TITLE = "Webhook"
@@ -22,7 +22,7 @@ LABELS = ("2KB", "20KB")
 
 
 def criterion_median_ns(benchmark, label):
-    path = os.path.join(ROOT, "target", "criterion", "webhook", benchmark, label, "new", "estimates.json")
+    path = os.path.join(TARGET, "criterion", "webhook", benchmark, label, "new", "estimates.json")
     with open(path) as estimates:
         return json.load(estimates)["median"]["point_estimate"]
 
@@ -37,7 +37,7 @@ def goal(ratio, goals, label, at_most):
 
 
 def bench_webhook():
-    payloads = os.path.join(ROOT, "target", "bench-webhook")
+    payloads = os.path.join(TARGET, "bench-webhook")
     log("webhook: criterion (bare HMAC floor and verify + parse + decide, one run)")
     subprocess.run(["cargo", "bench", "-q", "-p", "stripe-reports", "--bench", "webhook", "--",
                     "--warm-up-time", "1", "--measurement-time", "3"], check=True, cwd=ROOT,
