@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -34,6 +35,15 @@ WEBHOOK_SECRET = "whsec_bench"
 EVENT_SOURCE = "aws.partner/stripe.com/ed_bench"
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A connection the killed function left is expected at the end of each
+    cold start: not worth a traceback. Anything else is still printed."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class RuntimeApi:
     """The Lambda Runtime API as far as a cold start and its first
     invocation go: the first `GET …/invocation/next` is noted when it arrives
@@ -49,12 +59,32 @@ class RuntimeApi:
         self.event = None
         self.asked_at = self.sent_at = self.answered_at = None
         self.answer = None
+        self.server = None
+        self.serve()
+
+    def serve(self):
+        """A fresh server on a fresh port, for one process: a request the
+        previous (killed) process still had in flight reaches the old
+        server, whose handlers no longer touch this state, and can never be
+        taken for the new process's first `next`."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
         api = self
+        current = {}
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # the runtime keeps its connection
 
+            def stale(self):
+                if current.get("server") is not api.server:
+                    self.close_connection = True
+                    return True
+                return False
+
             def do_GET(self):  # noqa: N802 - the http.server API
+                if self.stale():
+                    return
                 if not self.path.endswith("/runtime/invocation/next"):
                     self.send_error(404)
                     return
@@ -82,6 +112,8 @@ class RuntimeApi:
                 self.wfile.write(body)
 
             def do_POST(self):  # noqa: N802
+                if self.stale():
+                    return
                 body = self.read_body()
                 if "/runtime/invocation/" in self.path:
                     api.answered_at = time.perf_counter()
@@ -108,15 +140,18 @@ class RuntimeApi:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        current["server"] = self.server
         self.server.daemon_threads = True
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def cold_start(self, binary, env, event):
         """Starts `binary`, hands it `event` at its first `next`: (ms from
         process start to that `next`, ms from sending the event to the
         answer arriving, (`response` or `error`, answer body))."""
+        self.serve()
+        env = dict(env, AWS_LAMBDA_RUNTIME_API=self.address)
         with self.lock:
             self.asked.clear()
             self.answered.clear()
