@@ -200,18 +200,24 @@ def peak_rss_and_cpu(argv, env=None, preexec_fn=None):
     """Runs `argv` in a fresh process under GNU time: (wall s, CPU s (user +
     system), peak RSS MiB, stdout). GNU time reads the child's own ru_maxrss:
     a child forked straight from this Python process would count this
-    process's pages too (ru_maxrss includes the image before exec)."""
+    process's pages too (ru_maxrss includes the image before exec). The CPU
+    seconds are wait4's for GNU time and the child it reaped, to the
+    microsecond (GNU time prints hundredths, too coarse for a small file)."""
     import tempfile
 
-    with tempfile.NamedTemporaryFile("r") as report:
+    with tempfile.NamedTemporaryFile("r") as report, tempfile.TemporaryFile() as out, \
+            tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        done = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", report.name, *argv], env=env,
-                              capture_output=True, text=True, preexec_fn=preexec_fn)
+        child = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", report.name, *argv], env=env, stdout=out,
+                                 stderr=err, preexec_fn=preexec_fn)
+        _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"{os.path.basename(argv[0])} failed: {done.stderr[-800:]}")
-        _, user, system, kib = report.read().split()[-4:]
-        return seconds, float(user) + float(system), int(kib) / 1024, done.stdout
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{os.path.basename(argv[0])} failed: {err.read().decode(errors='replace')[-800:]}")
+        kib = report.read().split()[-1]
+        return seconds, usage.ru_utime + usage.ru_stime, int(kib) / 1024, out.read().decode()
 
 
 def template_function(name):
