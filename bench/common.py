@@ -117,25 +117,6 @@ def wait_port(port, host="127.0.0.1", timeout=30):
     raise RuntimeError(f"nothing listens on {host}:{port}")
 
 
-def measured(argv):
-    """Runs `argv` as a fresh process: (wall s, CPU s, peak RSS MiB, stdout),
-    the CPU time and ru_maxrss of that child alone (wait4, not the maximum
-    over all children that RUSAGE_CHILDREN gives)."""
-    import tempfile
-
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        stdout.seek(0)
-        stderr.seek(0)
-        if child.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed: {stderr.read().decode()[-500:]}")
-        return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout.read().decode()
-
-
 def cpu_seconds_of(pid):
     """CPU seconds (user + system) a running process has used so far: for a
     server's share of a measurement, read before and after."""

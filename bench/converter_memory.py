@@ -27,25 +27,12 @@ import boto3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import local_aws  # noqa: E402
+from common import RELEASE, peak_rss_and_cpu  # noqa: E402 - bench/ is this script's folder
 
 ACCOUNT = "acct_1EmulatorDefault00"
 REPORT_TYPE = "balance_change_from_activity.itemized.3"
 PREFIX = "stripe/"
 MIB = 1024 * 1024
-
-
-def measured(argv, env):
-    """(wall s, peak RSS MiB, stdout) of `argv` as a fresh process."""
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        stdout.seek(0)
-        stderr.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"{argv[0]} failed: {stderr.read().decode()[-800:]}")
-        return seconds, usage.ru_maxrss / 1024, stdout.read().decode()
 
 
 def sha256(path):
@@ -57,8 +44,7 @@ def sha256(path):
 
 
 def main(sizes):
-    release = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release")
-    cli, generator = os.path.join(release, "stripe-reports"), os.path.join(release, "examples", "convert_rss")
+    cli, generator = os.path.join(RELEASE, "stripe-reports"), os.path.join(RELEASE, "examples", "convert_rss")
     for binary in (cli, generator):
         if not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is missing: cargo build --release -p cli && "
@@ -91,7 +77,7 @@ def main(sizes):
             with open(event, "w") as f:
                 json.dump({"Records": [{"messageId": f"m{size}", "receiptHandle": "r", "body": body,
                                         "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}]}, f)
-            seconds, peak, answer = measured([cli, "invoke", "converter", "--event", event], env)
+            seconds, _, peak, answer = peak_rss_and_cpu([cli, "invoke", "converter", "--event", event], env=env)
             # The answer is the last line (log lines may come first).
             if json.loads(answer.strip().splitlines()[-1]).get("batchItemFailures"):
                 sys.exit(f"the conversion of {size} MiB failed: {answer}")
