@@ -2,8 +2,13 @@
 //! the Lambda function) and prints one JSON line: bytes, seconds, MiB/s and
 //! the process's peak resident memory. Used by `make bench` (`bench/run.py`).
 //!
-//! usage: download_one RUN_ID [ACCOUNT] (default: the only configured account)
-//!        download_one --floor URL [ACCOUNT] [--sink HOST:PORT]
+//! usage: download_one RUN_ID [ACCOUNT] [--after RUN_ID] (default: the only configured account)
+//!        download_one --floor URL [ACCOUNT] [--sink HOST:PORT] [--after URL]
+//!
+//! `--after` first stores (or fetches) another file in the same process, as
+//! a warm function has done before its next file; the JSON line is then the
+//! second file's, its `cpu_seconds` and `minor_faults` counted from the
+//! moment it started. Without it they count the whole process.
 //!
 //! `--floor` is the downloader's floor on the same bytes, for its CPU-seconds
 //! to be read against: the file fetched by the same Stripe client, one
@@ -24,6 +29,58 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of every thread of this process so far, to the nanosecond
+/// (`/proc/self/task/*/schedstat`: time on a CPU, user and system).
+fn process_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
+}
+
+/// Minor page faults of the process so far (`/proc/self/stat`, field 10): a
+/// fresh page touched for the first time, e.g. a new part buffer's.
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces: fields are counted after it.
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            after_name.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// What the measured file cost the process: from `since` (`None`: the
+/// process's start) until now.
+struct Spent {
+    cpu_seconds: f64,
+    minor_faults: u64,
+}
+
+impl Spent {
+    fn now() -> Self {
+        Self {
+            cpu_seconds: process_cpu_seconds(),
+            minor_faults: minor_faults(),
+        }
+    }
+
+    fn since(start: Option<&Spent>) -> serde_json::Value {
+        let now = Self::now();
+        let (cpu, faults) = start.map_or((0.0, 0), |s| (s.cpu_seconds, s.minor_faults));
+        serde_json::json!({
+            "cpu_seconds": now.cpu_seconds - cpu,
+            "minor_faults": now.minor_faults - faults,
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let floor = std::env::args().nth(1).as_deref() == Some("--floor");
@@ -33,6 +90,14 @@ async fn main() {
             let address = args.remove(at + 1);
             args.remove(at);
             Some(address)
+        }
+        _ => None,
+    };
+    let after = match args.iter().position(|arg| arg == "--after") {
+        Some(at) if at + 1 < args.len() => {
+            let first = args.remove(at + 1);
+            args.remove(at);
+            Some(first)
         }
         _ => None,
     };
@@ -61,7 +126,39 @@ async fn main() {
         std::process::exit(2);
     };
     if floor {
-        return fetch_floor(&env, &account, &run_id, sink.as_deref()).await;
+        let mut sink = match sink {
+            Some(address) => match tokio::net::TcpStream::connect(&address).await {
+                Ok(stream) => Some(stream),
+                Err(err) => {
+                    eprintln!("download_one --floor: sink {address}: {err}");
+                    std::process::exit(1);
+                }
+            },
+            None => None,
+        };
+        // One part buffer for the process, as the downloader's pool is.
+        let mut part = Vec::with_capacity(stripe_reports::aws::s3::DEFAULT_PART_SIZE);
+        let start = match after {
+            Some(first) => {
+                fetch_floor(&env, &account, &first, &mut sink, &mut part).await;
+                Some(Spent::now())
+            }
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let (bytes, sha256) = fetch_floor(&env, &account, &run_id, &mut sink, &mut part).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut line = serde_json::json!({
+            "run_id": null,
+            "bytes": bytes,
+            "seconds": seconds,
+            "mib_per_s": bytes as f64 / 1_048_576.0 / seconds,
+            "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+            "sha256": sha256,
+        });
+        merge(&mut line, Spent::since(start.as_ref()));
+        println!("{line}");
+        return;
     }
     let deps = match downloader::deps_from(env).await {
         Ok(deps) => deps,
@@ -70,12 +167,29 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let started = std::time::Instant::now();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     let deadline = stripe_reports::downloader::work_deadline(0, 0);
+    let start = match after {
+        Some(first) => {
+            match deps
+                .downloader
+                .store_run(&account, &first, now, deadline)
+                .await
+            {
+                Ok(stripe_reports::downloader::Stored::Now(_)) => {}
+                other => {
+                    eprintln!("download_one: --after {first}: nothing stored: {other:?}");
+                    std::process::exit(1);
+                }
+            }
+            Some(Spent::now())
+        }
+        None => None,
+    };
+    let started = std::time::Instant::now();
     match deps
         .downloader
         .store_run(&account, &run_id, now, deadline)
@@ -84,17 +198,16 @@ async fn main() {
         Ok(stripe_reports::downloader::Stored::Now(report)) => {
             let stored = report.object;
             let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "run_id": run_id,
-                    "bytes": stored.bytes,
-                    "seconds": seconds,
-                    "mib_per_s": stored.bytes as f64 / 1_048_576.0 / seconds,
-                    "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
-                    "sha256": stored.sha256,
-                })
-            );
+            let mut line = serde_json::json!({
+                "run_id": run_id,
+                "bytes": stored.bytes,
+                "seconds": seconds,
+                "mib_per_s": stored.bytes as f64 / 1_048_576.0 / seconds,
+                "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+                "sha256": stored.sha256,
+            });
+            merge(&mut line, Spent::since(start.as_ref()));
+            println!("{line}");
         }
         Ok(other) => {
             eprintln!("download_one: nothing stored: {other:?}");
@@ -107,30 +220,27 @@ async fn main() {
     }
 }
 
+fn merge(line: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(line), serde_json::Value::Object(more)) = (line.as_object_mut(), more) {
+        line.extend(more);
+    }
+}
+
 /// Fetches `url` with the account's Stripe client and does only what any
 /// downloader must do to the bytes: hash them once, copy them once into a
-/// part buffer (reused: no allocation per part).
+/// part buffer (`part`, reused: no allocation per part or per file) and, with
+/// a sink, send each part. The bytes and their SHA-256.
 async fn fetch_floor(
     env: &stripe_reports::env::Environment,
     account: &stripe_reports::domain::account::AccountId,
     url: &str,
-    sink: Option<&str>,
-) {
+    sink: &mut Option<tokio::net::TcpStream>,
+    part: &mut Vec<u8>,
+) -> (u64, String) {
     use futures_util::StreamExt;
     use sha2::Digest;
     use stripe_reports::ports::StripeByAccount;
 
-    let mut sink = match sink {
-        Some(address) => match tokio::net::TcpStream::connect(address).await {
-            Ok(stream) => Some(stream),
-            Err(err) => {
-                eprintln!("download_one --floor: sink {address}: {err}");
-                std::process::exit(1);
-            }
-        },
-        None => None,
-    };
-    let started = std::time::Instant::now();
     let client = env.account_clients().for_account(account);
     let mut file = match client.download_file(url).await {
         Ok(file) => file,
@@ -140,7 +250,7 @@ async fn fetch_floor(
         }
     };
     let part_size = stripe_reports::aws::s3::DEFAULT_PART_SIZE;
-    let mut part: Vec<u8> = Vec::with_capacity(part_size);
+    part.clear();
     let mut hasher = sha2::Sha256::new();
     let mut bytes: u64 = 0;
     while let Some(chunk) = file.body.next().await {
@@ -159,24 +269,14 @@ async fn fetch_floor(
             part.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if part.len() == part_size {
-                send(&mut sink, &part).await;
+                send(sink, part).await;
                 part.clear();
             }
         }
     }
-    send(&mut sink, &part).await;
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({
-            "run_id": null,
-            "bytes": bytes,
-            "seconds": seconds,
-            "mib_per_s": bytes as f64 / 1_048_576.0 / seconds,
-            "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
-            "sha256": hex::encode(hasher.finalize()),
-        })
-    );
+    send(sink, part).await;
+    part.clear();
+    (bytes, hex::encode(hasher.finalize()))
 }
 
 async fn send(sink: &mut Option<tokio::net::TcpStream>, part: &[u8]) {
