@@ -1101,6 +1101,31 @@ async fn local_runs_the_whole_pipeline_for_two_accounts_from_tick_to_stored_obje
     }
     let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
     assert_eq!(listed.contents().len(), 7);
+    // The whole pipeline, both accounts interleaved: every request that
+    // named an object (run, type, file, event) named one of the key's own
+    // account, and every request came with one of the two keys.
+    let requests = emulator.requests();
+    assert!(requests.len() > 20, "{} requests", requests.len());
+    for request in &requests {
+        let key = request.account.as_deref();
+        assert!(
+            key == Some(ACCOUNT) || key == Some(OTHER),
+            "a request without a configured key: {request:?}"
+        );
+        if let Some(owner) = request.object_account.as_deref() {
+            assert_eq!(Some(owner), key, "{request:?}");
+        }
+    }
+    for account in [ACCOUNT, OTHER] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.account.as_deref() == Some(account)
+                    && r.object_account.as_deref() == Some(account)
+                    && r.path.starts_with("/v1/reporting/report_runs/")),
+            "{account}'s runs were read with its key"
+        );
+    }
     // Queues end empty: every message handled was deleted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for url in [&downloads, &schedules] {

@@ -562,3 +562,30 @@ async fn a_csv_that_cannot_be_converted_stays_stored_and_blocks_no_other_run() {
         .await;
     assert_eq!(failed.len(), 3, "{failed:?}");
 }
+
+/// `events/converter-*.json`, the samples for `sam local invoke -e`: a batch
+/// whose message names its run's account, and a backfill naming accounts.
+#[test]
+fn the_sample_events_are_a_conversion_batch_and_a_backfill_each_naming_the_account() {
+    let read = |name: &str| -> serde_json::Value {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let batch: SqsEvent = serde_json::from_value(read("converter-sqs.json")).unwrap();
+    assert_eq!(batch.records.len(), 1);
+    let message: stripe_reports::domain::messages::ConversionMessage =
+        serde_json::from_str(batch.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(message.account.as_str(), "acct_1EmulatorDefault00");
+    let backfill: tables::conversion::TableBackfill =
+        serde_json::from_value(read("converter-backfill.json")["backfill"].clone()).unwrap();
+    assert_eq!(
+        backfill
+            .accounts
+            .as_deref()
+            .map(|accounts| accounts.iter().map(|a| a.as_str()).collect::<Vec<_>>()),
+        Some(vec!["acct_1EmulatorDefault00"])
+    );
+    assert!(backfill.from <= backfill.to);
+}

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::{Value, json};
-use stripe_emulator::{AccountConfig, Emulator, EmulatorConfig, Faults, ReportTypeConfig};
+use stripe_emulator::{
+    AccountConfig, Emulator, EmulatorConfig, Faults, Injection, ReportTypeConfig,
+};
 use stripe_reports::accounts::{AccountClients, Accounts};
 use stripe_reports::aws::SqsQueue;
 use stripe_reports::domain::account::AccountId;
@@ -318,6 +320,68 @@ async fn an_account_whose_key_is_revoked_does_not_stop_the_other() {
     let outcome: Outcome = serde_json::from_value(healed).unwrap();
     assert_eq!(outcome.failing_accounts(), 0);
     assert_eq!(emulator.stats().runs_created, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_stripe_tells_to_wait_does_not_hold_up_the_other() {
+    // Stripe answers A's first request with a 429 and `Retry-After: 5`: A
+    // waits five seconds. B, worked at the same time with its own key and
+    // its own pace, has all its runs long before A's retry.
+    const WAIT: Duration = Duration::from_secs(5);
+    let clock = Clock::read_with_room(120);
+    let emulator = emulator_of(
+        &BOTH,
+        vec![report_type(&clock, BALANCE), report_type(&clock, PAYOUTS)],
+    )
+    .await;
+    emulator.set_faults(Faults {
+        inject: vec![Injection {
+            path_prefix: "/v1/".into(),
+            status: 429,
+            retry_after: Some(WAIT.as_secs().to_string()),
+            times: 1,
+            account: Some(A.into()),
+            ..Injection::default()
+        }],
+        ..Faults::default()
+    });
+    let aws = aws().await;
+    let service = schedulers(
+        aws.ledger.clone(),
+        &aws,
+        &emulator,
+        &BOTH,
+        vec![ReportSpec::new(BALANCE), ReportSpec::new(PAYOUTS)],
+        3,
+    );
+    let started = Instant::now();
+    let invocation = tokio::spawn(async move {
+        let answer = scheduler::handle_at(&service, scheduled(), clock.now).await;
+        (answer.map_err(|err| err.to_string()), started.elapsed())
+    });
+    let mut b_done = None;
+    while !invocation.is_finished() {
+        if b_done.is_none() && emulator.runs_of(B).len() == 6 {
+            b_done = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (answer, took) = invocation.await.unwrap();
+    let answer = answer.unwrap();
+    let b_done = b_done.expect("B's runs were created while A waited");
+    println!("B's 6 runs after {b_done:?}; the invocation (A waiting {WAIT:?}) took {took:?}");
+    assert!(took >= WAIT, "A waited out Stripe's Retry-After: {took:?}");
+    assert!(
+        b_done < WAIT,
+        "B's runs were created before A's retry: {b_done:?}"
+    );
+    // Then A caught up in the same invocation: nothing lost, nothing failing.
+    for account in [A, B] {
+        assert_eq!(part(&answer, account)["created"], 6, "{answer}");
+        assert_eq!(part(&answer, account)["errors"], 0, "{answer}");
+        assert_eq!(emulator.runs_of(account).len(), 6, "{account}");
+    }
+    assert_eq!(emulator.stats().injected_errors, 1, "one 429, to A");
 }
 
 /// One scheduled invocation over `accounts`, each with the same work (20
