@@ -81,28 +81,27 @@ impl Spent {
     }
 }
 
+/// Removes `name VALUE` from `args`: the value, if given.
+fn take_option(args: &mut Vec<String>, name: &str) -> Option<String> {
+    let at = args.iter().position(|arg| arg == name)?;
+    if at + 1 >= args.len() {
+        return None;
+    }
+    let value = args.remove(at + 1);
+    args.remove(at);
+    Some(value)
+}
+
 #[tokio::main]
 async fn main() {
     let floor = std::env::args().nth(1).as_deref() == Some("--floor");
     let mut args: Vec<String> = std::env::args().skip(if floor { 2 } else { 1 }).collect();
-    let sink = match args.iter().position(|arg| arg == "--sink") {
-        Some(at) if at + 1 < args.len() => {
-            let address = args.remove(at + 1);
-            args.remove(at);
-            Some(address)
-        }
-        _ => None,
-    };
-    let after = match args.iter().position(|arg| arg == "--after") {
-        Some(at) if at + 1 < args.len() => {
-            let first = args.remove(at + 1);
-            args.remove(at);
-            Some(first)
-        }
-        _ => None,
-    };
+    let sink = take_option(&mut args, "--sink");
+    let after = take_option(&mut args, "--after");
     let Some(run_id) = args.first().cloned() else {
-        eprintln!("usage: download_one RUN_ID [ACCOUNT] | download_one --floor URL [ACCOUNT]");
+        eprintln!(
+            "usage: download_one RUN_ID [ACCOUNT] [--after RUN_ID] | download_one --floor URL [ACCOUNT] [--sink HOST:PORT] [--after URL]"
+        );
         std::process::exit(2);
     };
     let env = match stripe_reports::env::Environment::load().await {
