@@ -29,31 +29,24 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time of every thread of this process so far, to the nanosecond
-/// (`/proc/self/task/*/schedstat`: time on a CPU, user and system).
-fn process_cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let nanos: u64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    nanos as f64 / 1e9
-}
-
-/// Minor page faults of the process so far (`/proc/self/stat`, field 10): a
-/// fresh page touched for the first time, e.g. a new part buffer's.
-fn minor_faults() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // The command name may hold spaces: fields are counted after it.
-            let after_name = &stat[stat.rfind(')')? + 2..];
-            after_name.split_whitespace().nth(7)?.parse().ok()
-        })
-        .unwrap_or(0)
+/// CPU time (user + system, every thread's, those that ended too) and
+/// minor page faults (a fresh page touched for the first time, e.g. a new
+/// part buffer's) of this process so far.
+fn process_usage() -> (f64, u64) {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        eprintln!(
+            "download_one: getrusage: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(1);
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        usage.ru_minflt as u64,
+    )
 }
 
 /// What the measured file cost the process: from `since` (`None`: the
@@ -65,9 +58,10 @@ struct Spent {
 
 impl Spent {
     fn now() -> Self {
+        let (cpu_seconds, minor_faults) = process_usage();
         Self {
-            cpu_seconds: process_cpu_seconds(),
-            minor_faults: minor_faults(),
+            cpu_seconds,
+            minor_faults,
         }
     }
 
@@ -76,7 +70,7 @@ impl Spent {
         let (cpu, faults) = start.map_or((0.0, 0), |s| (s.cpu_seconds, s.minor_faults));
         serde_json::json!({
             "cpu_seconds": now.cpu_seconds - cpu,
-            "minor_faults": now.minor_faults - faults,
+            "minor_faults": now.minor_faults.saturating_sub(faults),
         })
     }
 }

@@ -608,3 +608,54 @@ async fn the_sample_event_parses_and_its_run_is_handled() {
         RunStatus::Stored
     );
 }
+
+/// The sink's part buffers outlive each file: a single-part file, a file
+/// of whole parts and a file with a short last part each give back every
+/// buffer they took, and a later file needs no new one.
+#[tokio::test]
+async fn the_sinks_part_buffers_outlive_each_file() {
+    use stripe_reports::aws::s3::ObjectSpec;
+    let sdk = test_support::local_aws().await;
+    let (s3, bucket) = test_support::bucket(&sdk).await;
+    let part = 5 * MIB as usize;
+    let sink = S3Sink::new(s3.clone(), &bucket).with_parts(part, 2);
+    let store = |key: &'static str, size: usize| {
+        let sink = sink.clone();
+        async move {
+            let object = ObjectSpec {
+                key: key.into(),
+                content_type: "text/csv".into(),
+                metadata: Default::default(),
+                expected_size: Some(size as u64),
+            };
+            // Chunks of 64 KiB, as a download arrives.
+            let chunks: Vec<Result<bytes::Bytes, String>> = (0..size)
+                .step_by(64 * 1024)
+                .map(|at| Ok(bytes::Bytes::from(vec![7u8; (size - at).min(64 * 1024)])))
+                .collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let written = sink
+                .store(&object, futures_util::stream::iter(chunks), deadline)
+                .await
+                .unwrap();
+            assert_eq!(written.bytes, size as u64, "{key}");
+        }
+    };
+    store("single.csv", 1024).await;
+    assert_eq!(sink.pooled_part_buffers(), 1, "a single PutObject's buffer");
+    store("whole-parts.csv", 2 * part).await;
+    let after_whole = sink.pooled_part_buffers();
+    assert!(
+        after_whole >= 2,
+        "two parts, and the buffer of the part that never came: {after_whole}"
+    );
+    store("short-last.csv", 2 * part + 1024).await;
+    store("again.csv", 2 * part).await;
+    assert_eq!(
+        sink.pooled_part_buffers(),
+        after_whole,
+        "later files took every buffer from the pool and gave each back"
+    );
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    assert_eq!(listed.contents().len(), 4);
+}

@@ -115,6 +115,11 @@ impl S3Sink {
         &self.client
     }
 
+    /// Part buffers kept for the next parts (for tests and diagnostics).
+    pub fn pooled_part_buffers(&self) -> usize {
+        self.pool.0.lock().map_or(0, |free| free.len())
+    }
+
     fn part_reader<S, E>(&self, body: S) -> PartReader<S>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -148,10 +153,13 @@ impl S3Sink {
         };
         if first.len() < self.part_size {
             check_size(object, reader.received)?;
-            match tokio::time::timeout_at(deadline, self.put_single(object, first)).await {
+            match tokio::time::timeout_at(deadline, self.put_single(object, first.clone())).await {
                 Ok(put) => put?,
                 Err(_) => return Err(out_of_time(&reader)),
             }
+            // S3 has it and the SDK dropped its copy: the buffer is the next
+            // file's (most reports are a single part).
+            reader.pool.give_back(first);
             return Ok(Written {
                 bytes: reader.received,
                 sha256: reader.sha256(),
@@ -467,11 +475,15 @@ impl PartPool {
     /// Keeps `part`'s buffer if nothing else holds it any more (the SDK
     /// drops its request, body included, when the call returns).
     fn give_back(&self, part: Bytes) {
-        if let Ok(mut buffer) = part.try_into_mut() {
-            buffer.clear();
-            if let Ok(mut free) = self.0.lock() {
-                free.push(buffer);
-            }
+        if let Ok(buffer) = part.try_into_mut() {
+            self.keep(buffer);
+        }
+    }
+
+    fn keep(&self, mut buffer: BytesMut) {
+        buffer.clear();
+        if let Ok(mut free) = self.0.lock() {
+            free.push(buffer);
         }
     }
 
@@ -521,7 +533,16 @@ where
                 let take = self.carry.len().min(self.part_size - part.len());
                 part.extend_from_slice(&self.carry.split_to(take));
             }
-            if part.len() == self.part_size || self.ended {
+            if part.len() == self.part_size {
+                return Ok(part.freeze());
+            }
+            if self.ended {
+                if part.is_empty() {
+                    // A file of whole parts: the buffer taken for a part
+                    // that never came stays in the pool for the next file.
+                    self.pool.keep(part);
+                    return Ok(Bytes::new());
+                }
                 return Ok(part.freeze());
             }
             match self.body.next().await {
@@ -637,6 +658,21 @@ mod tests {
             address,
             "the second file's first part is the first file's buffer, not fresh pages"
         );
+    }
+
+    #[tokio::test]
+    async fn the_buffer_taken_for_a_part_that_never_came_stays_in_the_pool() {
+        let pool = PartPool::default();
+        let mut reader = PartReader::new(chunks(&[10, 10]), 10, pool.clone());
+        let (first, second) = (
+            reader.next_part().await.unwrap(),
+            reader.next_part().await.unwrap(),
+        );
+        assert_eq!((first.len(), second.len()), (10, 10));
+        // The body ends exactly at a part boundary: no third part.
+        assert!(reader.next_part().await.unwrap().is_empty());
+        assert_eq!(pool.0.lock().unwrap().len(), 1, "the empty part's buffer");
+        assert!(pool.0.lock().unwrap()[0].capacity() >= 10);
     }
 
     #[tokio::test]
