@@ -94,10 +94,11 @@ def measured_with_servers(argv, env, servers, preexec_fn=None):
     return wall, cpu, rss, stdout, spent
 
 
-def median_by_cpu(samples):
-    """The sample (a `measured_with_servers` answer) with the median CPU."""
-    ordered = sorted(samples, key=lambda sample: sample[1])
-    return ordered[len(ordered) // 2]
+def median_by_cpu(samples, cpu=lambda sample: sample[1]):
+    """The samples with the median, the lowest and the highest CPU seconds
+    (`cpu(sample)`; by default of a `measured_with_servers` answer)."""
+    ordered = sorted(samples, key=cpu)
+    return ordered[len(ordered) // 2], ordered[0], ordered[-1]
 
 
 def bench_downloader(aws_env):
@@ -134,12 +135,12 @@ def bench_downloader(aws_env):
             floor_wall, floor_cpu, _, floor_stdout, _ = median_by_cpu(
                 measured_with_servers([DOWNLOAD_ONE, "--floor", finished_run(report_type)[1], "--sink", sink],
                                       base, {})
-                for _ in range(repeats))
+                for _ in range(repeats))[0]
             floor_faults = json.loads(floor_stdout.strip().splitlines()[-1])["minor_faults"]
             log(f"downloader: {label}: ours into s3s-fs (median of {repeats}, the highest peak RSS)")
             samples = [measured_with_servers([DOWNLOAD_ONE, finished_run(report_type)[0]], fast, servers)
                        for _ in range(repeats)]
-            wall, cpu, _, stdout, spent = median_by_cpu(samples)
+            wall, cpu, _, stdout, spent = median_by_cpu(samples)[0]
             rss = max(sample[2] for sample in samples)
             ours = json.loads(stdout.strip().splitlines()[-1])
             if ours["bytes"] != size:
@@ -190,11 +191,12 @@ def median_of_json(argv_of_run, env):
     JSON line), median by CPU over WARM_REPEATS processes, with the lowest
     and highest CPU beside it; `argv_of_run` is called once per process
     (each needs fresh runs)."""
-    lines = sorted((json.loads(measured_with_servers(argv_of_run(), env, {})[3].strip().splitlines()[-1])
-                    for _ in range(WARM_REPEATS)), key=lambda line: line["cpu_seconds"])
-    if lines[0]["cpu_seconds"] <= 0:
-        raise RuntimeError(f"download_one measured no CPU: {lines[0]}")
-    return dict(lines[len(lines) // 2], low=lines[0]["cpu_seconds"], high=lines[-1]["cpu_seconds"])
+    median, low, high = median_by_cpu(
+        (json.loads(measured_with_servers(argv_of_run(), env, {})[3].strip().splitlines()[-1])
+         for _ in range(WARM_REPEATS)), lambda line: line["cpu_seconds"])
+    if low["cpu_seconds"] <= 0:
+        raise RuntimeError(f"download_one measured no CPU: {low}")
+    return dict(median, low=low["cpu_seconds"], high=high["cpu_seconds"])
 
 
 def tables(rows, moto_rows, costs, per_file, warm):

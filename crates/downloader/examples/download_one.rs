@@ -49,30 +49,28 @@ fn process_usage() -> (f64, u64) {
     )
 }
 
-/// What the measured file cost the process: from `since` (`None`: the
-/// process's start) until now.
-struct Spent {
-    cpu_seconds: f64,
-    minor_faults: u64,
-}
-
-impl Spent {
-    fn now() -> Self {
-        let (cpu_seconds, minor_faults) = process_usage();
-        Self {
-            cpu_seconds,
-            minor_faults,
-        }
-    }
-
-    fn since(start: Option<&Spent>) -> serde_json::Value {
-        let now = Self::now();
-        let (cpu, faults) = start.map_or((0.0, 0), |s| (s.cpu_seconds, s.minor_faults));
-        serde_json::json!({
-            "cpu_seconds": now.cpu_seconds - cpu,
-            "minor_faults": now.minor_faults.saturating_sub(faults),
-        })
-    }
+/// The JSON line printed for the measured file. Its `cpu_seconds` and
+/// `minor_faults` count from `start` (a `process_usage()` reading; `None`:
+/// the process's start).
+fn file_line(
+    run_id: Option<&str>,
+    bytes: u64,
+    seconds: f64,
+    sha256: &str,
+    start: Option<(f64, u64)>,
+) -> serde_json::Value {
+    let (cpu_now, faults_now) = process_usage();
+    let (cpu, faults) = start.unwrap_or((0.0, 0));
+    serde_json::json!({
+        "run_id": run_id,
+        "bytes": bytes,
+        "seconds": seconds,
+        "mib_per_s": bytes as f64 / 1_048_576.0 / seconds,
+        "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+        "sha256": sha256,
+        "cpu_seconds": cpu_now - cpu,
+        "minor_faults": faults_now.saturating_sub(faults),
+    })
 }
 
 /// Removes `name VALUE` from `args`: the value, if given.
@@ -134,23 +132,14 @@ async fn main() {
         let start = match after {
             Some(first) => {
                 fetch_floor(&env, &account, &first, &mut sink, &mut part).await;
-                Some(Spent::now())
+                Some(process_usage())
             }
             None => None,
         };
         let started = std::time::Instant::now();
         let (bytes, sha256) = fetch_floor(&env, &account, &run_id, &mut sink, &mut part).await;
         let seconds = started.elapsed().as_secs_f64();
-        let mut line = serde_json::json!({
-            "run_id": null,
-            "bytes": bytes,
-            "seconds": seconds,
-            "mib_per_s": bytes as f64 / 1_048_576.0 / seconds,
-            "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
-            "sha256": sha256,
-        });
-        merge(&mut line, Spent::since(start.as_ref()));
-        println!("{line}");
+        println!("{}", file_line(None, bytes, seconds, &sha256, start));
         return;
     }
     let deps = match downloader::deps_from(env).await {
@@ -178,7 +167,7 @@ async fn main() {
                     std::process::exit(1);
                 }
             }
-            Some(Spent::now())
+            Some(process_usage())
         }
         None => None,
     };
@@ -191,15 +180,7 @@ async fn main() {
         Ok(stripe_reports::downloader::Stored::Now(report)) => {
             let stored = report.object;
             let seconds = started.elapsed().as_secs_f64();
-            let mut line = serde_json::json!({
-                "run_id": run_id,
-                "bytes": stored.bytes,
-                "seconds": seconds,
-                "mib_per_s": stored.bytes as f64 / 1_048_576.0 / seconds,
-                "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
-                "sha256": stored.sha256,
-            });
-            merge(&mut line, Spent::since(start.as_ref()));
+            let line = file_line(Some(&run_id), stored.bytes, seconds, &stored.sha256, start);
             println!("{line}");
         }
         Ok(other) => {
@@ -210,12 +191,6 @@ async fn main() {
             eprintln!("download_one: {err}");
             std::process::exit(1);
         }
-    }
-}
-
-fn merge(line: &mut serde_json::Value, more: serde_json::Value) {
-    if let (Some(line), serde_json::Value::Object(more)) = (line.as_object_mut(), more) {
-        line.extend(more);
     }
 }
 

@@ -615,8 +615,8 @@ async fn the_sample_event_parses_and_its_run_is_handled() {
 #[tokio::test]
 async fn the_sinks_part_buffers_outlive_each_file() {
     use stripe_reports::aws::s3::ObjectSpec;
-    let sdk = test_support::local_aws().await;
-    let (s3, bucket) = test_support::bucket(&sdk).await;
+    let sdk = local_aws().await;
+    let (s3, bucket) = bucket(&sdk).await;
     let part = 5 * MIB as usize;
     let sink = S3Sink::new(s3.clone(), &bucket).with_parts(part, 2);
     let store = |key: &'static str, size: usize| {

@@ -90,17 +90,36 @@ fn part<'a>(answer: &'a Value, account: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no part for {account} in {answer}"))
 }
 
-#[tokio::test]
-async fn each_accounts_runs_are_made_with_its_own_key_and_recorded_under_it() {
-    let clock = Clock::read_with_room(600);
+/// The specs most tests here schedule: balance and payouts.
+fn balance_and_payouts() -> Vec<ReportSpec> {
+    vec![ReportSpec::new(BALANCE), ReportSpec::new(PAYOUTS)]
+}
+
+/// Both accounts with balance and payouts data at the emulator, the test's
+/// AWS resources, and the scheduler of both for those types over 3 days.
+async fn both_accounts_with_balance_and_payouts(clock: &Clock) -> (Emulator, Aws, Service) {
     let emulator = emulator_of(
         &BOTH,
-        vec![report_type(&clock, BALANCE), report_type(&clock, PAYOUTS)],
+        vec![report_type(clock, BALANCE), report_type(clock, PAYOUTS)],
     )
     .await;
     let aws = aws().await;
-    let specs = vec![ReportSpec::new(BALANCE), ReportSpec::new(PAYOUTS)];
-    let service = schedulers(aws.ledger.clone(), &aws, &emulator, &BOTH, specs.clone(), 3);
+    let service = schedulers(
+        aws.ledger.clone(),
+        &aws,
+        &emulator,
+        &BOTH,
+        balance_and_payouts(),
+        3,
+    );
+    (emulator, aws, service)
+}
+
+#[tokio::test]
+async fn each_accounts_runs_are_made_with_its_own_key_and_recorded_under_it() {
+    let clock = Clock::read_with_room(600);
+    let (emulator, aws, service) = both_accounts_with_balance_and_payouts(&clock).await;
+    let specs = balance_and_payouts();
     let answer = scheduler::handle_at(&service, scheduled(), clock.now)
         .await
         .unwrap();
@@ -262,24 +281,11 @@ async fn a_spec_for_one_account_is_requested_for_that_account_only() {
 #[tokio::test]
 async fn an_account_whose_key_is_revoked_does_not_stop_the_other() {
     let clock = Clock::read_with_room(120);
-    let emulator = emulator_of(
-        &BOTH,
-        vec![report_type(&clock, BALANCE), report_type(&clock, PAYOUTS)],
-    )
-    .await;
+    let (emulator, _aws, service) = both_accounts_with_balance_and_payouts(&clock).await;
     emulator.set_faults(Faults {
         revoked_accounts: vec![A.into()],
         ..Faults::default()
     });
-    let aws = aws().await;
-    let service = schedulers(
-        aws.ledger.clone(),
-        &aws,
-        &emulator,
-        &BOTH,
-        vec![ReportSpec::new(BALANCE), ReportSpec::new(PAYOUTS)],
-        3,
-    );
     let err = scheduler::handle_at(&service, scheduled(), clock.now)
         .await
         .unwrap_err()
@@ -329,11 +335,7 @@ async fn an_account_stripe_tells_to_wait_does_not_hold_up_the_other() {
     // its own pace, has all its runs long before A's retry.
     const WAIT: Duration = Duration::from_secs(5);
     let clock = Clock::read_with_room(120);
-    let emulator = emulator_of(
-        &BOTH,
-        vec![report_type(&clock, BALANCE), report_type(&clock, PAYOUTS)],
-    )
-    .await;
+    let (emulator, _aws, service) = both_accounts_with_balance_and_payouts(&clock).await;
     emulator.set_faults(Faults {
         inject: vec![Injection {
             path_prefix: "/v1/".into(),
@@ -345,15 +347,6 @@ async fn an_account_stripe_tells_to_wait_does_not_hold_up_the_other() {
         }],
         ..Faults::default()
     });
-    let aws = aws().await;
-    let service = schedulers(
-        aws.ledger.clone(),
-        &aws,
-        &emulator,
-        &BOTH,
-        vec![ReportSpec::new(BALANCE), ReportSpec::new(PAYOUTS)],
-        3,
-    );
     let started = Instant::now();
     let answer = scheduler::handle_at(&service, scheduled(), clock.now)
         .await

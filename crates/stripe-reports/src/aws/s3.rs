@@ -82,7 +82,7 @@ pub struct S3Sink {
     parts_in_flight: usize,
     /// Shared by every upload of this sink and its clones, for the life of
     /// the process: a part buffer is a fresh 5 MiB of pages the first time
-    /// (about 1,300 page faults, the downloader's main cost beyond the floor
+    /// (about 1,400 page faults, the downloader's main cost beyond the floor
     /// on a small file), so a warm function fills the buffers its earlier
     /// files used. It holds at most as many buffers as were ever in use at
     /// once (concurrent uploads × (parts in flight + 1)).
